@@ -1,0 +1,51 @@
+# OpsLedger: `make run` brings everything up and runs the operator; `make test` runs the suite.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+export OPSLEDGER_CACHE ?= $(HOME)/.cache/opsledger
+
+.PHONY: run test setup venv tools debs dev-up dev-down lint crds unit integration clean
+
+run: setup                 ## everything, then the operator in the foreground
+	tools/run-local.sh
+
+test: setup lint           ## the whole suite (unit, integration, e2e) after the quality gates
+	$(BIN)/pytest
+
+setup: venv debs tools
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+debs:
+	tools/install-debian.sh
+
+tools:                     ## build the pinned Go tools into $(OPSLEDGER_CACHE) (cached)
+	tools/build.sh
+
+dev-up: setup
+	$(BIN)/opsledger dev up
+
+dev-down:
+	$(BIN)/opsledger dev down
+
+lint: venv
+	$(BIN)/ruff check operator tests
+	$(BIN)/ruff format --check operator tests
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(BIN)/opsledger crds --check
+
+crds: venv                 ## regenerate crds/ from the models
+	$(BIN)/opsledger crds
+
+unit: venv
+	$(BIN)/pytest tests/unit
+
+clean:
+	-$(BIN)/opsledger dev down
+	rm -rf .dev $(VENV)

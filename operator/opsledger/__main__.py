@@ -1,0 +1,5 @@
+import sys
+
+from opsledger.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""The outside world behind small interfaces: Kubernetes, Prometheus, Git, forges, metrics."""

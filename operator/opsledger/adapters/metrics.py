@@ -1,0 +1,39 @@
+"""The operator's Prometheus metrics, served on /metrics by the reference client library."""
+
+from __future__ import annotations
+
+import contextlib
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Info, start_http_server
+
+from opsledger import __version__
+
+
+class Metrics:
+    """The operator's metrics, on a registry of their own (no module-level globals)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.build_info = Info(
+            "opsledger_build", "Version of the running operator.", registry=self.registry
+        )
+        self.build_info.info({"version": __version__})
+        self.reconciliations = Counter(
+            "opsledger_reconciliations",
+            "Reconciliations of OpsLedger objects, by kind and outcome.",
+            ["kind", "outcome"],
+            registry=self.registry,
+        )
+        self.ready = Gauge(
+            "opsledger_object_ready",
+            "1 when the object's Ready condition is True, else 0.",
+            ["kind", "namespace", "name"],
+            registry=self.registry,
+        )
+
+    def serve(self, address: str, port: int) -> None:
+        start_http_server(port, addr=address, registry=self.registry)
+
+    def forget(self, kind: str, namespace: str, name: str) -> None:
+        with contextlib.suppress(KeyError):
+            self.ready.remove(kind, namespace, name)

@@ -1,0 +1,199 @@
+"""The `opsledger` command: entry points only, no logic."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shlex
+import sys
+from pathlib import Path
+
+from opsledger import __version__
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        parser.print_help()
+        return 2
+    code: int = args.func(args)
+    return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="opsledger",
+        description="IT service and operations management native to Kubernetes.",
+    )
+    parser.add_argument("--version", action="version", version=f"opsledger {__version__}")
+    sub = parser.add_subparsers(metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the operator (settings from flags or OPSLEDGER_* vars)")
+    run.add_argument("--kubeconfig", help="kubeconfig path (default: $KUBECONFIG, else in-cluster)")
+    run.add_argument("--cluster", help="this cluster's name in the CMDB ($OPSLEDGER_CLUSTER)")
+    run.add_argument("--cmdb-url", help="the CMDB Git remote ($OPSLEDGER_CMDB_URL)")
+    run.add_argument("--cmdb-branch", help="the CMDB's protected branch ($OPSLEDGER_CMDB_BRANCH)")
+    run.add_argument("--prometheus-url", help="Prometheus URL ($OPSLEDGER_PROMETHEUS_URL)")
+    run.add_argument("--alertmanager-url", help="Alertmanager URL ($OPSLEDGER_ALERTMANAGER_URL)")
+    run.add_argument(
+        "--namespace", action="append", dest="namespaces", help="watch only this namespace (repeat)"
+    )
+    run.add_argument("--metrics-port", type=int, help="port of /metrics (default 9102)")
+    run.add_argument("--health-port", type=int, help="port of /healthz (default 8081)")
+    run.add_argument("--bind-address", help="address the endpoints listen on (default 0.0.0.0)")
+    run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    run.set_defaults(func=_run)
+
+    crds = sub.add_parser("crds", help="write the CRDs generated from the models")
+    crds.add_argument("-d", "--output-dir", default="crds", help="folder to write (default crds/)")
+    crds.add_argument(
+        "--check", action="store_true", help="exit 1 when the folder differs from the models"
+    )
+    crds.add_argument("--stdout", action="store_true", help="print them as one YAML stream")
+    crds.set_defaults(func=_crds)
+
+    dev = sub.add_parser("dev", help="the local environment (control plane, Prometheus, CMDB)")
+    dev.add_argument("--dir", type=Path, help="state folder (default: .dev/ in the checkout)")
+    dev_sub = dev.add_subparsers(metavar="ACTION", required=True)
+    dev_sub.add_parser("up", help="start everything, return when healthy").set_defaults(
+        func=_dev_up
+    )
+    dev_sub.add_parser("down", help="stop the processes `up` started").set_defaults(func=_dev_down)
+    dev_env = dev_sub.add_parser("env", help="print export lines for a shell")
+    dev_env.add_argument("-o", "--output", choices=["shell", "json"], default="shell")
+    dev_env.set_defaults(func=_dev_env)
+    dev_status = dev_sub.add_parser("status", help="each component, its port, PID and health")
+    dev_status.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    dev_status.set_defaults(func=_dev_status)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    from opsledger import main as operator_main  # noqa: PLC0415  (kopf loads only for `run`)
+    from opsledger.models.settings import Settings  # noqa: PLC0415
+
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    settings = Settings.from_env()
+    overrides = {
+        name: value
+        for name, value in {
+            "kubeconfig": args.kubeconfig,
+            "cluster": args.cluster,
+            "cmdb_url": args.cmdb_url,
+            "cmdb_branch": args.cmdb_branch,
+            "prometheus_url": args.prometheus_url,
+            "alertmanager_url": args.alertmanager_url,
+            "namespaces": args.namespaces,
+            "metrics_port": args.metrics_port,
+            "health_port": args.health_port,
+            "bind_address": args.bind_address,
+        }.items()
+        if value is not None
+    }
+    settings = settings.model_copy(update=overrides)
+    try:
+        operator_main.main(settings)
+    except operator_main.CRDsMissingError as exc:
+        print(f"opsledger: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def _crds(args: argparse.Namespace) -> int:
+    from opsledger.models import KINDS  # noqa: PLC0415
+    from opsledger.models.crd import crd_files  # noqa: PLC0415
+
+    files = crd_files(KINDS)
+    if args.stdout:
+        sys.stdout.write("---\n".join(files.values()))
+        return 0
+    folder = Path(args.output_dir)
+    if args.check:
+        stale = [
+            name
+            for name, text in files.items()
+            if not (folder / name).exists() or (folder / name).read_text() != text
+        ]
+        extra = (
+            sorted(p.name for p in folder.glob("*.yaml") if p.name not in files)
+            if folder.exists()
+            else []
+        )
+        if stale or extra:
+            print(
+                f"{folder}/ differs from the models: {', '.join(stale + extra)}. "
+                "Run `opsledger crds` and commit the result.",
+                file=sys.stderr,
+            )
+            return 1
+        return 0
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (folder / name).write_text(text)
+        print(folder / name)
+    return 0
+
+
+def _environment(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from opsledger.devenv.environment import DevEnvironment  # noqa: PLC0415
+    from opsledger.devenv.paths import Toolbox, default_state_dir  # noqa: PLC0415
+
+    return DevEnvironment(args.dir or default_state_dir(), Toolbox.locate())
+
+
+def _dev_up(args: argparse.Namespace) -> int:
+    from opsledger.devenv.paths import ToolMissingError  # noqa: PLC0415
+    from opsledger.devenv.processes import StartError  # noqa: PLC0415
+
+    try:
+        env = _environment(args)
+        env.up()
+    except (ToolMissingError, StartError) as exc:
+        print(f"opsledger dev up: {exc}", file=sys.stderr)
+        return 1
+    print(f'Point your shell at it:  eval "$({sys.argv[0]} dev env)"', file=sys.stderr)
+    return 0
+
+
+def _dev_down(args: argparse.Namespace) -> int:
+    env = _environment(args)
+    stopped = env.down()
+    print(f"stopped {len(stopped)} process(es)", file=sys.stderr)
+    return 0
+
+
+def _dev_env(args: argparse.Namespace) -> int:
+    env = _environment(args)
+    variables = env.env()
+    if args.output == "json":
+        print(json.dumps({**variables, "PATH_PREPEND": env.path_entries()}, indent=2))
+        return 0
+    for name, value in variables.items():
+        print(f"export {name}={shlex.quote(value)}")
+    print(f'export PATH={shlex.quote(":".join(env.path_entries()))}:"$PATH"')
+    return 0
+
+
+def _dev_status(args: argparse.Namespace) -> int:
+    env = _environment(args)
+    rows = env.status()
+    if args.output == "json":
+        print(json.dumps([row.__dict__ for row in rows], indent=2))
+    else:
+        print(f"{'COMPONENT':<24} {'PORT':>6} {'PID':>8}  {'HEALTH':<9} LOG")
+        for row in rows:
+            health = "healthy" if row.healthy else ("running" if row.pid else "stopped")
+            pid = str(row.pid) if row.pid else "-"
+            print(f"{row.name:<24} {row.port:>6} {pid:>8}  {health:<9} {row.log}")
+    return 0 if all(row.healthy for row in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

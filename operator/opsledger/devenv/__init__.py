@@ -1,0 +1,1 @@
+"""The local development and test environment: real components on loopback."""

@@ -1,0 +1,1 @@
+"""Pure logic: no I/O, no clock. Time is always a parameter."""

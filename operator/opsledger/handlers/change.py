@@ -1,0 +1,13 @@
+"""Change handlers: the spec is validated through its model and Ready reports the outcome."""
+
+from __future__ import annotations
+
+import kopf
+
+from opsledger.handlers.common import register_spec_reconciler
+from opsledger.models import CHANGE
+
+
+def register(registry: kopf.OperatorRegistry) -> None:
+    """Attach the Change handlers to `registry`."""
+    register_spec_reconciler(CHANGE, registry)

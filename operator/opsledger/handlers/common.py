@@ -1,0 +1,148 @@
+"""What every kind's handler does first: validate the spec through its model and say so."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import kopf
+from pydantic import BaseModel, ValidationError
+
+from opsledger.adapters.metrics import Metrics
+from opsledger.domain.conditions import READY, find, parse_conditions, set_condition
+from opsledger.domain.validation import describe
+from opsledger.models.common import ConditionStatus
+from opsledger.models.crd import KindInfo
+from opsledger.models.settings import Settings
+
+SpecT = TypeVar("SpecT", bound=BaseModel)
+
+
+@dataclass
+class Context:
+    """What the operator hands every handler through Kopf's memo."""
+
+    settings: Settings
+    metrics: Metrics
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+
+def context(memo: kopf.Memo) -> Context:
+    ctx = memo.get("ctx")
+    if not isinstance(ctx, Context):
+        raise kopf.PermanentError("operator memo carries no Context: wiring error in main.py")
+    return ctx
+
+
+def parse_spec(model: type[SpecT], spec: Any) -> SpecT:
+    """The spec as its model; raises ValidationError with the offending fields."""
+    return model.model_validate(dict(spec or {}))
+
+
+def write_ready(
+    *,
+    info: KindInfo,
+    ctx: Context,
+    body: kopf.Body,
+    patch: kopf.Patch,
+    ready: bool,
+    reason: str,
+    message: str,
+) -> None:
+    """Set Ready and observedGeneration; post an Event only when Ready changes."""
+    generation = body.metadata.get("generation")
+    conditions = parse_conditions(body.status.get("conditions"))
+    before = find(conditions, READY)
+    status = ConditionStatus.TRUE if ready else ConditionStatus.FALSE
+    conditions = set_condition(
+        conditions,
+        type=READY,
+        status=status,
+        reason=reason,
+        message=message,
+        now=ctx.clock(),
+        generation=generation,
+    )
+    patch.status["conditions"] = [c.to_wire() for c in conditions]
+    patch.status["observedGeneration"] = generation
+    if before is None or before.status != status or before.reason != reason:
+        if ready:
+            kopf.info(body, reason=reason, message=message)
+        else:
+            kopf.warn(body, reason=reason, message=message)
+    namespace = str(body.metadata.get("namespace") or "")
+    ctx.metrics.ready.labels(info.kind, namespace, str(body.metadata.get("name"))).set(int(ready))
+    ctx.metrics.reconciliations.labels(info.kind, "ready" if ready else reason).inc()
+
+
+def validated_spec(
+    *,
+    info: KindInfo,
+    ctx: Context,
+    body: kopf.Body,
+    patch: kopf.Patch,
+) -> BaseModel | None:
+    """Parse the spec through the kind's model; on failure report InvalidSpec and return None.
+
+    The API server's schema catches most mistakes; this catches what a schema cannot (a cron
+    expression, a time zone name) and reports it where the user looks: Ready=False and an Event.
+    """
+    try:
+        return parse_spec(info.spec, body.spec)
+    except ValidationError as exc:
+        write_ready(
+            info=info,
+            ctx=ctx,
+            body=body,
+            patch=patch,
+            ready=False,
+            reason="InvalidSpec",
+            message=f"{describe(exc)}. Fix the manifest and apply it again.",
+        )
+        return None
+
+
+def on_spec(info: KindInfo, registry: kopf.OperatorRegistry) -> Callable[[Any], Any]:
+    """Register a function for creation, spec updates and operator start-up of a kind."""
+    resource = ("opsledger.io", "v1alpha1", info.plural)
+
+    def decorate(fn: Any) -> Any:
+        kopf.on.create(*resource, registry=registry, id="create")(fn)
+        kopf.on.update(*resource, registry=registry, id="update", field="spec")(fn)
+        kopf.on.resume(*resource, registry=registry, id="resume")(fn)
+        return fn
+
+    return decorate
+
+
+def forget_on_delete(info: KindInfo, registry: kopf.OperatorRegistry) -> None:
+    """Drop an object's metrics when it goes; no finalizer needed for that."""
+
+    @kopf.on.delete(
+        "opsledger.io", "v1alpha1", info.plural, registry=registry, optional=True, id="forget"
+    )
+    def _forget(memo: kopf.Memo, namespace: str | None, name: str | None, **_: Any) -> None:
+        context(memo).metrics.forget(info.kind, namespace or "", name or "")
+
+
+def register_spec_reconciler(info: KindInfo, registry: kopf.OperatorRegistry) -> None:
+    """Validate the spec on create, update and resume, and report Ready with the outcome."""
+
+    @on_spec(info, registry)
+    def reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+        ctx = context(memo)
+        if validated_spec(info=info, ctx=ctx, body=body, patch=patch) is None:
+            return
+        write_ready(
+            info=info,
+            ctx=ctx,
+            body=body,
+            patch=patch,
+            ready=True,
+            reason="Accepted",
+            message=f"The {info.kind}'s spec is valid.",
+        )
+
+    forget_on_delete(info, registry)

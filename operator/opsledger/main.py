@@ -1,0 +1,97 @@
+"""Wiring of the Kopf operator: settings, handler registration, start-up checks. No logic."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import kopf
+
+from opsledger.adapters import kube
+from opsledger.adapters.metrics import Metrics
+from opsledger.handlers import change, configitem, incident, servicelevel
+from opsledger.handlers.common import Context
+from opsledger.models import API_GROUP, KINDS
+from opsledger.models.settings import Settings
+
+log = logging.getLogger("opsledger")
+
+FINALIZER = f"{API_GROUP}/finalizer"
+
+
+class CRDsMissingError(RuntimeError):
+    """The operator's CustomResourceDefinitions are not installed in the cluster."""
+
+
+def build_registry(settings: Settings) -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+    for module in (incident, change, servicelevel, configitem):
+        module.register(registry)
+
+    @kopf.on.startup(registry=registry)
+    def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        # Kopf's silent-watch problem: without timeouts a watch can hang forever on a dead
+        # connection. Ask the server to end each watch and give up on the client side after.
+        settings.watching.server_timeout = 300
+        settings.watching.client_timeout = 330
+        settings.watching.connect_timeout = 30
+        settings.networking.request_timeout = 60
+        settings.persistence.finalizer = FINALIZER
+        settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf")
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+            prefix=API_GROUP, key="last-handled-configuration"
+        )
+        settings.posting.level = logging.INFO
+        settings.execution.max_workers = 8
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        return kopf.login_via_client(**kwargs)
+
+    return registry
+
+
+def check_crds(settings: Settings) -> None:
+    """Fail with instructions when the CRDs are not installed: nothing can work without them."""
+    api = kube.api_client(settings.kubeconfig)
+    try:
+        missing = kube.missing_crds(api, [k.crd_name for k in KINDS])
+    finally:
+        api.close()  # type: ignore[no-untyped-call]
+    if missing:
+        raise CRDsMissingError(
+            "these CustomResourceDefinitions are not installed: "
+            + ", ".join(missing)
+            + ". Install them with `kubectl apply -f crds/` (or the Helm chart) and start again."
+        )
+
+
+async def run(settings: Settings) -> None:
+    """Run the operator until it is stopped."""
+    check_crds(settings)
+    metrics = Metrics()
+    metrics.serve(settings.bind_address, settings.metrics_port)
+    log.info(
+        "serving /metrics on %s:%d and /healthz on %s:%d",
+        settings.bind_address,
+        settings.metrics_port,
+        settings.bind_address,
+        settings.health_port,
+    )
+    registry = build_registry(settings)
+    memo = kopf.Memo(ctx=Context(settings=settings, metrics=metrics))
+    await kopf.operator(
+        registry=registry,
+        memo=memo,
+        clusterwide=not settings.namespaces,
+        namespaces=settings.namespaces,
+        standalone=settings.peering is None,
+        peering_name=settings.peering,
+        priority=settings.priority,
+        liveness_endpoint=f"http://{settings.bind_address}:{settings.health_port}/healthz",
+    )
+
+
+def main(settings: Settings) -> None:
+    asyncio.run(run(settings))

@@ -1,0 +1,248 @@
+"""Change: a planned modification, approved by merging its pull request in the CMDB."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import ConfigDict, Field, model_validator
+
+from opsledger.models.common import (
+    CamelModel,
+    GoDuration,
+    K8sName,
+    ObjectReference,
+    StatusBase,
+)
+
+
+class ChangeType(StrEnum):
+    STANDARD = "standard"
+    NORMAL = "normal"
+    EMERGENCY = "emergency"
+
+
+class PatchType(StrEnum):
+    MERGE = "merge"
+    JSON = "json"
+    APPLY = "apply"
+
+
+class ChangePhase(StrEnum):
+    PENDING_APPROVAL = "PendingApproval"
+    APPROVED = "Approved"
+    SCHEDULED = "Scheduled"
+    IN_PROGRESS = "InProgress"
+    VERIFYING = "Verifying"
+    COMPLETED = "Completed"
+    REJECTED = "Rejected"
+    FAILED = "Failed"
+    ROLLED_BACK = "RolledBack"
+    CANCELLED = "Cancelled"
+
+
+class Schedule(CamelModel):
+    """The period in which the change may start."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": (
+                        "!has(self.notBefore) || !has(self.notAfter) || "
+                        "timestamp(self.notAfter) > timestamp(self.notBefore)"
+                    ),
+                    "message": (
+                        "notAfter must be later than notBefore: the change would have no time "
+                        "to start; move notAfter after notBefore"
+                    ),
+                    "fieldPath": ".notAfter",
+                    "reason": "FieldValueInvalid",
+                }
+            ]
+        }
+    )
+
+    not_before: datetime | None = Field(
+        default=None, description="Earliest start (RFC 3339), e.g. 2026-12-01T22:00:00Z."
+    )
+    not_after: datetime | None = Field(
+        default=None, description="Latest start (RFC 3339); must be after notBefore."
+    )
+
+    @model_validator(mode="after")
+    def _end_after_start(self) -> Schedule:
+        if self.not_before and self.not_after and self.not_after <= self.not_before:
+            raise ValueError("schedule.notAfter must be later than schedule.notBefore")
+        return self
+
+
+class PlanStep(CamelModel):
+    """One patch the operator applies to carry out the change."""
+
+    target: ObjectReference = Field(description="The object to patch, in the change's namespace.")
+    patch_type: PatchType = Field(
+        default=PatchType.MERGE,
+        description="merge (JSON merge patch), json (JSON patch) or apply (server-side apply).",
+    )
+    patch: Any = Field(
+        description="The patch document: an object for merge and apply, a list for json.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+
+
+class HealthCheck(CamelModel):
+    """A PromQL query whose value must stay below or above a threshold."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.below) != has(self.above)",
+                    "message": "set exactly one of below or above",
+                }
+            ]
+        }
+    )
+
+    name: str = Field(description="A short name for the check, e.g. error-ratio.", max_length=63)
+    query: str = Field(
+        description="PromQL returning one value (a scalar or a single-series vector).",
+        min_length=1,
+        max_length=4096,
+    )
+    below: float | None = Field(default=None, description="Healthy while the value is below this.")
+    above: float | None = Field(default=None, description="Healthy while the value is above this.")
+
+    @model_validator(mode="after")
+    def _one_threshold(self) -> HealthCheck:
+        if (self.below is None) == (self.above is None):
+            raise ValueError(f"check {self.name!r}: set exactly one of below or above")
+        return self
+
+
+class Checks(CamelModel):
+    """Health checks before the change starts and after it is carried out."""
+
+    pre: list[HealthCheck] = Field(
+        default_factory=list,
+        description="Must pass before the change starts; the change waits while they fail.",
+        max_length=32,
+    )
+    post: list[HealthCheck] = Field(
+        default_factory=list,
+        description="Must pass after the plan and the soak; a failure rolls the change back.",
+        max_length=32,
+    )
+    no_critical_alerts: bool = Field(
+        default=True,
+        description="Also require that no critical alert is firing for the change's service.",
+    )
+
+
+class ChangeSpec(CamelModel):
+    """What is to change, where, when, and how its health is judged."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.type != 'standard' || has(self.template)",
+                    "message": (
+                        "a standard change must name its pre-approved template in spec.template"
+                    ),
+                    "fieldPath": ".template",
+                    "reason": "FieldValueRequired",
+                },
+                {
+                    "rule": "self.type == oldSelf.type",
+                    "message": "spec.type is immutable: create a new Change for another type",
+                    "fieldPath": ".type",
+                },
+            ]
+        }
+    )
+
+    type: ChangeType = Field(
+        description=(
+            "standard (pre-approved from a template), normal (approved by merging its pull "
+            "request) or emergency (skips windows; reviewed afterwards)."
+        )
+    )
+    summary: str = Field(
+        description="One line saying what the change does.", min_length=1, max_length=200
+    )
+    description: str | None = Field(
+        default=None, description="Why the change is made and what it touches.", max_length=8192
+    )
+    service: str = Field(
+        description="The ServiceLevel spec.service whose windows, freezes and budget apply.",
+        min_length=1,
+        max_length=253,
+    )
+    targets: list[K8sName] = Field(
+        default_factory=list,
+        description="Names of the ConfigurationItems (in this namespace) the change affects.",
+        max_length=128,
+    )
+    template: str | None = Field(
+        default=None,
+        description="For a standard change: the pre-approved template in the CMDB repository.",
+        max_length=253,
+    )
+    schedule: Schedule | None = Field(
+        default=None, description="When the change may start; without it, the next window."
+    )
+    plan: list[PlanStep] = Field(
+        default_factory=list,
+        description="Patches to apply. Without a plan the change is a permit for manual work.",
+        max_length=64,
+    )
+    checks: Checks | None = Field(default=None, description="Pre- and post-change health checks.")
+    soak: GoDuration | None = Field(
+        default=None, description="Wait after the plan before the post-checks, e.g. 1m."
+    )
+
+
+class Approval(CamelModel):
+    """How and by whom the change was approved."""
+
+    proposal_branch: str | None = Field(
+        default=None, description="The branch in the CMDB repository holding the proposal."
+    )
+    commit: str | None = Field(default=None, description="The merge commit that approved it.")
+    approver: str | None = Field(default=None, description="Who merged the proposal.")
+    approved_at: datetime | None = Field(default=None, description="When it was merged.")
+    spec_hash: str | None = Field(
+        default=None, description="Hash of the approved spec; an edit voids the approval."
+    )
+
+
+class Window(CamelModel):
+    """A period in which the change may run."""
+
+    start: datetime | None = Field(default=None, description="Start of the window.")
+    end: datetime | None = Field(default=None, description="End of the window.")
+
+
+class Transition(CamelModel):
+    """One step of the change's lifecycle."""
+
+    phase: ChangePhase = Field(description="The phase entered.")
+    at: datetime = Field(description="When it was entered.")
+    reason: str | None = Field(default=None, description="Why.", max_length=1024)
+
+
+class ChangeStatus(StatusBase):
+    """Where the change stands."""
+
+    phase: ChangePhase | None = Field(default=None, description="The lifecycle phase.")
+    approval: Approval | None = Field(default=None, description="The approval, once given.")
+    window: Window | None = Field(
+        default=None, description="The window it runs in, or the next eligible one."
+    )
+    risk: str | None = Field(default=None, description="Assessed risk: low, medium or high.")
+    transitions: list[Transition] = Field(
+        default_factory=list, description="Every phase the change went through, with times."
+    )

@@ -1,0 +1,219 @@
+"""ServiceLevel: objectives, error budget, change windows, freezes and incident targets."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+from pydantic import ConfigDict, Field, field_validator, model_validator
+
+from opsledger.models.common import (
+    PROM_DURATION_PATTERN,
+    CamelModel,
+    GoDuration,
+    StatusBase,
+)
+
+
+class Priority(StrEnum):
+    P1 = "P1"
+    P2 = "P2"
+    P3 = "P3"
+    P4 = "P4"
+    P5 = "P5"
+
+
+class EventsSLI(CamelModel):
+    """An SLI as the ratio of bad events to all events (Sloth's `events`)."""
+
+    error_query: str = Field(
+        description=(
+            "PromQL counting bad events per second; {{.window}} is replaced by the window, "
+            'e.g. sum(rate(http_requests_total{code=~"5.."}[{{.window}}])).'
+        ),
+        min_length=1,
+        max_length=4096,
+    )
+    total_query: str = Field(
+        description="PromQL counting all events per second, with the same {{.window}}.",
+        min_length=1,
+        max_length=4096,
+    )
+
+
+class SLI(CamelModel):
+    """How the service level is measured."""
+
+    events: EventsSLI = Field(description="The SLI as errors over total events.")
+
+
+class Objective(CamelModel):
+    """One service level objective."""
+
+    name: str = Field(
+        description="Name of the objective, e.g. availability.",
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        max_length=63,
+    )
+    description: str | None = Field(default=None, description="What is promised.", max_length=1024)
+    objective: float = Field(
+        description="Target in percent of good events, e.g. 99.9.", gt=0, lt=100
+    )
+    window: str = Field(
+        default="30d",
+        description="The rolling window the objective is measured over, e.g. 28d or 30d.",
+        pattern=PROM_DURATION_PATTERN,
+        max_length=16,
+    )
+    sli: SLI = Field(description="The service level indicator.")
+
+
+class MaintenanceWindow(CamelModel):
+    """A recurring period in which changes may start."""
+
+    schedule: str = Field(
+        description='When the window opens, as a cron expression, e.g. "0 22 * * 6".',
+        min_length=9,
+        max_length=128,
+    )
+    duration: GoDuration = Field(description="How long it stays open, e.g. 4h.")
+    time_zone: str = Field(
+        default="UTC",
+        description="IANA time zone the schedule is read in, e.g. Europe/Berlin.",
+        max_length=64,
+    )
+
+    @field_validator("schedule")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        if not croniter.is_valid(value):
+            raise ValueError(
+                f"{value!r} is not a cron expression: use five fields "
+                '(minute hour day-of-month month day-of-week), e.g. "0 22 * * 6"'
+            )
+        return value
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(
+                f"{value!r} is not an IANA time zone: use a name such as Europe/Berlin or UTC"
+            ) from exc
+        return value
+
+
+class Freeze(CamelModel):
+    """A period in which no normal or standard change may start."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "timestamp(self.end) > timestamp(self.start)",
+                    "message": "a freeze must end after it starts: move end after start",
+                    "fieldPath": ".end",
+                    "reason": "FieldValueInvalid",
+                }
+            ]
+        }
+    )
+
+    start: datetime = Field(description="Start of the freeze (RFC 3339).")
+    end: datetime = Field(description="End of the freeze (RFC 3339); after start.")
+    reason: str = Field(description="Why changes are frozen.", min_length=1, max_length=1024)
+
+    @model_validator(mode="after")
+    def _end_after_start(self) -> Freeze:
+        if self.end <= self.start:
+            raise ValueError("a freeze must end after it starts")
+        return self
+
+
+class ErrorBudgetPolicy(CamelModel):
+    """What happens when the error budget runs low."""
+
+    block_normal_changes: bool = Field(
+        default=True,
+        description="Hold normal changes while any objective's budget is below minRemaining.",
+    )
+    min_remaining: float = Field(
+        default=0.0,
+        description="Fraction of the budget that must be left for normal changes, e.g. 0.1.",
+        ge=0,
+        le=1,
+    )
+
+
+class IncidentTarget(CamelModel):
+    """Response and resolution targets for incidents of one priority."""
+
+    priority: Priority = Field(description="P1 (highest) to P5.")
+    respond: GoDuration = Field(description="Time to acknowledge, e.g. 15m.")
+    resolve: GoDuration = Field(description="Time to resolve, e.g. 4h.")
+
+
+class ServiceLevelSpec(CamelModel):
+    """The service's promises and the rules for changing it."""
+
+    service: str = Field(
+        description="The service this applies to; Changes and Incidents refer to it by name.",
+        min_length=1,
+        max_length=253,
+    )
+    description: str | None = Field(default=None, description="About the service.")
+    objectives: list[Objective] = Field(
+        default_factory=list,
+        description="Service level objectives (Sloth-compatible).",
+        max_length=32,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    maintenance_windows: list[MaintenanceWindow] = Field(
+        default_factory=list,
+        description="When changes may start. Without any, normal changes may start at any time.",
+        max_length=32,
+    )
+    freezes: list[Freeze] = Field(
+        default_factory=list,
+        description="Periods in which changes are frozen (emergency changes excepted).",
+        max_length=64,
+    )
+    error_budget_policy: ErrorBudgetPolicy | None = Field(
+        default=None, description="How the error budget gates changes."
+    )
+    incident_targets: list[IncidentTarget] = Field(
+        default_factory=list,
+        description="Respond and resolve targets per incident priority.",
+        max_length=5,
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["priority"],
+        },
+    )
+
+
+class ObjectiveStatus(CamelModel):
+    """The measured state of one objective."""
+
+    name: str = Field(description="The objective's name.")
+    sli: float | None = Field(default=None, description="Measured SLI over the window, percent.")
+    error_budget_remaining: float | None = Field(
+        default=None, description="Fraction of the error budget left: 1 untouched, 0 spent."
+    )
+    burn_rates: dict[str, float] = Field(
+        default_factory=dict, description="Burn rate per evaluation window (5m, 1h, …)."
+    )
+    alerts: list[str] = Field(default_factory=list, description="Firing alert kinds: page, ticket.")
+    evaluated_at: datetime | None = Field(default=None, description="When it was measured.")
+
+
+class ServiceLevelStatus(StatusBase):
+    """The service's measured levels."""
+
+    objectives: list[ObjectiveStatus] = Field(
+        default_factory=list, description="One entry per objective."
+    )

@@ -1,0 +1,56 @@
+"""Operator settings, read from flags or from the environment (the Helm chart sets the same)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from pydantic import BaseModel, Field
+
+
+class Settings(BaseModel):
+    """Everything `opsledger run` needs to know about its surroundings."""
+
+    kubeconfig: str | None = Field(
+        default=None, description="Path of a kubeconfig; unset means in-cluster credentials."
+    )
+    cluster: str = Field(default="local", description="This cluster's name in the CMDB.")
+    cmdb_url: str | None = Field(default=None, description="The CMDB Git remote.")
+    cmdb_branch: str = Field(default="main", description="The CMDB's protected branch.")
+    prometheus_url: str | None = Field(default=None, description="Prometheus base URL.")
+    alertmanager_url: str | None = Field(default=None, description="Alertmanager base URL.")
+    namespaces: list[str] = Field(
+        default_factory=list, description="Namespaces to watch; empty means all."
+    )
+    metrics_port: int = Field(default=9102, description="Port of the /metrics endpoint.")
+    health_port: int = Field(default=8081, description="Port of the /healthz liveness endpoint.")
+    bind_address: str = Field(default="0.0.0.0", description="Address the endpoints listen on.")
+    peering: str | None = Field(
+        default=None,
+        description="Kopf peering name when several replicas run; unset means standalone.",
+    )
+    priority: int = Field(default=0, description="Kopf peering priority of this replica.")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        values: dict[str, object] = {}
+        plain = {
+            "KUBECONFIG": "kubeconfig",
+            "OPSLEDGER_CLUSTER": "cluster",
+            "OPSLEDGER_CMDB_URL": "cmdb_url",
+            "OPSLEDGER_CMDB_BRANCH": "cmdb_branch",
+            "OPSLEDGER_PROMETHEUS_URL": "prometheus_url",
+            "OPSLEDGER_ALERTMANAGER_URL": "alertmanager_url",
+            "OPSLEDGER_METRICS_PORT": "metrics_port",
+            "OPSLEDGER_HEALTH_PORT": "health_port",
+            "OPSLEDGER_BIND_ADDRESS": "bind_address",
+            "OPSLEDGER_PEERING": "peering",
+            "OPSLEDGER_PRIORITY": "priority",
+        }
+        for var, name in plain.items():
+            if env.get(var):
+                values[name] = env[var]
+        if env.get("OPSLEDGER_NAMESPACES"):
+            values["namespaces"] = [n.strip() for n in env["OPSLEDGER_NAMESPACES"].split(",") if n]
+        return cls.model_validate(values)
