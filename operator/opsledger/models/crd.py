@@ -110,17 +110,13 @@ def _rewrite(node: Any, defs: dict[str, Any]) -> Any:
 
 def _rewrite_keyword(key: str, value: Any, defs: dict[str, Any]) -> dict[str, Any]:
     """One keyword of a schema node, in its structural form (empty when it is dropped)."""
-    if key in _DROP:
-        return {}
+    if key in _DROP or (key == "additionalProperties" and value in (True, False, {})):
+        return {}  # dropped; "any value" is said with x-kubernetes-preserve-unknown-fields
     if key in _NUMERIC_BOUNDS and not isinstance(value, bool):
         return {_NUMERIC_BOUNDS[key]: value, key: True}
     if key == "properties":
         return {key: {name: _rewrite(sub, defs) for name, sub in value.items()}}
-    if key == "additionalProperties":
-        if value is True or value == {} or value is False:
-            return {}  # "any value" is said with x-kubernetes-preserve-unknown-fields
-        return {key: _rewrite(value, defs)}
-    if key in ("items", "not", "allOf"):
+    if key in ("items", "not", "allOf", "additionalProperties"):
         return {key: _rewrite(value, defs)}
     return {key: value}
 

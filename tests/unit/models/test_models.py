@@ -1,0 +1,99 @@
+"""The models reject what the CRD schema cannot express, with messages that name the field."""
+
+import pytest
+from pydantic import ValidationError
+
+from opsledger.domain.validation import describe
+from opsledger.models.change import ChangeSpec
+from opsledger.models.incident import IncidentSpec
+from opsledger.models.servicelevel import ServiceLevelSpec
+
+
+def _error(model: type, data: dict) -> str:
+    with pytest.raises(ValidationError) as info:
+        model.model_validate(data)
+    return describe(info.value)
+
+
+def test_a_bad_cron_expression_names_the_field_and_shows_the_form() -> None:
+    message = _error(
+        ServiceLevelSpec,
+        {"service": "shop", "maintenanceWindows": [{"schedule": "0 25 * * 6", "duration": "4h"}]},
+    )
+    assert message.startswith("spec.maintenanceWindows.0.schedule:")
+    assert "is not a cron expression" in message
+    assert '"0 22 * * 6"' in message
+
+
+def test_an_unknown_time_zone_is_rejected() -> None:
+    message = _error(
+        ServiceLevelSpec,
+        {
+            "service": "shop",
+            "maintenanceWindows": [
+                {"schedule": "0 22 * * 6", "duration": "4h", "timeZone": "Mars/Olympus"}
+            ],
+        },
+    )
+    assert "spec.maintenanceWindows.0.timeZone" in message
+    assert "IANA time zone" in message
+
+
+def test_a_valid_service_level_reads_back_in_camel_case() -> None:
+    spec = ServiceLevelSpec.model_validate(
+        {
+            "service": "shop",
+            "maintenanceWindows": [
+                {"schedule": "0 22 * * 6", "duration": "4h", "timeZone": "Europe/Berlin"}
+            ],
+            "incidentTargets": [{"priority": "P1", "respond": "15m", "resolve": "4h"}],
+        }
+    )
+    wire = spec.to_wire()
+    assert wire["maintenanceWindows"][0]["timeZone"] == "Europe/Berlin"
+    assert wire["incidentTargets"][0]["priority"] == "P1"
+
+
+def test_a_change_window_ending_before_it_starts_is_rejected() -> None:
+    message = _error(
+        ChangeSpec,
+        {
+            "type": "normal",
+            "summary": "x",
+            "service": "shop",
+            "schedule": {"notBefore": "2026-12-01T22:00:00Z", "notAfter": "2026-12-01T21:00:00Z"},
+        },
+    )
+    assert "spec.schedule" in message
+    assert "notAfter must be later than" in message
+
+
+def test_a_health_check_needs_exactly_one_threshold() -> None:
+    base = {"type": "emergency", "summary": "x", "service": "shop"}
+    both = {"name": "err", "query": "up", "below": 1, "above": 0}
+    assert "exactly one of below or above" in _error(
+        ChangeSpec, {**base, "checks": {"pre": [both]}}
+    )
+    neither = {"name": "err", "query": "up"}
+    assert "exactly one" in _error(ChangeSpec, {**base, "checks": {"post": [neither]}})
+
+
+def test_go_durations_are_checked() -> None:
+    message = _error(
+        ChangeSpec, {"type": "normal", "summary": "x", "service": "shop", "soak": "1 minute"}
+    )
+    assert message.startswith("spec.soak:")
+
+
+def test_resolving_an_incident_needs_a_resolution() -> None:
+    message = _error(IncidentSpec, {"title": "down", "state": "Resolved"})
+    assert "spec.resolution" in message
+    resolved = IncidentSpec.model_validate(
+        {"title": "down", "state": "Resolved", "resolution": "restarted the pod"}
+    )
+    assert resolved.state == "Resolved"
+
+
+def test_unknown_fields_are_rejected_not_ignored() -> None:
+    message = _error(IncidentSpec, {"title": "down", "severity": "high"})
+    assert "spec.severity" in message
