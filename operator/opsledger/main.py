@@ -38,11 +38,13 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
         settings.watching.connect_timeout = 30
         settings.networking.request_timeout = 60
         settings.persistence.finalizer = FINALIZER
-        settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf")
+        settings.persistence.progress_storage = kopf.StatusProgressStorage(
+            field="status.kopf.progress"
+        )
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
             prefix=API_GROUP, key="last-handled-configuration"
         )
-        settings.posting.level = logging.INFO
+        settings.posting.level = logging.WARNING  # our own Events only, not "Handler succeeded"
         settings.execution.max_workers = 8
 
     @kopf.on.login(registry=registry)

@@ -111,10 +111,13 @@ class ProcessTable:
         return proc.pid
 
     def wait_healthy(self, component: Component) -> None:
+        entry = self.load().get(component.name) or {}
+        pid = int(str(entry.get("pid", 0)))
         deadline = time.monotonic() + component.timeout
         while time.monotonic() < deadline:
-            pid = self.pid(component.name)
-            if pid is None:
+            # Liveness of the PID we started, not its identity: /proc/<pid>/cmdline can read
+            # empty while the process is still inside execve.
+            if not pid or not _alive(pid):
                 raise StartError(
                     f"{component.name} exited during start-up; its log is {component.log}:\n"
                     + tail(component.log)

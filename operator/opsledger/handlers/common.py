@@ -68,10 +68,7 @@ def write_ready(
     patch.status["conditions"] = [c.to_wire() for c in conditions]
     patch.status["observedGeneration"] = generation
     if before is None or before.status != status or before.reason != reason:
-        if ready:
-            kopf.info(body, reason=reason, message=message)
-        else:
-            kopf.warn(body, reason=reason, message=message)
+        kopf.event(body, type="Normal" if ready else "Warning", reason=reason, message=message)
     namespace = str(body.metadata.get("namespace") or "")
     ctx.metrics.ready.labels(info.kind, namespace, str(body.metadata.get("name"))).set(int(ready))
     ctx.metrics.reconciliations.labels(info.kind, "ready" if ready else reason).inc()

@@ -38,7 +38,9 @@ def test_schemas_are_structural_and_described(info: Any) -> None:
     crd = render_crd(info)
     schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     text = yaml.safe_dump(schema)
-    assert "$ref" not in text and "anyOf" not in text and "title" not in schema
+    assert "$ref" not in text
+    assert "anyOf" not in text
+    assert "title" not in schema
     for path, node in _walk(schema["properties"]["spec"], "spec"):
         assert node.get("description"), f"{info.kind} {path} has no description"
         assert "type" in node or node.get("x-kubernetes-preserve-unknown-fields"), path
@@ -52,7 +54,8 @@ def test_names_short_names_and_category(info: Any) -> None:
     version = render_crd(info)["spec"]["versions"][0]
     assert version["subresources"] == {"status": {}}
     columns = [c["name"] for c in version["additionalPrinterColumns"]]
-    assert "Ready" in columns and columns[-1] == "Age"
+    assert "Ready" in columns
+    assert columns[-1] == "Age"
 
 
 def test_change_window_rule_points_at_not_after() -> None:

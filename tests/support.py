@@ -1,0 +1,100 @@
+"""Helpers for tests that drive the real environment: kubectl, polling, the operator process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from opsledger.devenv.environment import DevEnvironment
+
+
+class Kubectl:
+    """The project's kubectl, pointed at the test environment."""
+
+    def __init__(self, env: DevEnvironment) -> None:
+        self.env = env
+
+    def run(
+        self, *args: str, input: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [str(self.env.tools.binary("kubectl")), f"--kubeconfig={self.env.kubeconfig}", *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed:\n{result.stderr}")
+        return result
+
+    def __call__(self, *args: str, input: str | None = None) -> str:
+        return self.run(*args, input=input).stdout
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self(*args, "-o", "json"))
+
+
+def wait_for(check: Any, timeout: float = 60.0, interval: float = 0.5, what: str = "") -> Any:
+    """Poll `check` until it returns something truthy; fail with `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except AssertionError as exc:
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or check}: last {last!r}")
+
+
+class OperatorProcess:
+    """`opsledger run` as a real subprocess against the test environment."""
+
+    def __init__(self, env: DevEnvironment, log: Path) -> None:
+        self.env = env
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, *extra: str) -> OperatorProcess:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "opsledger", "run", *extra],
+                env={**os.environ, **self.env.env()},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        port = self.env.ports()["operator-health"]
+        wait_for(lambda: self._healthy(port), timeout=60, what=f"operator /healthz ({self.log})")
+        return self
+
+    def _healthy(self, port: int) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError(f"operator exited with {self.proc.returncode}:\n{self.output()}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
