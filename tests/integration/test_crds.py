@@ -28,6 +28,7 @@ def namespace(kubectl: Kubectl) -> None:
 
 
 def test_every_example_is_accepted_by_the_server(kubectl: Kubectl) -> None:
+    kubectl("apply", "-f", str(ROOT / "examples" / "00-namespace.yaml"))
     result = kubectl.run("apply", "--dry-run=server", "-f", str(ROOT / "examples"))
     assert result.stdout.count("(server dry run)") == len(list((ROOT / "examples").glob("*.yaml")))
 

@@ -58,7 +58,7 @@ def test_the_examples_become_ready(kubectl: Kubectl, operator: OperatorProcess) 
 
     wait_for(accepted_event, timeout=30, what="a Normal Accepted event on the Change")
     table = kubectl("get", "itsm", "-n", "shop")
-    rows = [line for line in table.splitlines() if "/" in line.split()[0]]
+    rows = [line for line in table.splitlines() if line.strip() and "/" in line.split()[0]]
     assert len(rows) == 4
     assert all(" True " in row for row in rows), table
 

@@ -159,15 +159,20 @@ def _safe(check: Callable[[], bool]) -> bool:
 
 def _alive(pid: int) -> bool:
     try:
-        # A zombie child (when the starter is still around) counts as gone.
         state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
     except (FileNotFoundError, IndexError):
         return False
-    if state == "Z":
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
-        return False
-    return True
+    if state != "Z":
+        return True
+    # "Z" is also shown while a Go program's main thread has exited but others still run.
+    try:
+        reaped, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:  # not our child: its parent (or init) reaps it
+        try:
+            return len(os.listdir(f"/proc/{pid}/task")) > 1
+        except FileNotFoundError:
+            return False
+    return reaped == 0
 
 
 def _is_ours(pid: int, exe: str) -> bool:
