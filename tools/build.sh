@@ -40,7 +40,7 @@ build() {
   fi
   mkdir -p "$out"
   local log="$cache/logs/build-$component-$version.log" start=$SECONDS
-  say "$component $version: building (a cold build takes about $minutes min; log: $log)"
+  say "$component $version: building (a cold build takes about $minutes min on 2 cores; log: $log)"
   : >"$log"
   local spec name pkg flags
   for spec in "$@"; do
@@ -60,7 +60,7 @@ build() {
 
 build_kubernetes() {
   local fl; fl="$(k8s_ldflags)"
-  build kubernetes "$KUBERNETES_VERSION" 6 \
+  build kubernetes "$KUBERNETES_VERSION" 12 \
     "kube-apiserver=k8s.io/kubernetes/cmd/kube-apiserver|$fl" \
     "kube-controller-manager=k8s.io/kubernetes/cmd/kube-controller-manager|$fl" \
     "kube-scheduler=k8s.io/kubernetes/cmd/kube-scheduler|$fl" \
@@ -72,7 +72,7 @@ build_etcd() {
 }
 
 build_helm() {
-  build helm "$HELM_VERSION" 2 \
+  build helm "$HELM_VERSION" 4 \
     "helm=helm.sh/helm/v4/cmd/helm|-s -w -X helm.sh/helm/v4/internal/version.version=v$HELM_VERSION" \
     "kwok=sigs.k8s.io/kwok/cmd/kwok|-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=v$KWOK_VERSION"
 }
@@ -80,7 +80,7 @@ build_helm() {
 build_prometheus() {
   local pv="-s -w -X github.com/prometheus/common/version.Version=$PROMETHEUS_VERSION"
   pv+=" -X github.com/prometheus/common/version.Branch=HEAD -X github.com/prometheus/common/version.Revision=module"
-  build prometheus "$PROMETHEUS_VERSION" 4 \
+  build prometheus "$PROMETHEUS_VERSION" 8 \
     "prometheus=github.com/prometheus/prometheus/cmd/prometheus|$pv" \
     "promtool=github.com/prometheus/prometheus/cmd/promtool|$pv"
 }

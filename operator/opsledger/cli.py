@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import shlex
 import sys
 from pathlib import Path
@@ -74,10 +73,7 @@ def _run(args: argparse.Namespace) -> int:
     from opsledger import main as operator_main  # noqa: PLC0415  (kopf loads only for `run`)
     from opsledger.models.settings import Settings  # noqa: PLC0415
 
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    operator_main.configure_logging(verbose=args.verbose)
     settings = Settings.from_env()
     overrides = {
         name: value

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from typing import Any
 
 import kopf
@@ -45,6 +46,8 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
             prefix=API_GROUP, key="last-handled-configuration"
         )
         settings.posting.level = logging.WARNING  # our own Events only, not "Handler succeeded"
+        settings.posting.reporting_component = "opsledger"
+        settings.posting.reporting_instance = socket.gethostname()
         settings.execution.max_workers = 8
 
     @kopf.on.login(registry=registry)
@@ -93,6 +96,11 @@ async def run(settings: Settings) -> None:
         priority=settings.priority,
         liveness_endpoint=f"http://{settings.bind_address}:{settings.health_port}/healthz",
     )
+
+
+def configure_logging(*, verbose: bool) -> None:
+    """Kopf's log format: every line about an object names it as [namespace/name]."""
+    kopf.configure(verbose=verbose, log_format=kopf.LogFormat.FULL, log_prefix=True)
 
 
 def main(settings: Settings) -> None:

@@ -57,6 +57,10 @@ def test_the_examples_become_ready(kubectl: Kubectl, operator: OperatorProcess) 
         return any(e["type"] == "Normal" and e["reason"] == "Accepted" for e in events)
 
     wait_for(accepted_event, timeout=30, what="a Normal Accepted event on the Change")
+    assert (
+        kubectl.json("get", "incident", "checkout-slow", "-n", "shop")["status"]["priority"] == "P2"
+    )
+    assert kubectl.json("get", "ci", "web", "-n", "shop")["status"]["class"] == "Workload"
     table = kubectl("get", "itsm", "-n", "shop")
     rows = [line for line in table.splitlines() if line.strip() and "/" in line.split()[0]]
     assert len(rows) == 4

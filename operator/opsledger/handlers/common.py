@@ -124,14 +124,24 @@ def forget_on_delete(info: KindInfo, registry: kopf.OperatorRegistry) -> None:
         context(memo).metrics.forget(info.kind, namespace or "", name or "")
 
 
-def register_spec_reconciler(info: KindInfo, registry: kopf.OperatorRegistry) -> None:
-    """Validate the spec on create, update and resume, and report Ready with the outcome."""
+def register_spec_reconciler(
+    info: KindInfo,
+    registry: kopf.OperatorRegistry,
+    derive: Callable[[Any], dict[str, Any]] | None = None,
+) -> None:
+    """Validate the spec on create, update and resume, and report Ready with the outcome.
+
+    `derive` maps the parsed spec to status fields that follow from it alone (a domain call).
+    """
 
     @on_spec(info, registry)
     def reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
         ctx = context(memo)
-        if validated_spec(info=info, ctx=ctx, body=body, patch=patch) is None:
+        spec = validated_spec(info=info, ctx=ctx, body=body, patch=patch)
+        if spec is None:
             return
+        if derive is not None:
+            patch.status.update(derive(spec))
         write_ready(
             info=info,
             ctx=ctx,
