@@ -30,7 +30,7 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
     for module in (incident, change, servicelevel, configitem):
         module.register(registry)
 
-    @kopf.on.startup(registry=registry)
+    @kopf.on.startup(registry=registry, id="configure")
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         # Kopf's silent-watch problem: without timeouts a watch can hang forever on a dead
         # connection. Ask the server to end each watch and give up on the client side after.
@@ -50,7 +50,7 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
         settings.posting.reporting_instance = socket.gethostname()
         settings.execution.max_workers = 8
 
-    @kopf.on.login(registry=registry)
+    @kopf.on.login(registry=registry, id="login")
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
         return kopf.login_via_client(**kwargs)
 

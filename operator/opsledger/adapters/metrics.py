@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import contextlib
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Info, start_http_server
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Info,
+    start_http_server,
+)
 
 from opsledger import __version__
 
@@ -13,7 +22,11 @@ class Metrics:
     """The operator's metrics, on a registry of their own (no module-level globals)."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry or CollectorRegistry()
+        if registry is None:
+            registry = CollectorRegistry()
+            for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+                registry.register(collector)  # process_*, python_* as every exporter has
+        self.registry = registry
         self.build_info = Info(
             "opsledger_build", "Version of the running operator.", registry=self.registry
         )
