@@ -126,3 +126,20 @@ def test_short_names_and_the_itsm_category(kubectl: Kubectl) -> None:
         ),
     ):
         assert any(line[0] in row and line[1] in row.split() for row in resources.splitlines())
+
+
+def test_the_source_of_a_configuration_item_cannot_be_changed(kubectl: Kubectl) -> None:
+    def item(source: str) -> str:
+        return f"""
+apiVersion: opsledger.io/v1alpha1
+kind: ConfigurationItem
+metadata: {{name: pinned, namespace: crd-checks}}
+spec:
+  source: {{apiVersion: apps/v1, kind: Deployment, name: {source}}}
+"""
+
+    kubectl("apply", "-f", "-", input=item("web"))
+    result = kubectl.run("apply", "-f", "-", input=item("api"), check=False)
+    assert result.returncode != 0
+    assert "spec.source: Invalid value" in result.stderr
+    assert "spec.source is immutable" in result.stderr

@@ -102,3 +102,23 @@ def test_down_stops_exactly_the_processes_it_started(
     assert len(stopped) == 7
     assert not any(Path(f"/proc/{pid}").exists() for pid in pids if pid)
     assert all(row.healthy for row in devenv.status())  # the session's environment is untouched
+
+
+def test_prometheus_evaluates_the_rules_the_project_writes(devenv: DevEnvironment) -> None:
+    rules = devenv.rules_dir / "opsledger-operator.yml"
+    check = subprocess.run(
+        [str(devenv.tools.binary("promtool")), "check", "rules", str(rules)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "SUCCESS: 3 rules found" in check.stdout
+    with urllib.request.urlopen(f"{devenv.url('prometheus')}/api/v1/rules", timeout=5) as r:
+        groups = json.load(r)["data"]["groups"]
+    [group] = [g for g in groups if g["name"] == "opsledger-operator"]
+    assert {rule["name"] for rule in group["rules"]} == {
+        "opsledger:objects_not_ready:count",
+        "OpsLedgerOperatorDown",
+        "OpsLedgerObjectNotReady",
+    }

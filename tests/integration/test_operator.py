@@ -67,8 +67,8 @@ def test_the_examples_become_ready(kubectl: Kubectl, operator: OperatorProcess) 
     assert all(" True " in row for row in rows), table
 
 
-def test_an_invalid_spec_is_reported_in_ready_and_an_event_then_recovers(
-    kubectl: Kubectl, operator: OperatorProcess
+def test_an_invalid_spec_is_reported_in_ready_an_event_and_an_alert_then_recovers(
+    devenv: DevEnvironment, kubectl: Kubectl, operator: OperatorProcess
 ) -> None:
     kubectl("create", "namespace", "bad-specs")
     manifest = """
@@ -93,6 +93,18 @@ spec:
 
     [event] = wait_for(warning, timeout=30, what="an InvalidSpec Warning event")
     assert "spec.maintenanceWindows.0.timeZone" in event["message"]
+
+    # Prometheus scrapes opsledger_object_ready == 0 and the project's rule starts firing.
+    prometheus = PrometheusConnect(url=devenv.url("prometheus"), disable_ssl=True)
+
+    def alert() -> list[dict[str, Any]]:
+        alerts = prometheus.get_current_metric_value(
+            'ALERTS{alertname="OpsLedgerObjectNotReady",name="mars",namespace="bad-specs"}'
+        )
+        return [a for a in alerts if a["metric"]["alertstate"] in ("pending", "firing")]
+
+    [firing] = wait_for(alert, timeout=60, what="OpsLedgerObjectNotReady for mars")
+    assert firing["metric"]["kind"] == "ServiceLevel"
 
     kubectl(
         "patch",

@@ -31,6 +31,7 @@ from opsledger.devenv.processes import (
     free_ports,
     port_free,
 )
+from opsledger.devenv.rules import operator_rules
 
 PORT_NAMES = (
     "etcd",
@@ -422,6 +423,7 @@ class DevEnvironment:
             ],
         }
         _write_yaml(self.dir / "prometheus" / "prometheus.yml", config)
+        _write_yaml(self.rules_dir / "opsledger-operator.yml", operator_rules())
 
     def _write_alertmanager_config(self) -> None:
         p = self.ports()

@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from opsledger.models.common import CamelModel, ObjectReference, StatusBase
 
@@ -75,6 +75,24 @@ class Relationship(CamelModel):
 
 class ConfigurationItemSpec(CamelModel):
     """What the item is, who owns it and how it relates to other items."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": (
+                        "!has(oldSelf.source) || "
+                        "(has(self.source) && self.source == oldSelf.source)"
+                    ),
+                    "message": (
+                        "spec.source is immutable: a ConfigurationItem describes one object "
+                        "for its whole life; create a new ConfigurationItem for another object"
+                    ),
+                    "fieldPath": ".source",
+                }
+            ]
+        }
+    )
 
     class_: CIClass | None = Field(
         default=None,
