@@ -1,0 +1,65 @@
+"""Canonical CMDB records: the same object always renders to the same bytes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import yaml
+
+from opsledger.domain.classes import effective_class
+from opsledger.domain.drift import drifted
+from opsledger.models.configitem import ConfigurationItemSpec, Lifecycle, Relationship
+from opsledger.models.records import ConfigurationItemRecord, RecordMetadata
+
+
+def record_path(cluster: str, namespace: str, folder: str, name: str) -> str:
+    """clusters/<cluster>/<namespace>/<folder>/<name>.yaml: each cluster writes only its own."""
+    return f"clusters/{cluster}/{namespace}/{folder}/{name}.yaml"
+
+
+def ci_record(
+    *,
+    cluster: str,
+    namespace: str,
+    name: str,
+    spec: ConfigurationItemSpec,
+    observed: dict[str, Any] | None,
+    discovered: Iterable[Relationship] = (),
+    retired_reason: str | None = None,
+) -> ConfigurationItemRecord:
+    """The record of a configuration item: declared fields, observation, relationships."""
+    observed = observed or {}
+    source_kind = spec.source.kind if spec.source else None
+    resolved = spec.model_copy(
+        update={
+            "class_": effective_class(spec.class_, source_kind),
+            "lifecycle": Lifecycle.RETIRED.value if retired_reason else spec.lifecycle,
+        }
+    )
+    edges = {(r.type, r.target): r for r in [*spec.relationships, *discovered]}
+    return ConfigurationItemRecord(
+        metadata=RecordMetadata(cluster=cluster, namespace=namespace, name=name),
+        spec=resolved,
+        relationships=[edges[k] for k in sorted(edges)],
+        observed=observed,
+        drift=drifted(spec.attributes, observed),
+        retired_reason=retired_reason,
+    )
+
+
+def _sorted(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _sorted(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted(v) for v in value]
+    return value
+
+
+def to_yaml(record: ConfigurationItemRecord) -> str:
+    """The record as committed: fields in model order, maps inside sorted, no timestamps."""
+    wire = record.to_wire()
+    body = {
+        k: (_sorted(v) if isinstance(v, dict) and k != "metadata" else v) for k, v in wire.items()
+    }
+    return yaml.safe_dump(body, sort_keys=False, allow_unicode=True, width=100)

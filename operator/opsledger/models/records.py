@@ -1,0 +1,49 @@
+"""The shape of records in the CMDB repository (what `opsledger cmdb validate` checks)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from opsledger.models.common import API_GROUP, API_VERSION, CamelModel, K8sName
+from opsledger.models.configitem import ConfigurationItemSpec, Relationship
+
+RECORD_API_VERSION = f"{API_GROUP}/{API_VERSION}"
+
+
+class RecordMetadata(CamelModel):
+    """Where the record's object lives."""
+
+    cluster: K8sName = Field(description="The cluster's name (OPSLEDGER_CLUSTER).")
+    namespace: K8sName = Field(description="The object's namespace.")
+    name: K8sName = Field(description="The object's name.")
+
+
+class ConfigurationItemRecord(CamelModel):
+    """One configuration item as committed to the CMDB."""
+
+    api_version: Literal["opsledger.io/v1alpha1"] = Field(
+        default="opsledger.io/v1alpha1", description="Record format version."
+    )
+    kind: Literal["ConfigurationItemRecord"] = Field(
+        default="ConfigurationItemRecord", description="Record kind."
+    )
+    metadata: RecordMetadata = Field(description="Cluster, namespace and name.")
+    spec: ConfigurationItemSpec = Field(description="The declared item, class resolved.")
+    relationships: list[Relationship] = Field(
+        default_factory=list, description="Declared and discovered relationships."
+    )
+    observed: dict[str, Any] = Field(
+        default_factory=dict, description="What was observed on the source object."
+    )
+    drift: list[str] = Field(
+        default_factory=list, description="Declared attributes that differ from the observed."
+    )
+    retired_reason: str | None = Field(
+        default=None, description="Why the item was retired, e.g. its source was deleted."
+    )
+
+
+# folder under clusters/<cluster>/<namespace>/ → the record model kept there
+RECORD_FOLDERS: dict[str, type[CamelModel]] = {"configurationitems": ConfigurationItemRecord}
