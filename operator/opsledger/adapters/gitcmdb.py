@@ -1,0 +1,323 @@
+"""The CMDB as a Git repository (GitPython over the system git).
+
+Writes are collected for a short debounce window (or until a batch is full) and land as one
+commit whose message lists every record and why it changed. A push that loses a race fetches the
+remote tip, re-applies the batch on top of it (a rebase of our single commit; records are sharded
+by cluster, so it never conflicts) and retries with back-off. Nothing is kept only on disk: the
+caller awaits the push, and on failure the record is simply rendered again from the cluster on the
+next attempt, so an operator restart loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import shlex
+import stat
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import git
+
+RETRYABLE_PUSH = ("non-fast-forward", "fetch first", "rejected", "cannot lock ref")
+
+
+class CMDBError(Exception):
+    """Writing to the CMDB repository failed."""
+
+
+class RemoteUnavailableError(CMDBError):
+    """The remote could not be reached or refused us; the message says why, in git's words."""
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """How to authenticate to the remote; secrets stay in files (mounted from a Secret)."""
+
+    token_file: Path | None = None
+    username: str = "opsledger"
+    ssh_key_file: Path | None = None
+    known_hosts_file: Path | None = None
+
+    def environment(self, scratch: Path) -> dict[str, str]:
+        """Environment for git: an askpass helper reading the token file, or an SSH command."""
+        env: dict[str, str] = {"GIT_TERMINAL_PROMPT": "0"}
+        if self.token_file:
+            helper = scratch / "askpass.sh"
+            helper.write_text(
+                "#!/bin/sh\n"
+                'case "$1" in\n'
+                f"  Username*) echo {shlex.quote(self.username)} ;;\n"
+                f"  *) cat {shlex.quote(str(self.token_file))} ;;\n"
+                "esac\n"
+            )
+            helper.chmod(stat.S_IRWXU)
+            env["GIT_ASKPASS"] = str(helper)
+        if self.ssh_key_file:
+            if not self.known_hosts_file:
+                raise CMDBError(
+                    "an SSH key needs a known_hosts file: host keys are verified, never trusted "
+                    "on first use"
+                )
+            env["GIT_SSH_COMMAND"] = " ".join(
+                [
+                    "ssh",
+                    "-i",
+                    shlex.quote(str(self.ssh_key_file)),
+                    "-o",
+                    "IdentitiesOnly=yes",
+                    "-o",
+                    f"UserKnownHostsFile={shlex.quote(str(self.known_hosts_file))}",
+                    "-o",
+                    "StrictHostKeyChecking=yes",
+                ]
+            )
+        return env
+
+
+@dataclass(frozen=True)
+class Write:
+    """One record to write, and why (for the commit message)."""
+
+    path: str
+    content: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Commit:
+    """Where a record now lives in the remote."""
+
+    path: str
+    sha: str
+    changed: bool  # False when the record already had this content
+
+
+@dataclass
+class _Pending:
+    write: Write
+    waiters: list[asyncio.Future[Commit]] = field(default_factory=list)
+
+
+class GitCMDB:
+    """A working copy of the CMDB remote and the single writer that commits to it."""
+
+    def __init__(
+        self,
+        url: str,
+        workdir: Path,
+        *,
+        cluster: str,
+        branch: str = "main",
+        credentials: Credentials | None = None,
+        debounce: float = 1.0,
+        max_batch: int = 100,
+        push_attempts: int = 6,
+        author: tuple[str, str] = ("OpsLedger", "opsledger@localhost"),
+    ) -> None:
+        self.url = url
+        self.workdir = workdir
+        self.cluster = cluster
+        self.branch = branch
+        self.debounce = debounce
+        self.max_batch = max_batch
+        self.push_attempts = push_attempts
+        self.author = author
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._env = (credentials or Credentials()).environment(self.workdir)
+        self._pending: dict[str, _Pending] = {}
+        self._wakeup: asyncio.Event | None = None
+        self._flusher: asyncio.Task[None] | None = None
+        self._lock = threading.Lock()  # one git operation at a time on the working copy
+        self.commits_made = 0
+
+    # -- the async front: batch writes ---------------------------------------------------
+
+    async def write(self, path: str, content: str, reason: str) -> Commit:
+        """Queue a record; return once it is in the remote (raises CMDBError when it cannot be)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Commit] = loop.create_future()
+        pending = self._pending.get(path)
+        if pending is None:
+            self._pending[path] = _Pending(Write(path, content, reason), [future])
+        else:  # a newer version of the same record replaces the queued one
+            pending.write = Write(path, content, reason)
+            pending.waiters.append(future)
+        self._ensure_flusher()
+        assert self._wakeup is not None
+        self._wakeup.set()
+        return await future
+
+    def _ensure_flusher(self) -> None:
+        if self._flusher is None or self._flusher.done():
+            self._wakeup = asyncio.Event()
+            self._flusher = asyncio.create_task(self._flush_loop(), name="cmdb-flusher")
+
+    async def _flush_loop(self) -> None:
+        assert self._wakeup is not None
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            if len(self._pending) < self.max_batch:
+                await asyncio.sleep(self.debounce)  # let concurrent writes join the batch
+            while self._pending:
+                names = list(self._pending)[: self.max_batch]
+                batch = [self._pending.pop(n) for n in names]
+                try:
+                    results = await asyncio.to_thread(
+                        self.commit_and_push, [p.write for p in batch]
+                    )
+                except Exception as exc:
+                    for pending in batch:
+                        for waiter in pending.waiters:
+                            if not waiter.done():
+                                waiter.set_exception(exc)
+                    continue
+                for pending in batch:
+                    for waiter in pending.waiters:
+                        if not waiter.done():
+                            waiter.set_result(results[pending.write.path])
+
+    async def close(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+
+    # -- the sync core: one commit, pushed -------------------------------------------------
+
+    def commit_and_push(self, writes: list[Write]) -> dict[str, Commit]:
+        """Write, commit (only if something changed) and push; retried on lost races."""
+        with self._lock:
+            repo = self._repo()
+            delay = 0.2
+            for attempt in range(1, self.push_attempts + 1):
+                self._sync_to_remote(repo)
+                changed = self._apply(repo, writes)
+                if not changed:
+                    return self._locate(repo, writes, changed)
+                repo.index.commit(
+                    self._message(writes, changed),
+                    author=git.Actor(*self.author),
+                    committer=git.Actor(*self.author),
+                )
+                try:
+                    self._git(repo, "push", "origin", f"HEAD:refs/heads/{self.branch}")
+                except RemoteUnavailableError as exc:
+                    if attempt < self.push_attempts and any(
+                        mark in str(exc) for mark in RETRYABLE_PUSH
+                    ):
+                        time.sleep(delay + random.uniform(0, delay))
+                        delay = min(delay * 2, 5.0)
+                        continue
+                    raise
+                self.commits_made += 1
+                return self._locate(repo, writes, changed)
+            raise CMDBError(
+                f"push to {self.url} kept losing races after {self.push_attempts} tries"
+            )
+
+    def _repo(self) -> git.Repo:
+        clone = self.workdir / "repo"
+        if (clone / ".git").exists():
+            return git.Repo(clone)
+        try:
+            git.Repo.clone_from(self.url, clone, branch=self.branch, env=self._env)
+        except git.GitCommandError as exc:
+            raise RemoteUnavailableError(_explain(self.url, "clone", exc)) from exc
+        return git.Repo(clone)
+
+    def _sync_to_remote(self, repo: git.Repo) -> None:
+        """Make the working copy equal to the remote tip (our records are re-applied on top)."""
+        self._git(repo, "fetch", "--quiet", "origin", self.branch)
+        repo.git.reset("--hard", f"origin/{self.branch}")
+        repo.git.clean("-fdq")
+
+    def _apply(self, repo: git.Repo, writes: list[Write]) -> list[str]:
+        root = Path(repo.working_tree_dir or self.workdir / "repo")
+        for w in writes:
+            target = root / w.path
+            if not target.resolve().is_relative_to(root.resolve()):
+                raise CMDBError(f"refusing to write outside the repository: {w.path}")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(w.content)
+        repo.git.add("--", *[w.path for w in writes])
+        staged = repo.git.diff("--cached", "--name-only").splitlines()
+        return [w.path for w in writes if w.path in staged]
+
+    def _locate(self, repo: git.Repo, writes: list[Write], changed: list[str]) -> dict[str, Commit]:
+        head = repo.head.commit.hexsha
+        result = {}
+        for w in writes:
+            if w.path in changed:
+                result[w.path] = Commit(w.path, head, True)
+            else:  # unchanged: the commit that last wrote it
+                sha = repo.git.log("-1", "--format=%H", "--", w.path) or head
+                result[w.path] = Commit(w.path, sha, False)
+        return result
+
+    def _message(self, writes: list[Write], changed: list[str]) -> str:
+        by_path = {w.path: w for w in writes}
+        noun = "record" if len(changed) == 1 else "records"
+        if len(changed) == 1:
+            subject = f"cmdb({self.cluster}): {by_path[changed[0]].reason.splitlines()[0]}"
+        else:
+            subject = f"cmdb({self.cluster}): update {len(changed)} {noun}"
+        lines = [subject[:120], ""]
+        lines += [f"- {path}: {by_path[path].reason}" for path in changed]
+        return "\n".join(lines) + "\n"
+
+    def _git(self, repo: git.Repo, *args: str) -> str:
+        try:
+            with repo.git.custom_environment(**self._env):
+                out: str = repo.git.execute(["git", *args])
+                return out
+        except git.GitCommandError as exc:
+            raise RemoteUnavailableError(_explain(self.url, args[0], exc)) from exc
+
+    def head(self) -> str | None:
+        """The remote branch's commit as last fetched (for tests and status)."""
+        clone = self.workdir / "repo"
+        if not (clone / ".git").exists():
+            return None
+        return git.Repo(clone).commit(f"origin/{self.branch}").hexsha
+
+
+def _explain(url: str, action: str, exc: git.GitCommandError) -> str:
+    """git's own last words, which say what is wrong (no such repository, auth, network)."""
+    stderr = str(exc.stderr or "").strip().replace("stderr: ", "").strip("' \n")
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    detail = "; ".join(
+        ln for ln in lines if ln.startswith(("fatal", "error", " !", "!", "hint"))
+    ) or (lines[-1] if lines else f"exit status {exc.status}")
+    return f"git {action} {url} failed: {detail}"
+
+
+def credentials_from_env(settings_env: Mapping[str, str]) -> Credentials:
+    """Credentials from the file paths the chart mounts (OPSLEDGER_CMDB_*_FILE)."""
+
+    def path(name: str) -> Path | None:
+        value = settings_env.get(name)
+        return Path(value) if value else None
+
+    return Credentials(
+        token_file=path("OPSLEDGER_CMDB_TOKEN_FILE"),
+        username=settings_env.get("OPSLEDGER_CMDB_USERNAME", "opsledger"),
+        ssh_key_file=path("OPSLEDGER_CMDB_SSH_KEY_FILE"),
+        known_hosts_file=path("OPSLEDGER_CMDB_KNOWN_HOSTS_FILE"),
+    )
+
+
+__all__ = [
+    "CMDBError",
+    "Commit",
+    "Credentials",
+    "GitCMDB",
+    "RemoteUnavailableError",
+    "Write",
+    "credentials_from_env",
+]
