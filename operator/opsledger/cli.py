@@ -53,6 +53,15 @@ def _parser() -> argparse.ArgumentParser:
     crds.add_argument("--stdout", action="store_true", help="print them as one YAML stream")
     crds.set_defaults(func=_crds)
 
+    cmdb = sub.add_parser("cmdb", help="work with a CMDB repository checkout")
+    cmdb_sub = cmdb.add_subparsers(metavar="ACTION", required=True)
+    validate = cmdb_sub.add_parser(
+        "validate", help="check every record parses, matches its schema and sits at its path"
+    )
+    validate.add_argument("directory", nargs="?", default=".", type=Path, help="the checkout")
+    validate.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    validate.set_defaults(func=_cmdb_validate)
+
     dev = sub.add_parser("dev", help="the local environment (control plane, Prometheus, CMDB)")
     dev.add_argument("--dir", type=Path, help="state folder (default: .dev/ in the checkout)")
     dev_sub = dev.add_subparsers(metavar="ACTION", required=True)
@@ -135,6 +144,24 @@ def _crds(args: argparse.Namespace) -> int:
         (folder / name).write_text(text)
         print(folder / name)
     return 0
+
+
+def _cmdb_validate(args: argparse.Namespace) -> int:
+    from opsledger.domain.validate import validate_tree  # noqa: PLC0415
+
+    root: Path = args.directory
+    files = sorted((root / "clusters").rglob("*.yaml")) if (root / "clusters").is_dir() else []
+    problems = validate_tree(
+        (p.relative_to(root).as_posix(), p.read_text(errors="replace")) for p in files
+    )
+    if args.output == "json":
+        print(json.dumps({"records": len(files), "problems": [p.__dict__ for p in problems]}))
+    else:
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        verdict = f"{len(problems)} problem(s)" if problems else "all valid"
+        print(f"{len(files)} record(s) checked in {root}: {verdict}")
+    return 1 if problems else 0
 
 
 def _environment(args: argparse.Namespace):  # type: ignore[no-untyped-def]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from opsledger.adapters.gitcmdb import (
     RemoteUnavailableError,
     Write,
 )
+from opsledger.domain.records import ci_record, record_path, to_yaml
+from opsledger.models.configitem import ConfigurationItemSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -199,3 +202,37 @@ def test_ssh_keys_require_verified_host_keys(tmp_path: Path) -> None:
         Credentials(ssh_key_file=key).environment(tmp_path)
     env = Credentials(ssh_key_file=key, known_hosts_file=tmp_path / "kh").environment(tmp_path)
     assert "StrictHostKeyChecking=yes" in env["GIT_SSH_COMMAND"]
+
+
+def test_validate_rejects_a_hand_broken_record_in_a_checkout(remote: Path, tmp_path: Path) -> None:
+    path = record_path("dev", "shop", "configurationitems", "web")
+    text = to_yaml(
+        ci_record(
+            cluster="dev",
+            namespace="shop",
+            name="web",
+            spec=ConfigurationItemSpec(),
+            observed={"replicas": 2},
+        )
+    )
+    _store(remote, tmp_path).commit_and_push([Write(path, text, "created")])
+    checkout = tmp_path / "checkout"
+    _git("clone", "--quiet", remote.as_uri(), str(checkout))
+
+    def validate() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "opsledger", "cmdb", "validate", str(checkout)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    ok = validate()
+    assert ok.returncode == 0, ok.stderr
+    assert "1 record(s) checked" in ok.stdout
+    (checkout / path).write_text(text.replace("lifecycle: active", "lifecycle: zombie"))
+    broken = validate()
+    assert broken.returncode == 1
+    assert f"{path}: spec.lifecycle:" in broken.stderr
+    workflow = (checkout / ".github" / "workflows" / "validate.yaml").read_text()
+    assert "opsledger cmdb validate ." in workflow

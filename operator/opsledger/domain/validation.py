@@ -9,7 +9,11 @@ def describe(error: ValidationError, root: str = "spec") -> str:
     """One line per problem, each naming the field by its path as written in the manifest."""
     lines = []
     for item in error.errors():
-        path = ".".join([root, *(str(p) for p in item["loc"])])
+        path = (
+            ".".join([root, *(str(p) for p in item["loc"])])
+            if root
+            else ".".join(str(p) for p in item["loc"])
+        )
         message = str(item["msg"]).removeprefix("Value error, ")
         lines.append(f"{path}: {message}")
     return "; ".join(lines)

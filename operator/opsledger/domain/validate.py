@@ -1,0 +1,60 @@
+"""Validation of a CMDB repository checkout: every record parses, matches its schema and sits
+at the path its metadata says (what the repository's CI runs through `opsledger cmdb validate`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+import yaml
+from pydantic import ValidationError
+
+from opsledger.domain.validation import describe
+from opsledger.models.records import RECORD_FOLDERS
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+def validate_record(path: str, text: str) -> list[Problem]:
+    """Problems with one file under clusters/ (path relative to the repository root)."""
+    parts = PurePosixPath(path).parts
+    if len(parts) != 5 or parts[0] != "clusters" or not path.endswith(".yaml"):
+        return [Problem(path, "records live at clusters/<cluster>/<namespace>/<kind>/<name>.yaml")]
+    _, cluster, namespace, folder, filename = parts
+    model = RECORD_FOLDERS.get(folder)
+    if model is None:
+        known = ", ".join(sorted(RECORD_FOLDERS))
+        return [Problem(path, f"unknown record folder {folder!r}: expected one of {known}")]
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        return [Problem(path, f"not valid YAML: {exc}".replace("\n", " "))]
+    if not isinstance(data, dict):
+        return [Problem(path, "a record is a YAML mapping")]
+    try:
+        record = model.model_validate(data)
+    except ValidationError as exc:
+        return [Problem(path, describe(exc, root=""))]
+    metadata = getattr(record, "metadata", None)
+    expected = {"cluster": cluster, "namespace": namespace, "name": filename[: -len(".yaml")]}
+    return [
+        Problem(path, f"metadata.{key} is {getattr(metadata, key)!r} but the path says {want!r}")
+        for key, want in expected.items()
+        if getattr(metadata, key, None) != want
+    ]
+
+
+def validate_tree(files: Iterator[tuple[str, str]]) -> list[Problem]:
+    """Problems across (path, text) pairs of every record file in a checkout."""
+    problems: list[Problem] = []
+    for path, text in files:
+        problems += validate_record(path, text)
+    return problems
