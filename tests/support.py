@@ -58,6 +58,10 @@ def wait_for(check: Any, timeout: float = 60.0, interval: float = 0.5, what: str
     raise AssertionError(f"timed out after {timeout}s waiting for {what or check}: last {last!r}")
 
 
+# Shorter waits than production defaults, so tests see retries within seconds.
+TEST_SETTINGS = {"OPSLEDGER_CMDB_DEBOUNCE": "0.5", "OPSLEDGER_CMDB_RETRY_INTERVAL": "2"}
+
+
 class OperatorProcess:
     """`opsledger run` as a real subprocess against the test environment."""
 
@@ -66,15 +70,16 @@ class OperatorProcess:
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, *extra: str) -> OperatorProcess:
+    def start(self, *extra: str, env: dict[str, str] | None = None) -> OperatorProcess:
+        self.overrides = {**getattr(self, "overrides", {}), **(env or {})}
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "opsledger", "run", *extra],
-                env={**os.environ, **self.env.env()},
+                env={**os.environ, **self.env.env(), **TEST_SETTINGS, **self.overrides},
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        port = self.env.ports()["operator-health"]
+        port = int(self.overrides.get("OPSLEDGER_HEALTH_PORT", self.env.ports()["operator-health"]))
         wait_for(lambda: self._healthy(port), timeout=60, what=f"operator /healthz ({self.log})")
         return self
 

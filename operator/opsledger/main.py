@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import kopf
 
 from opsledger.adapters import kube
+from opsledger.adapters.gitcmdb import GitCMDB, credentials_from_env
 from opsledger.adapters.metrics import Metrics
+from opsledger.domain.redaction import Redactor
 from opsledger.handlers import change, configitem, incident, servicelevel
 from opsledger.handlers.common import Context
 from opsledger.models import API_GROUP, KINDS
@@ -27,8 +32,9 @@ class CRDsMissingError(RuntimeError):
 
 def build_registry(settings: Settings) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
-    for module in (incident, change, servicelevel, configitem):
+    for module in (incident, change, servicelevel):
         module.register(registry)
+    configitem.register(registry, settings)
 
     @kopf.on.startup(registry=registry, id="configure")
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -85,7 +91,15 @@ async def run(settings: Settings) -> None:
         settings.health_port,
     )
     registry = build_registry(settings)
-    memo = kopf.Memo(ctx=Context(settings=settings, metrics=metrics))
+    api = kube.api_client(settings.kubeconfig)
+    ctx = Context(
+        settings=settings,
+        metrics=metrics,
+        kube=kube.Kube(api),
+        cmdb=_cmdb(settings),
+        redactor=Redactor.with_extra(settings.redact_keys, settings.redact_values),
+    )
+    memo = kopf.Memo(ctx=ctx)
     await kopf.operator(
         registry=registry,
         memo=memo,
@@ -95,6 +109,26 @@ async def run(settings: Settings) -> None:
         peering_name=settings.peering,
         priority=settings.priority,
         liveness_endpoint=f"http://{settings.bind_address}:{settings.health_port}/healthz",
+    )
+
+
+def _cmdb(settings: Settings) -> GitCMDB | None:
+    """The CMDB store, when a remote is configured; credentials come from mounted files."""
+    if not settings.cmdb_url:
+        log.warning("OPSLEDGER_CMDB_URL is not set: records are not committed anywhere")
+        return None
+    workdir = Path(
+        settings.cmdb_workdir or Path(tempfile.gettempdir()) / "opsledger-cmdb" / settings.cluster
+    )
+    return GitCMDB(
+        settings.cmdb_url,
+        workdir,
+        cluster=settings.cluster,
+        branch=settings.cmdb_branch,
+        credentials=credentials_from_env(os.environ),
+        debounce=settings.cmdb_debounce,
+        max_batch=settings.cmdb_max_batch,
+        author=("OpsLedger", f"opsledger@{settings.cluster}"),
     )
 
 

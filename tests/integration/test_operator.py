@@ -48,7 +48,7 @@ def test_the_examples_become_ready(kubectl: Kubectl, operator: OperatorProcess) 
     }
     for kind in KINDS:
         ready = _wait_ready(kubectl, kind, names[kind], "shop", "True")
-        assert ready["reason"] == "Accepted"
+        assert ready["reason"] == ("Recorded" if kind == "configurationitem" else "Accepted")
 
     def accepted_event() -> bool:
         events = kubectl.json(

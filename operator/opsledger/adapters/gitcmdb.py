@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import random
 import shlex
+import shutil
 import stat
 import threading
 import time
@@ -134,11 +135,19 @@ class GitCMDB:
         self._flusher: asyncio.Task[None] | None = None
         self._lock = threading.Lock()  # one git operation at a time on the working copy
         self.commits_made = 0
+        # path → (content, commit, when): what we last saw the remote hold, so re-rendering an
+        # unchanged record (every watch event does) costs no git round-trip. Entries expire so
+        # an externally rewritten remote heals.
+        self._known: dict[str, tuple[str, Commit, float]] = {}
+        self.known_ttl = 600.0
 
     # -- the async front: batch writes ---------------------------------------------------
 
     async def write(self, path: str, content: str, reason: str) -> Commit:
         """Queue a record; return once it is in the remote (raises CMDBError when it cannot be)."""
+        known = self._known.get(path)
+        if known and known[0] == content and time.monotonic() - known[2] < self.known_ttl:
+            return Commit(path, known[1].sha, changed=False)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Commit] = loop.create_future()
         pending = self._pending.get(path)
@@ -177,10 +186,13 @@ class GitCMDB:
                             if not waiter.done():
                                 waiter.set_exception(exc)
                     continue
+                now = time.monotonic()
                 for pending in batch:
+                    commit = results[pending.write.path]
+                    self._known[commit.path] = (pending.write.content, commit, now)
                     for waiter in pending.waiters:
                         if not waiter.done():
-                            waiter.set_result(results[pending.write.path])
+                            waiter.set_result(commit)
 
     async def close(self) -> None:
         if self._flusher is not None:
@@ -224,7 +236,10 @@ class GitCMDB:
     def _repo(self) -> git.Repo:
         clone = self.workdir / "repo"
         if (clone / ".git").exists():
-            return git.Repo(clone)
+            repo = git.Repo(clone)
+            if repo.remotes and repo.remotes.origin.url == self.url:
+                return repo
+            shutil.rmtree(clone)  # a working copy of another remote: start afresh
         try:
             git.Repo.clone_from(self.url, clone, branch=self.branch, env=self._env)
         except git.GitCommandError as exc:

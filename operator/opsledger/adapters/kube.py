@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
+from typing import Any, cast
 
-from kubernetes import client, config
+from kubernetes import client, config, dynamic
 from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
+
+from opsledger.models.common import API_GROUP, API_VERSION
 
 
 def api_client(kubeconfig: str | None) -> client.ApiClient:
@@ -35,3 +40,63 @@ def missing_crds(api: client.ApiClient, names: Iterable[str]) -> list[str]:
         if not any(c.type == "Established" and c.status == "True" for c in conditions):
             missing.append(name)
     return missing
+
+
+class Kube:
+    """Reads of arbitrary objects and status writes, for work outside a Kopf handler's patch."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
+        self._dynamic: dynamic.DynamicClient | None = None
+        self._lock = threading.Lock()
+
+    def _client(self) -> dynamic.DynamicClient:
+        with self._lock:
+            if self._dynamic is None:  # discovery happens once, lazily
+                self._dynamic = dynamic.DynamicClient(self.api)  # type: ignore[no-untyped-call]
+            return self._dynamic
+
+    def namespaced(self, api_version: str, kind: str) -> bool:
+        resource = self._client().resources.get(api_version=api_version, kind=kind)
+        return bool(resource.namespaced)
+
+    def get(self, api_version: str, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
+        """The object as a dict, or None when it does not exist. Cluster-scoped kinds (Node,
+        Namespace, PersistentVolume) ignore `namespace`."""
+        try:
+            resource = self._client().resources.get(api_version=api_version, kind=kind)
+        except ResourceNotFoundError as exc:
+            raise LookupError(f"the cluster serves no {kind} in {api_version}") from exc
+        try:
+            if resource.namespaced:
+                obj = resource.get(name=name, namespace=namespace)
+            else:
+                obj = resource.get(name=name)
+        except NotFoundError:
+            return None
+        result: dict[str, Any] = obj.to_dict()
+        return result
+
+    def get_custom(self, plural: str, name: str, namespace: str) -> dict[str, Any] | None:
+        try:
+            obj = cast(
+                dict[str, Any],
+                client.CustomObjectsApi(self.api).get_namespaced_custom_object(
+                    API_GROUP, API_VERSION, namespace, plural, name
+                ),
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return obj
+
+    def patch_status(self, plural: str, name: str, namespace: str, status: dict[str, Any]) -> None:
+        client.CustomObjectsApi(self.api).patch_namespaced_custom_object_status(
+            API_GROUP, API_VERSION, namespace, plural, name, {"status": status}
+        )
+
+    def patch_spec(self, plural: str, name: str, namespace: str, spec: dict[str, Any]) -> None:
+        client.CustomObjectsApi(self.api).patch_namespaced_custom_object(
+            API_GROUP, API_VERSION, namespace, plural, name, {"spec": spec}
+        )

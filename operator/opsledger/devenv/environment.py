@@ -118,6 +118,7 @@ class DevEnvironment:
             "OPSLEDGER_CLUSTER": self.cluster,
             "OPSLEDGER_CMDB_URL": self.cmdb_remote.as_uri(),
             "OPSLEDGER_CMDB_BRANCH": "main",
+            "OPSLEDGER_CMDB_WORKDIR": str(self.dir / "cmdb-workdir"),
             "OPSLEDGER_PROMETHEUS_URL": self.url("prometheus"),
             "OPSLEDGER_ALERTMANAGER_URL": self.url("alertmanager"),
             "OPSLEDGER_METRICS_PORT": str(ports["operator-metrics"]),

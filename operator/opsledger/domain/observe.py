@@ -16,6 +16,21 @@ from opsledger.models.configitem import RelationshipType
 Extractor = Callable[[dict[str, Any], Redactor], dict[str, Any]]
 
 WORKLOAD_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet"})
+CLUSTER_SCOPED_KINDS = frozenset({"Node", "Namespace", "PersistentVolume", "StorageClass"})
+
+# Live state shown in the CI's status but kept out of the Git record: it moves with every pod
+# that starts or stops, and the CMDB is an audit trail of configuration, not a metrics store.
+VOLATILE_KEYS = frozenset({"readyReplicas"})
+
+
+def recorded(observed: dict[str, Any]) -> dict[str, Any]:
+    """The part of an observation that goes into the CMDB record."""
+    return {k: v for k, v in observed.items() if k not in VOLATILE_KEYS}
+
+
+def source_key(kind: str, namespace: str | None, name: str) -> tuple[str, str, str]:
+    """How a source object is identified across ConfigurationItems."""
+    return (kind, "" if kind in CLUSTER_SCOPED_KINDS else (namespace or ""), name)
 
 
 def observe(obj: dict[str, Any], redactor: Redactor) -> dict[str, Any]:

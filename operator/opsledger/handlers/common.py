@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import kopf
 from pydantic import BaseModel, ValidationError
 
+from opsledger.adapters.gitcmdb import GitCMDB
+from opsledger.adapters.kube import Kube
 from opsledger.adapters.metrics import Metrics
 from opsledger.domain.conditions import READY, find, parse_conditions, set_condition
+from opsledger.domain.redaction import Redactor
 from opsledger.domain.validation import describe
 from opsledger.models.common import ConditionStatus
 from opsledger.models.crd import KindInfo
@@ -26,6 +29,9 @@ class Context:
 
     settings: Settings
     metrics: Metrics
+    kube: Kube | None = None
+    cmdb: GitCMDB | None = None
+    redactor: Redactor = field(default_factory=Redactor)
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
 

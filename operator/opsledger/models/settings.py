@@ -30,6 +30,22 @@ class Settings(BaseModel):
         description="Kopf peering name when several replicas run; unset means standalone.",
     )
     priority: int = Field(default=0, description="Kopf peering priority of this replica.")
+    cmdb_workdir: str | None = Field(
+        default=None, description="Folder for the CMDB working copy (default: a temp folder)."
+    )
+    cmdb_debounce: float = Field(
+        default=1.0, ge=0, description="Seconds writes are collected before one commit."
+    )
+    cmdb_max_batch: int = Field(default=100, ge=1, description="Most records in one commit.")
+    cmdb_retry_interval: float = Field(
+        default=30.0, gt=0, description="Seconds between retries while the remote is unreachable."
+    )
+    redact_keys: list[str] = Field(
+        default_factory=list, description="Extra regexes: values under matching keys are redacted."
+    )
+    redact_values: list[str] = Field(
+        default_factory=list, description="Extra regexes: matching values are redacted."
+    )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -47,10 +63,20 @@ class Settings(BaseModel):
             "OPSLEDGER_BIND_ADDRESS": "bind_address",
             "OPSLEDGER_PEERING": "peering",
             "OPSLEDGER_PRIORITY": "priority",
+            "OPSLEDGER_CMDB_WORKDIR": "cmdb_workdir",
+            "OPSLEDGER_CMDB_DEBOUNCE": "cmdb_debounce",
+            "OPSLEDGER_CMDB_MAX_BATCH": "cmdb_max_batch",
+            "OPSLEDGER_CMDB_RETRY_INTERVAL": "cmdb_retry_interval",
         }
         for var, name in plain.items():
             if env.get(var):
                 values[name] = env[var]
         if env.get("OPSLEDGER_NAMESPACES"):
             values["namespaces"] = [n.strip() for n in env["OPSLEDGER_NAMESPACES"].split(",") if n]
+        for var, name in (
+            ("OPSLEDGER_REDACT_KEYS", "redact_keys"),
+            ("OPSLEDGER_REDACT_VALUES", "redact_values"),
+        ):
+            if env.get(var):  # one regex per line (regexes may contain commas)
+                values[name] = [line for line in env[var].splitlines() if line.strip()]
         return cls.model_validate(values)

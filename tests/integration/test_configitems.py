@@ -1,0 +1,272 @@
+"""ConfigurationItems in the Git CMDB, through the real operator, API server and bare remote."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from opsledger.devenv.environment import DevEnvironment
+from tests.support import Kubectl, OperatorProcess, wait_for
+
+TOKEN = "ghp_" + "T0k3nPlanted" * 3
+SECRET_VALUE = "pl4nted-s3cret-value"
+
+
+def _git(devenv: DevEnvironment, *args: str) -> str:
+    return subprocess.run(
+        ["git", "--git-dir", str(devenv.cmdb_remote), *args],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
+def _commits(devenv: DevEnvironment) -> int:
+    return int(_git(devenv, "rev-list", "--count", "main").strip())
+
+
+def _record(devenv: DevEnvironment, namespace: str, name: str) -> dict[str, Any] | None:
+    path = f"clusters/test/{namespace}/configurationitems/{name}.yaml"
+    result = subprocess.run(
+        ["git", "--git-dir", str(devenv.cmdb_remote), "show", f"main:{path}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return yaml.safe_load(result.stdout) if result.returncode == 0 else None
+
+
+def _condition(obj: dict[str, Any], type_: str) -> dict[str, Any] | None:
+    return next(
+        (c for c in obj.get("status", {}).get("conditions", []) if c["type"] == type_), None
+    )
+
+
+def _ci(name: str, namespace: str, extra: str = "") -> str:
+    return f"""
+apiVersion: opsledger.io/v1alpha1
+kind: ConfigurationItem
+metadata: {{name: {name}, namespace: {namespace}}}
+spec:
+  service: shop
+{extra}"""
+
+
+def _synced(kubectl: Kubectl, namespace: str, name: str) -> dict[str, Any] | None:
+    obj = kubectl.json("get", "ci", name, "-n", namespace)
+    synced = _condition(obj, "CMDBSynced")
+    return obj if synced and synced["status"] == "True" else None
+
+
+def test_fifty_items_become_fifty_records_in_a_handful_of_commits(
+    devenv: DevEnvironment, kubectl: Kubectl, operator: OperatorProcess
+) -> None:
+    kubectl("create", "namespace", "fleet")
+    before = _commits(devenv)
+    kubectl(
+        "apply", "-f", "-", input="\n---\n".join(_ci(f"item-{i:02d}", "fleet") for i in range(50))
+    )
+
+    def all_synced() -> bool:
+        items = kubectl.json("get", "ci", "-n", "fleet")["items"]
+        return len(items) == 50 and all(
+            (_condition(i, "CMDBSynced") or {}).get("status") == "True" for i in items
+        )
+
+    wait_for(all_synced, timeout=120, what="50 items synced to the CMDB")
+    files = [
+        f
+        for f in _git(devenv, "ls-tree", "-r", "--name-only", "main").split()
+        if f.startswith("clusters/test/fleet/configurationitems/")
+    ]
+    assert len(files) == 50
+    assert 1 <= _commits(devenv) - before <= 6
+    item = kubectl.json("get", "ci", "item-07", "-n", "fleet")
+    assert item["status"]["cmdb"]["path"] == "clusters/test/fleet/configurationitems/item-07.yaml"
+    assert item["status"]["cmdb"]["commit"] in _git(devenv, "log", "--format=%H", "main")
+
+
+DEPLOYMENT = f"""
+apiVersion: v1
+kind: Secret
+metadata: {{name: payment-keys, namespace: live}}
+stringData: {{api-key: {SECRET_VALUE}}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: live
+  annotations: {{example.com/deploy-token: {TOKEN}}}
+spec:
+  replicas: 2
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      containers:
+      - name: app
+        image: registry.example/web:1.0
+        env:
+        - name: PAYMENT_KEY
+          valueFrom: {{secretKeyRef: {{name: payment-keys, key: api-key}}}}
+"""
+
+
+def test_an_item_follows_its_source_and_retires_when_it_goes(
+    devenv: DevEnvironment, kubectl: Kubectl, operator: OperatorProcess
+) -> None:
+    kubectl("create", "namespace", "live")
+    kubectl("apply", "-f", "-", input=DEPLOYMENT)
+    kubectl("rollout", "status", "deployment/web", "-n", "live", "--timeout=90s")
+    kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=_ci(
+            "web",
+            "live",
+            """  attributes: {replicas: 3}
+  source: {apiVersion: apps/v1, kind: Deployment, name: web}""",
+        ),
+    )
+    item = wait_for(lambda: _synced(kubectl, "live", "web"), timeout=60, what="web synced")
+    assert item["status"]["class"] == "Workload"
+    assert item["status"]["observed"]["readyReplicas"] == 2
+    drifted = _condition(item, "Drifted")
+    assert drifted is not None
+    assert drifted["status"] == "True"
+    assert "replicas" in drifted["message"]
+    record = _record(devenv, "live", "web")
+    assert record is not None
+    assert record["observed"]["images"] == {"app": "registry.example/web:1.0"}
+    assert record["drift"] == ["replicas"]
+
+    before = _commits(devenv)
+    kubectl("set", "image", "deployment/web", "app=registry.example/web:2.0", "-n", "live")
+    kubectl("rollout", "status", "deployment/web", "-n", "live", "--timeout=90s")
+    wait_for(
+        lambda: (
+            (_record(devenv, "live", "web") or {}).get("observed", {}).get("images")
+            == {"app": "registry.example/web:2.0"}
+        ),
+        timeout=60,
+        what="the new image recorded",
+    )
+    wait_for(
+        lambda: (
+            kubectl.json("get", "ci", "web", "-n", "live")["status"]["observed"]["readyReplicas"]
+            == 2
+        ),
+        timeout=60,
+        what="the rollout to settle in status",
+    )
+    assert _commits(devenv) == before + 1  # the rollout's status churn adds no commits
+    message = _git(devenv, "log", "-1", "--format=%B", "main")
+    assert "Deployment web changed" in message
+
+    kubectl("delete", "deployment", "web", "-n", "live")
+    retired = wait_for(
+        lambda: (_record(devenv, "live", "web") or {}).get("retiredReason"),
+        timeout=60,
+        what="the record to say the item is retired",
+    )
+    assert retired == "source Deployment web no longer exists"
+    assert _record(devenv, "live", "web")["spec"]["lifecycle"] == "retired"  # type: ignore[index]
+    wait_for(
+        lambda: kubectl.json("get", "ci", "web", "-n", "live")["spec"]["lifecycle"] == "retired",
+        timeout=30,
+        what="the item's lifecycle to be retired",
+    )
+
+    history = _git(devenv, "log", "-p", "--all")
+    assert SECRET_VALUE not in history
+    assert TOKEN not in history
+    assert "fromSecret: payment-keys/api-key" in history
+
+
+def test_a_second_item_for_the_same_source_is_refused(
+    kubectl: Kubectl, operator: OperatorProcess
+) -> None:
+    kubectl("create", "namespace", "dupes")
+    kubectl("create", "deployment", "api", "--image=registry.example/api:1", "-n", "dupes")
+    source = "  source: {apiVersion: apps/v1, kind: Deployment, name: api}"
+    kubectl("apply", "-f", "-", input=_ci("api", "dupes", source))
+    wait_for(lambda: _synced(kubectl, "dupes", "api"), timeout=60, what="the first item")
+    kubectl("apply", "-f", "-", input=_ci("api-again", "dupes", source))
+
+    def refused() -> dict[str, Any] | None:
+        ready = _condition(kubectl.json("get", "ci", "api-again", "-n", "dupes"), "Ready")
+        return ready if ready and ready["reason"] == "DuplicateSource" else None
+
+    ready = wait_for(refused, timeout=30, what="DuplicateSource")
+    assert ready["status"] == "False"
+    assert "already described by ConfigurationItem dupes/api" in ready["message"]
+
+
+def test_a_restart_with_nothing_changed_writes_nothing(
+    devenv: DevEnvironment, kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path
+) -> None:
+    kubectl("create", "namespace", "steady")
+    kubectl("apply", "-f", "-", input=_ci("steady", "steady"))
+    wait_for(lambda: _synced(kubectl, "steady", "steady"), timeout=60, what="steady synced")
+    before = _commits(devenv)
+    operator.stop()
+    restarted = OperatorProcess(devenv, tmp_path / "restarted.log").start()
+    try:
+        wait_for(
+            lambda: "[steady/steady] Resuming is processed" in restarted.output(),
+            timeout=60,
+            what="the restarted operator to resume the item",
+        )
+        assert _commits(devenv) == before
+    finally:
+        restarted.stop()
+        operator.start()
+
+
+def test_an_unreachable_remote_delays_records_and_loses_none(
+    devenv: DevEnvironment, kubectl: Kubectl, operator: OperatorProcess
+) -> None:
+    kubectl("create", "namespace", "offline")
+    moved = devenv.cmdb_remote.with_name("cmdb-moved-away.git")
+    shutil.move(devenv.cmdb_remote, moved)
+    try:
+        kubectl(
+            "apply", "-f", "-", input="\n---\n".join(_ci(f"late-{i}", "offline") for i in range(3))
+        )
+
+        def unsynced() -> dict[str, Any] | None:
+            synced = _condition(kubectl.json("get", "ci", "late-0", "-n", "offline"), "CMDBSynced")
+            return synced if synced and synced["status"] == "False" else None
+
+        synced = wait_for(unsynced, timeout=60, what="CMDBSynced=False")
+        assert synced["reason"] == "RemoteUnavailable"
+        assert "does not appear to be a git repository" in synced["message"]
+        assert "written once the remote is reachable again" in synced["message"]
+    finally:
+        shutil.move(moved, devenv.cmdb_remote)
+    for i in range(3):
+        wait_for(
+            lambda i=i: _synced(kubectl, "offline", f"late-{i}"),
+            timeout=60,
+            what=f"late-{i} synced after the remote came back",
+        )
+        assert _record(devenv, "offline", f"late-{i}") is not None
+
+
+def test_deleting_an_item_leaves_a_retired_record(
+    devenv: DevEnvironment, kubectl: Kubectl, operator: OperatorProcess
+) -> None:
+    kubectl("create", "namespace", "gone")
+    kubectl("apply", "-f", "-", input=_ci("legacy", "gone"))
+    wait_for(lambda: _synced(kubectl, "gone", "legacy"), timeout=60, what="legacy synced")
+    kubectl("delete", "ci", "legacy", "-n", "gone", "--timeout=60s")
+    record = _record(devenv, "gone", "legacy")
+    assert record is not None
+    assert record["spec"]["lifecycle"] == "retired"
+    assert record["retiredReason"] == "the ConfigurationItem was deleted from the cluster"
