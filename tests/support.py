@@ -59,7 +59,11 @@ def wait_for(check: Any, timeout: float = 60.0, interval: float = 0.5, what: str
 
 
 # Shorter waits than production defaults, so tests see retries within seconds.
-TEST_SETTINGS = {"OPSLEDGER_CMDB_DEBOUNCE": "0.5", "OPSLEDGER_CMDB_RETRY_INTERVAL": "2"}
+TEST_SETTINGS = {
+    "OPSLEDGER_CMDB_DEBOUNCE": "0.5",
+    "OPSLEDGER_CMDB_RETRY_INTERVAL": "2",
+    "OPSLEDGER_IMPACT_INTERVAL": "2",
+}
 
 
 class OperatorProcess:

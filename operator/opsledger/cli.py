@@ -62,6 +62,15 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("-o", "--output", choices=["text", "json"], default="text")
     validate.set_defaults(func=_cmdb_validate)
 
+    impact = cmdb_sub.add_parser(
+        "impact", help="what depends on a configuration item, transitively, as a tree"
+    )
+    impact.add_argument("item", help="the ConfigurationItem's name (or namespace/name)")
+    impact.add_argument("-n", "--namespace", default="default", help="its namespace")
+    impact.add_argument("--kubeconfig", help="kubeconfig path (default: $KUBECONFIG)")
+    impact.add_argument("-o", "--output", choices=["tree", "json"], default="tree")
+    impact.set_defaults(func=_cmdb_impact)
+
     dev = sub.add_parser("dev", help="the local environment (control plane, Prometheus, CMDB)")
     dev.add_argument("--dir", type=Path, help="state folder (default: .dev/ in the checkout)")
     dev_sub = dev.add_subparsers(metavar="ACTION", required=True)
@@ -162,6 +171,60 @@ def _cmdb_validate(args: argparse.Namespace) -> int:
         verdict = f"{len(problems)} problem(s)" if problems else "all valid"
         print(f"{len(files)} record(s) checked in {root}: {verdict}")
     return 1 if problems else 0
+
+
+def _cmdb_impact(args: argparse.Namespace) -> int:
+    import os  # noqa: PLC0415
+
+    from opsledger.adapters.kube import Kube, api_client  # noqa: PLC0415
+    from opsledger.domain.impact import ImpactGraph, ImpactNode, render_tree  # noqa: PLC0415
+
+    item = args.item if "/" in args.item else f"{args.namespace}/{args.item}"
+    api = api_client(args.kubeconfig or os.environ.get("KUBECONFIG"))
+    try:
+        items = Kube(api).list_custom("configurationitems")
+    finally:
+        api.close()  # type: ignore[no-untyped-call]
+    relationships: dict[str, list[tuple[str, str]]] = {}
+    labels: dict[str, str] = {}
+    for ci in items:
+        key = f"{ci['metadata']['namespace']}/{ci['metadata']['name']}"
+        status = ci.get("status") or {}
+        rels = [
+            *(ci.get("spec", {}).get("relationships") or []),
+            *(status.get("relationships") or []),
+        ]
+        relationships[key] = [(r["type"], r["target"]) for r in rels]
+        labels[key] = str(status.get("class") or ci.get("spec", {}).get("class") or "?")
+    if item not in relationships:
+        print(f"opsledger: no ConfigurationItem {item}", file=sys.stderr)
+        return 1
+    graph = ImpactGraph(relationships)
+    tree = graph.tree(item)
+    if args.output == "json":
+
+        def as_dict(node: ImpactNode) -> dict[str, object]:
+            return {
+                "item": node.item,
+                "via": node.via,
+                "dependents": [as_dict(c) for c in node.children],
+            }
+
+        dependents = sorted(graph.dependents(item))
+        print(
+            json.dumps(
+                {
+                    "item": item,
+                    "count": len(dependents),
+                    "dependents": dependents,
+                    "tree": as_dict(tree),
+                },
+                indent=2,
+            )
+        )
+    else:
+        print(render_tree(tree, labels))
+    return 0
 
 
 def _environment(args: argparse.Namespace):  # type: ignore[no-untyped-def]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -270,3 +271,99 @@ def test_deleting_an_item_leaves_a_retired_record(
     assert record is not None
     assert record["spec"]["lifecycle"] == "retired"
     assert record["retiredReason"] == "the ConfigurationItem was deleted from the cluster"
+
+
+GRAPH = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: graph}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web, tier: frontend}}
+    spec: {containers: [{name: app, image: "registry.example/web:1"}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-svc, namespace: graph}
+spec: {selector: {app: web}, ports: [{port: 80, targetPort: 8080}]}
+---
+apiVersion: opsledger.io/v1alpha1
+kind: ConfigurationItem
+metadata: {name: orders-db, namespace: graph}
+spec: {class: Database, criticality: critical}
+---
+apiVersion: opsledger.io/v1alpha1
+kind: ConfigurationItem
+metadata: {name: web, namespace: graph}
+spec:
+  source: {apiVersion: apps/v1, kind: Deployment, name: web}
+  relationships: [{type: dependsOn, target: orders-db}]
+---
+apiVersion: opsledger.io/v1alpha1
+kind: ConfigurationItem
+metadata: {name: web-svc, namespace: graph}
+spec:
+  source: {apiVersion: v1, kind: Service, name: web-svc}
+---
+apiVersion: opsledger.io/v1alpha1
+kind: ConfigurationItem
+metadata: {name: storefront, namespace: graph}
+spec:
+  class: Application
+  relationships: [{type: dependsOn, target: web-svc}]
+"""
+
+
+def test_relationships_are_discovered_and_impact_is_transitive(
+    devenv: DevEnvironment, kubectl: Kubectl, operator: OperatorProcess
+) -> None:
+    kubectl("create", "namespace", "graph")
+    kubectl("apply", "-f", "-", input=GRAPH)
+
+    def exposes() -> list[dict[str, str]] | None:
+        status = kubectl.json("get", "ci", "web-svc", "-n", "graph").get("status", {})
+        return status.get("relationships") or None
+
+    assert wait_for(exposes, timeout=60, what="web-svc exposes web") == [
+        {"type": "exposes", "target": "web"}
+    ]
+    wait_for(
+        lambda: (
+            kubectl.json("get", "ci", "orders-db", "-n", "graph")["status"].get("dependents") == 3
+        ),
+        timeout=60,
+        what="orders-db to count 3 dependents",
+    )
+    wait_for(
+        lambda: (
+            {"type": "exposes", "target": "web"}
+            in ((_record(devenv, "graph", "web-svc") or {}).get("relationships") or [])
+        ),
+        timeout=30,
+        what="the exposes edge in the web-svc record",
+    )
+
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "opsledger",
+            "cmdb",
+            "impact",
+            "orders-db",
+            "-n",
+            "graph",
+            f"--kubeconfig={devenv.kubeconfig}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout.splitlines() == [
+        "graph/orders-db (Database)",
+        "└── dependsOn → graph/web (Workload)",
+        "    └── exposes → graph/web-svc (Service)",
+        "        └── dependsOn → graph/storefront (Application)",
+    ]

@@ -100,3 +100,14 @@ class Kube:
         client.CustomObjectsApi(self.api).patch_namespaced_custom_object(
             API_GROUP, API_VERSION, namespace, plural, name, {"spec": spec}
         )
+
+    def list_custom(self, plural: str) -> list[dict[str, Any]]:
+        """Every object of one of OpsLedger's kinds, in all namespaces."""
+        result = cast(
+            dict[str, Any],
+            client.CustomObjectsApi(self.api).list_cluster_custom_object(
+                API_GROUP, API_VERSION, plural
+            ),
+        )
+        items: list[dict[str, Any]] = result.get("items", [])
+        return items

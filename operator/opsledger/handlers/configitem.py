@@ -18,19 +18,27 @@ import kopf
 from opsledger.adapters.gitcmdb import CMDBError
 from opsledger.domain.classes import effective_class
 from opsledger.domain.conditions import READY, parse_conditions, set_condition
-from opsledger.domain.observe import observe, recorded, source_key
+from opsledger.domain.impact import ImpactGraph
+from opsledger.domain.observe import observe, owner_relationships, recorded, selects, source_key
 from opsledger.domain.records import ci_record, record_path, to_yaml
 from opsledger.handlers.common import Context, context, on_spec, validated_spec
 from opsledger.models import CONFIGURATION_ITEM
 from opsledger.models.common import ConditionStatus
-from opsledger.models.configitem import ConfigurationItemSpec, Lifecycle
+from opsledger.models.configitem import (
+    ConfigurationItemSpec,
+    Lifecycle,
+    Relationship,
+    RelationshipType,
+)
 from opsledger.models.settings import Settings
 
 INFO = CONFIGURATION_ITEM
 PLURAL = INFO.plural
 CMDB_SYNCED = "CMDBSynced"
 DRIFTED = "Drifted"
-INDEX = "ci_by_source"
+INDEX = "ci_by_source"  # source key → (created, namespace, name) of the CIs claiming it
+POD_LABELS = "ci_pod_labels"  # namespace → (name, pod labels) of workload CIs
+RELATIONS = "ci_relations"  # "namespace/name" → its (type, target) relationships
 
 # (group, version, plural, kind) of the objects a CI can follow live.
 SOURCE_KINDS = (
@@ -72,11 +80,13 @@ async def sync_item(
     reason: str,
     source: dict[str, Any] | _Unset | None = UNSET,
     deleted: bool = False,
+    indexes: Mapping[str, Any] | None = None,
 ) -> Outcome:
     """Observe the source (unless given), render the record, commit it, and say how it went."""
     out = Outcome()
     ref = spec.source
     live: dict[str, Any] = {}
+    discovered: list[Relationship] = []
     retired_reason = None
     if deleted:
         retired_reason = "the ConfigurationItem was deleted from the cluster"
@@ -113,12 +123,14 @@ async def sync_item(
                 )
         else:
             live = observe(source, ctx.redactor)
+            discovered = _discover(ref.kind, source, namespace, name, indexes or {})
     record = ci_record(
         cluster=ctx.settings.cluster,
         namespace=namespace,
         name=name,
         spec=spec,
         observed=recorded(live),
+        discovered=discovered,
         retired_reason=retired_reason,
     )
     out.status.update(
@@ -126,8 +138,11 @@ async def sync_item(
             "class": effective_class(spec.class_, ref.kind if ref else None).value,
             "observed": live or None,
             "drift": record.drift,
+            "relationships": [r.to_wire() for r in discovered],
         }
     )
+    if indexes and RELATIONS in indexes:
+        out.status["dependents"] = count_dependents(indexes[RELATIONS], f"{namespace}/{name}")
     if record.drift:
         out.conditions.append(
             (
@@ -243,18 +258,70 @@ def _duplicate_of(
     return None
 
 
+def _discover(
+    kind: str, source: dict[str, Any], namespace: str, name: str, indexes: Mapping[str, Any]
+) -> list[Relationship]:
+    """Relationships the cluster shows: owners (partOf) and a Service's workloads (exposes)."""
+    found = []
+    by_source = indexes.get(INDEX) or {}
+    for type_, owner_kind, owner_name in owner_relationships(source):
+        claims = sorted(by_source.get(source_key(owner_kind, namespace, owner_name), []))
+        if claims:
+            _, owner_ns, owner = claims[0]
+            found.append(
+                Relationship(type=type_, target=qualify_target(owner_ns, owner, namespace))
+            )
+    if kind == "Service":
+        selector = (source.get("spec") or {}).get("selector") or {}
+        workloads = (indexes.get(POD_LABELS) or {}).get(namespace, [])
+        for workload, labels in sorted(workloads):
+            if workload != name and selects(selector, dict(labels)):
+                found.append(Relationship(type=RelationshipType.EXPOSES, target=workload))
+    return found
+
+
+def _exposes_stale(body: Mapping[str, Any], pod_labels: Mapping[str, Any], namespace: str) -> bool:
+    """Whether a Service item's recorded exposes edges differ from what its selector matches."""
+    status = body.get("status") or {}
+    if status.get("class") != "Service":
+        return False
+    selector = (status.get("observed") or {}).get("selector") or {}
+    name = (body.get("metadata") or {}).get("name")
+    matched = sorted(
+        w
+        for w, labels in pod_labels.get(namespace, [])
+        if w != name and selects(selector, dict(labels))
+    )
+    recorded_edges = sorted(
+        r["target"]
+        for r in status.get("relationships") or []
+        if r.get("type") == RelationshipType.EXPOSES
+    )
+    return matched != recorded_edges
+
+
+def _indexes(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The CI indexes among a handler's keyword arguments (Kopf passes them by id)."""
+    return {k: kwargs[k] for k in (INDEX, POD_LABELS, RELATIONS) if k in kwargs}
+
+
+def qualify_target(target_namespace: str, target: str, namespace: str) -> str:
+    return target if target_namespace == namespace else f"{target_namespace}/{target}"
+
+
+def count_dependents(index: Mapping[str, Any], item: str) -> int:
+    """How many items depend on `item`, from the index of every item's relationships."""
+    graph = ImpactGraph(
+        {key: [pair for value in store for pair in value] for key, store in index.items()}
+    )
+    return len(graph.dependents(item))
+
+
 def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     """Attach the ConfigurationItem handlers to `registry`."""
 
-    @kopf.index("opsledger.io", "v1alpha1", PLURAL, registry=registry, id=INDEX)
-    def ci_by_source(
-        *, namespace: str | None, name: str, spec: kopf.Spec, meta: kopf.Meta, **_: Any
-    ) -> dict[tuple[str, str, str], tuple[str, str, str]] | None:
-        source = spec.get("source") or {}
-        if not source.get("kind") or not source.get("name"):
-            return None
-        key = source_key(source["kind"], namespace, source["name"])
-        return {key: (str(meta.get("creationTimestamp", "")), namespace or "", name)}
+    _register_indexes(registry)
+    _register_timers(registry, settings)
 
     @on_spec(INFO, registry)
     async def reconcile(
@@ -265,9 +332,10 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         namespace: str | None,
         name: str,
         ci_by_source: kopf.Index[Any, Any],
-        **_: Any,
+        **kwargs: Any,
     ) -> None:
         namespace = namespace or ""
+        indexes = {INDEX: ci_by_source, **{k: kwargs[k] for k in (POD_LABELS, RELATIONS)}}
         ctx = context(memo)
         spec = validated_spec(info=INFO, ctx=ctx, body=body, patch=patch)
         if not isinstance(spec, ConfigurationItemSpec):
@@ -290,38 +358,13 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
                 spec=spec,
                 status=previous,
                 reason=f"ConfigurationItem {namespace}/{name} generation {generation}",
+                indexes=indexes,
             )
         patch.status.update(render_status(ctx, previous, generation, out))
         if out.spec_patch:
             patch.spec.update(out.spec_patch)
         _post(body, previous, out)
         _record_ready(ctx, namespace, name, out)
-
-    @kopf.timer(
-        "opsledger.io",
-        "v1alpha1",
-        PLURAL,
-        registry=registry,
-        id="retry-cmdb",
-        interval=settings.cmdb_retry_interval,
-        idle=settings.cmdb_retry_interval,
-    )
-    async def retry_unsynced(
-        *, body: kopf.Body, memo: kopf.Memo, namespace: str | None, name: str, **_: Any
-    ) -> None:
-        """While a record is not in the remote, try again every cmdb_retry_interval seconds."""
-        synced = next(
-            (c for c in parse_conditions(body.status.get("conditions")) if c.type == CMDB_SYNCED),
-            None,
-        )
-        if synced is None or synced.status != ConditionStatus.FALSE:
-            return
-        await _resync(
-            context(memo),
-            body,
-            reason=f"ConfigurationItem {namespace}/{name}: "
-            "retry after the CMDB remote was unreachable",
-        )
 
     @kopf.on.delete("opsledger.io", "v1alpha1", PLURAL, registry=registry, id="retire")
     async def retire(
@@ -353,12 +396,107 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         _register_source_watch(registry, group, version, plural, kind)
 
 
+def _register_indexes(registry: kopf.OperatorRegistry) -> None:
+    """The indexes the CI handlers look items up in."""
+
+    @kopf.index("opsledger.io", "v1alpha1", PLURAL, registry=registry, id=INDEX)
+    def ci_by_source(
+        *, namespace: str | None, name: str, spec: kopf.Spec, meta: kopf.Meta, **_: Any
+    ) -> dict[tuple[str, str, str], tuple[str, str, str]] | None:
+        source = spec.get("source") or {}
+        if not source.get("kind") or not source.get("name"):
+            return None
+        key = source_key(source["kind"], namespace, source["name"])
+        return {key: (str(meta.get("creationTimestamp", "")), namespace or "", name)}
+
+    @kopf.index("opsledger.io", "v1alpha1", PLURAL, registry=registry, id=POD_LABELS)
+    def ci_pod_labels(
+        *, namespace: str | None, name: str, status: kopf.Status, **_: Any
+    ) -> dict[str, tuple[str, tuple[tuple[str, str], ...]]] | None:
+        labels = ((status.get("observed") or {}).get("podLabels")) or {}
+        if not labels:
+            return None
+        return {namespace or "": (name, tuple(sorted(labels.items())))}
+
+    @kopf.index("opsledger.io", "v1alpha1", PLURAL, registry=registry, id=RELATIONS)
+    def ci_relations(
+        *, namespace: str | None, name: str, spec: kopf.Spec, status: kopf.Status, **_: Any
+    ) -> dict[str, tuple[tuple[str, str], ...]]:
+        rels = [*(spec.get("relationships") or []), *(status.get("relationships") or [])]
+        pairs = tuple(sorted({(r["type"], r["target"]) for r in rels if "type" in r}))
+        return {f"{namespace}/{name}": pairs}
+
+
+def _register_timers(registry: kopf.OperatorRegistry, settings: Settings) -> None:
+    """Periodic work: dependents counts, and retries while the CMDB is unreachable."""
+
+    @kopf.timer(
+        "opsledger.io",
+        "v1alpha1",
+        PLURAL,
+        registry=registry,
+        id="count-dependents",
+        interval=settings.impact_interval,
+        idle=settings.impact_interval,
+    )
+    async def recount(
+        *,
+        body: kopf.Body,
+        patch: kopf.Patch,
+        memo: kopf.Memo,
+        namespace: str | None,
+        name: str,
+        **kwargs: Any,
+    ) -> None:
+        """Keep status.dependents current as other items' relationships change, and a
+        Service's exposes edges current as workload items learn their pod labels."""
+        if _exposes_stale(body, kwargs.get(POD_LABELS) or {}, namespace or ""):
+            await _resync(
+                context(memo),
+                body,
+                indexes=_indexes(kwargs),
+                reason=f"ConfigurationItem {namespace}/{name}: workloads it selects changed",
+            )
+            return
+        count = count_dependents(kwargs[RELATIONS], f"{namespace}/{name}")
+        if body.status.get("dependents") != count:
+            patch.status["dependents"] = count
+
+    @kopf.timer(
+        "opsledger.io",
+        "v1alpha1",
+        PLURAL,
+        registry=registry,
+        id="retry-cmdb",
+        interval=settings.cmdb_retry_interval,
+        idle=settings.cmdb_retry_interval,
+    )
+    async def retry_unsynced(
+        *, body: kopf.Body, memo: kopf.Memo, namespace: str | None, name: str, **kwargs: Any
+    ) -> None:
+        """While a record is not in the remote, try again every cmdb_retry_interval seconds."""
+        synced = next(
+            (c for c in parse_conditions(body.status.get("conditions")) if c.type == CMDB_SYNCED),
+            None,
+        )
+        if synced is None or synced.status != ConditionStatus.FALSE:
+            return
+        await _resync(
+            context(memo),
+            body,
+            reason=f"ConfigurationItem {namespace}/{name}: "
+            "retry after the CMDB remote was unreachable",
+            indexes=_indexes(kwargs),
+        )
+
+
 async def _resync(
     ctx: Context,
     ci: Mapping[str, Any],
     *,
     reason: str,
     source: dict[str, Any] | _Unset | None = UNSET,
+    indexes: Mapping[str, Any] | None = None,
 ) -> None:
     """Reconcile a CI from outside its own handlers (a source event, a retry) via the API."""
     if ctx.kube is None:
@@ -376,6 +514,7 @@ async def _resync(
         status=previous,
         reason=reason,
         source=source,
+        indexes=indexes,
     )
     status = render_status(ctx, previous, generation, out)
     await asyncio.to_thread(ctx.kube.patch_status, PLURAL, name, namespace, status)
@@ -429,4 +568,5 @@ def _register_source_watch(
             ci,
             reason=f"ConfigurationItem {namespace}/{name}: {kind} {metadata.get('name')} {what}",
             source=None if deleted else dict(body),
+            indexes=_indexes(kwargs),
         )

@@ -176,6 +176,13 @@ class ConfigurationItemStatus(StatusBase):
         default_factory=list,
         description="Names of declared attributes whose observed value differs.",
     )
+    relationships: list[Relationship] = Field(
+        default_factory=list,
+        description=(
+            "Relationships discovered on the source: partOf its owner's item, exposes the "
+            "workload items a Service selects."
+        ),
+    )
     health: Health | None = Field(
         default=None, description="Healthy, Degraded, Down or Unknown, from Prometheus."
     )

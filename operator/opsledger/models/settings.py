@@ -40,6 +40,9 @@ class Settings(BaseModel):
     cmdb_retry_interval: float = Field(
         default=30.0, gt=0, description="Seconds between retries while the remote is unreachable."
     )
+    impact_interval: float = Field(
+        default=15.0, gt=0, description="Seconds between recounts of each item's dependents."
+    )
     redact_keys: list[str] = Field(
         default_factory=list, description="Extra regexes: values under matching keys are redacted."
     )
@@ -67,6 +70,7 @@ class Settings(BaseModel):
             "OPSLEDGER_CMDB_DEBOUNCE": "cmdb_debounce",
             "OPSLEDGER_CMDB_MAX_BATCH": "cmdb_max_batch",
             "OPSLEDGER_CMDB_RETRY_INTERVAL": "cmdb_retry_interval",
+            "OPSLEDGER_IMPACT_INTERVAL": "impact_interval",
         }
         for var, name in plain.items():
             if env.get(var):
