@@ -63,6 +63,8 @@ TEST_SETTINGS = {
     "OPSLEDGER_CMDB_DEBOUNCE": "0.5",
     "OPSLEDGER_CMDB_RETRY_INTERVAL": "2",
     "OPSLEDGER_IMPACT_INTERVAL": "2",
+    "OPSLEDGER_DISCOVERY_KINDS": "Deployment,StatefulSet",
+    "OPSLEDGER_DISCOVERY_SELECTOR": "opsledger.io/discover=true",
 }
 
 

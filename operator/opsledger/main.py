@@ -15,6 +15,7 @@ import kopf
 from opsledger.adapters import kube
 from opsledger.adapters.gitcmdb import GitCMDB, credentials_from_env
 from opsledger.adapters.metrics import Metrics
+from opsledger.domain import selectors
 from opsledger.domain.redaction import Redactor
 from opsledger.handlers import change, configitem, incident, servicelevel
 from opsledger.handlers.common import Context
@@ -98,6 +99,9 @@ async def run(settings: Settings) -> None:
         kube=kube.Kube(api),
         cmdb=_cmdb(settings),
         redactor=Redactor.with_extra(settings.redact_keys, settings.redact_values),
+        discovery=selectors.parse(settings.discovery_selector)
+        if settings.discovery_kinds
+        else None,
     )
     memo = kopf.Memo(ctx=ctx)
     await kopf.operator(

@@ -367,3 +367,46 @@ def test_relationships_are_discovered_and_impact_is_transitive(
         "    └── exposes → graph/web-svc (Service)",
         "        └── dependsOn → graph/storefront (Application)",
     ]
+
+
+def test_discovery_creates_items_for_selected_workloads_and_retires_them(
+    devenv: DevEnvironment, kubectl: Kubectl, operator: OperatorProcess
+) -> None:
+    kubectl("create", "namespace", "found")
+    kubectl("create", "deployment", "billing", "--image=registry.example/billing:3", "-n", "found")
+    kubectl(
+        "label",
+        "deployment",
+        "billing",
+        "-n",
+        "found",
+        "opsledger.io/discover=true",
+        "app.kubernetes.io/part-of=payments",
+    )
+    kubectl("create", "deployment", "scratch", "--image=registry.example/scratch:1", "-n", "found")
+
+    item = wait_for(
+        lambda: _synced(kubectl, "found", "billing"),
+        timeout=60,
+        what="a discovered item for billing",
+    )
+    assert item["metadata"]["labels"]["opsledger.io/discovered"] == "true"
+    assert item["spec"]["service"] == "payments"
+    assert item["spec"]["source"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "billing",
+    }
+    record = _record(devenv, "found", "billing")
+    assert record is not None
+    assert record["observed"]["images"] == {"billing": "registry.example/billing:3"}
+    names = [i["metadata"]["name"] for i in kubectl.json("get", "ci", "-n", "found")["items"]]
+    assert names == ["billing"]  # the unlabelled Deployment is not discovered
+
+    kubectl("delete", "deployment", "billing", "-n", "found")
+    wait_for(
+        lambda: (_record(devenv, "found", "billing") or {}).get("retiredReason"),
+        timeout=60,
+        what="the discovered item to be retired, not deleted",
+    )
+    assert kubectl.json("get", "ci", "billing", "-n", "found")["spec"]["lifecycle"] == "retired"

@@ -111,3 +111,17 @@ class Kube:
         )
         items: list[dict[str, Any]] = result.get("items", [])
         return items
+
+    def create_custom(
+        self, plural: str, namespace: str, body: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """Create an object and return it as stored; None when that name already exists."""
+        try:
+            created = client.CustomObjectsApi(self.api).create_namespaced_custom_object(
+                API_GROUP, API_VERSION, namespace, plural, body
+            )
+        except ApiException as exc:
+            if exc.status == 409:
+                return None
+            raise
+        return cast(dict[str, Any], created)

@@ -15,6 +15,7 @@ from opsledger.adapters.kube import Kube
 from opsledger.adapters.metrics import Metrics
 from opsledger.domain.conditions import READY, find, parse_conditions, set_condition
 from opsledger.domain.redaction import Redactor
+from opsledger.domain.selectors import Selector
 from opsledger.domain.validation import describe
 from opsledger.models.common import ConditionStatus
 from opsledger.models.crd import KindInfo
@@ -32,6 +33,7 @@ class Context:
     kube: Kube | None = None
     cmdb: GitCMDB | None = None
     redactor: Redactor = field(default_factory=Redactor)
+    discovery: Selector | None = None  # set when discovery is configured
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
@@ -33,6 +33,7 @@ from opsledger.models.configitem import (
 from opsledger.models.settings import Settings
 
 INFO = CONFIGURATION_ITEM
+INFO_GROUP_VERSION = "opsledger.io/v1alpha1"
 PLURAL = INFO.plural
 CMDB_SYNCED = "CMDBSynced"
 DRIFTED = "Drifted"
@@ -524,6 +525,53 @@ async def _resync(
     _record_ready(ctx, namespace, name, out)
 
 
+async def _discover_item(
+    ctx: Context, kind: str, source: dict[str, Any], relations: Mapping[str, Any]
+) -> None:
+    """Create a ConfigurationItem for an object discovery selects and no item describes yet."""
+    settings = ctx.settings
+    metadata = source.get("metadata") or {}
+    namespace, name = metadata.get("namespace"), str(metadata.get("name"))
+    if (
+        ctx.discovery is None
+        or ctx.kube is None
+        or kind not in settings.discovery_kinds
+        or not namespace
+        or (settings.discovery_namespaces and namespace not in settings.discovery_namespaces)
+        or not ctx.discovery.matches(metadata.get("labels"))
+    ):
+        return
+    labels = metadata.get("labels") or {}
+    item = name if f"{namespace}/{name}" not in relations else f"{name}-{kind.lower()}"
+    spec: dict[str, Any] = {
+        "source": {"apiVersion": source.get("apiVersion", ""), "kind": kind, "name": name}
+    }
+    service = labels.get("app.kubernetes.io/part-of") or labels.get("app.kubernetes.io/name")
+    if service:
+        spec["service"] = service
+    body = {
+        "apiVersion": f"{INFO_GROUP_VERSION}",
+        "kind": INFO.kind,
+        "metadata": {
+            "name": item,
+            "namespace": namespace,
+            "labels": {
+                "opsledger.io/discovered": "true",
+                "app.kubernetes.io/managed-by": "opsledger",
+            },
+        },
+        "spec": spec,
+    }
+    created = await asyncio.to_thread(ctx.kube.create_custom, PLURAL, namespace, body)
+    if created is not None:
+        kopf.event(
+            kopf.Body(cast(kopf.RawBody, created)),
+            type="Normal",
+            reason="Discovered",
+            message=f"created for {kind} {namespace}/{name}, selected by discovery",
+        )
+
+
 def _record_ready(ctx: Context, namespace: str, name: str, out: Outcome) -> None:
     ready = next((s for t, s, _, _ in reversed(out.conditions) if t == READY), None)
     if ready is not None:
@@ -546,15 +594,17 @@ def _register_source_watch(
         memo: kopf.Memo,
         **kwargs: Any,
     ) -> None:
-        if event.get("type") is None:
-            return  # the initial listing: every CI's resume handler already observes it
         metadata = body.get("metadata", {})
         key = source_key(kind, metadata.get("namespace"), str(metadata.get("name")))
         index: kopf.Index[Any, Any] = kwargs[INDEX]  # Kopf passes indexes by their id
         claims = sorted(index.get(key, []))
-        if not claims:
-            return
         ctx = context(memo)
+        if not claims:
+            if event.get("type") != "DELETED":
+                await _discover_item(ctx, kind, dict(body), kwargs.get(RELATIONS) or {})
+            return
+        if event.get("type") is None:
+            return  # the initial listing: every CI's resume handler already observes it
         _, namespace, name = claims[0]  # the elder claim owns the source
         if ctx.kube is None:
             return

@@ -43,6 +43,16 @@ class Settings(BaseModel):
     impact_interval: float = Field(
         default=15.0, gt=0, description="Seconds between recounts of each item's dependents."
     )
+    discovery_kinds: list[str] = Field(
+        default_factory=list,
+        description="Kinds to create ConfigurationItems for, e.g. Deployment; empty: no discovery.",
+    )
+    discovery_namespaces: list[str] = Field(
+        default_factory=list, description="Namespaces discovery looks in; empty means all."
+    )
+    discovery_selector: str = Field(
+        default="", description="Label selector a discovered object must match, e.g. tier=web."
+    )
     redact_keys: list[str] = Field(
         default_factory=list, description="Extra regexes: values under matching keys are redacted."
     )
@@ -75,8 +85,15 @@ class Settings(BaseModel):
         for var, name in plain.items():
             if env.get(var):
                 values[name] = env[var]
-        if env.get("OPSLEDGER_NAMESPACES"):
-            values["namespaces"] = [n.strip() for n in env["OPSLEDGER_NAMESPACES"].split(",") if n]
+        for var, name in (
+            ("OPSLEDGER_NAMESPACES", "namespaces"),
+            ("OPSLEDGER_DISCOVERY_KINDS", "discovery_kinds"),
+            ("OPSLEDGER_DISCOVERY_NAMESPACES", "discovery_namespaces"),
+        ):
+            if env.get(var):
+                values[name] = [n.strip() for n in env[var].split(",") if n.strip()]
+        if env.get("OPSLEDGER_DISCOVERY_SELECTOR"):
+            values["discovery_selector"] = env["OPSLEDGER_DISCOVERY_SELECTOR"]
         for var, name in (
             ("OPSLEDGER_REDACT_KEYS", "redact_keys"),
             ("OPSLEDGER_REDACT_VALUES", "redact_values"),
