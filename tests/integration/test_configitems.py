@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from opsledger.devenv.environment import DevEnvironment
+from opsledger.devenv.processes import free_ports
 from tests.support import Kubectl, OperatorProcess, wait_for
 
 TOKEN = "ghp_" + "T0k3nPlanted" * 3
@@ -410,3 +411,42 @@ def test_discovery_creates_items_for_selected_workloads_and_retires_them(
         what="the discovered item to be retired, not deleted",
     )
     assert kubectl.json("get", "ci", "billing", "-n", "found")["spec"]["lifecycle"] == "retired"
+
+
+def test_two_clusters_pushing_to_one_remote_at_once_lose_nothing(
+    devenv: DevEnvironment, kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path
+) -> None:
+    operator.stop()  # two operators, each its own cluster name and namespace, share the remote
+    clusters = ("east", "west")
+    ports = free_ports(4)
+    runs = []
+    try:
+        for i, cluster in enumerate(clusters):
+            kubectl("create", "namespace", cluster)
+            runs.append(
+                OperatorProcess(devenv, tmp_path / f"{cluster}.log").start(
+                    env={
+                        "OPSLEDGER_CLUSTER": cluster,
+                        "OPSLEDGER_NAMESPACES": cluster,
+                        "OPSLEDGER_HEALTH_PORT": str(ports[2 * i]),
+                        "OPSLEDGER_METRICS_PORT": str(ports[2 * i + 1]),
+                        "OPSLEDGER_CMDB_WORKDIR": str(tmp_path / f"{cluster}-cmdb"),
+                    }
+                )
+            )
+        manifests = [_ci(f"svc-{n:02d}", cluster) for n in range(15) for cluster in clusters]
+        kubectl("apply", "-f", "-", input="\n---\n".join(manifests))
+
+        def landed(cluster: str) -> bool:
+            files = _git(devenv, "ls-tree", "-r", "--name-only", "main").split()
+            prefix = f"clusters/{cluster}/{cluster}/configurationitems/"
+            return sum(f.startswith(prefix) for f in files) == 15
+
+        for cluster in clusters:
+            wait_for(lambda c=cluster: landed(c), timeout=120, what=f"15 records of {cluster}")
+        authors = set(_git(devenv, "log", "--format=%ae", "main").split())
+        assert {"opsledger@east", "opsledger@west"} <= authors
+    finally:
+        for run in runs:
+            run.stop()
+        operator.start()
