@@ -11,13 +11,25 @@ from pathlib import Path
 from opsledger import __version__
 
 
+class CLIError(Exception):
+    """A problem to report in one line, with the exit status to use."""
+
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "func"):
         parser.print_help()
         return 2
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+    except CLIError as exc:
+        print(f"opsledger: {exc}", file=sys.stderr)
+        return exc.code
     return code
 
 
@@ -53,6 +65,14 @@ def _parser() -> argparse.ArgumentParser:
     crds.add_argument("--stdout", action="store_true", help="print them as one YAML stream")
     crds.set_defaults(func=_crds)
 
+    _add_cmdb(sub)
+    _add_slo(sub)
+    _add_dev(sub)
+    return parser
+
+
+def _add_cmdb(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """opsledger cmdb validate|impact"""
     cmdb = sub.add_parser("cmdb", help="work with a CMDB repository checkout")
     cmdb_sub = cmdb.add_subparsers(metavar="ACTION", required=True)
     validate = cmdb_sub.add_parser(
@@ -71,6 +91,25 @@ def _parser() -> argparse.ArgumentParser:
     impact.add_argument("-o", "--output", choices=["tree", "json"], default="tree")
     impact.set_defaults(func=_cmdb_impact)
 
+
+def _add_slo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """opsledger slo evaluate"""
+    slo = sub.add_parser("slo", help="service level objectives")
+    slo_sub = slo.add_subparsers(metavar="ACTION", required=True)
+    slo_eval = slo_sub.add_parser(
+        "evaluate", help="SLI, error budget, burn rates and alerts of a ServiceLevel manifest"
+    )
+    slo_eval.add_argument("file", type=Path, help="a ServiceLevel manifest (YAML)")
+    slo_eval.add_argument(
+        "--prometheus", help="Prometheus URL (default: $OPSLEDGER_PROMETHEUS_URL)"
+    )
+    slo_eval.add_argument("--at", help="evaluate at this time (RFC 3339; default: now)")
+    slo_eval.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    slo_eval.set_defaults(func=_slo_evaluate)
+
+
+def _add_dev(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """opsledger dev up|down|env|status"""
     dev = sub.add_parser("dev", help="the local environment (control plane, Prometheus, CMDB)")
     dev.add_argument("--dir", type=Path, help="state folder (default: .dev/ in the checkout)")
     dev_sub = dev.add_subparsers(metavar="ACTION", required=True)
@@ -84,7 +123,6 @@ def _parser() -> argparse.ArgumentParser:
     dev_status = dev_sub.add_parser("status", help="each component, its port, PID and health")
     dev_status.add_argument("-o", "--output", choices=["table", "json"], default="table")
     dev_status.set_defaults(func=_dev_status)
-    return parser
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -224,6 +262,68 @@ def _cmdb_impact(args: argparse.Namespace) -> int:
         )
     else:
         print(render_tree(tree, labels))
+    return 0
+
+
+def _slo_evaluate(args: argparse.Namespace) -> int:
+    import os  # noqa: PLC0415
+    from datetime import datetime  # noqa: PLC0415
+
+    import yaml  # noqa: PLC0415
+    from pydantic import ValidationError  # noqa: PLC0415
+
+    from opsledger.adapters.prometheus import (  # noqa: PLC0415
+        Prometheus,
+        PrometheusUnavailableError,
+    )
+    from opsledger.domain.validation import describe  # noqa: PLC0415
+    from opsledger.handlers.servicelevel import (  # noqa: PLC0415
+        ServiceLevelRef,
+        evaluate_service_levels,
+    )
+    from opsledger.models.servicelevel import ServiceLevelSpec  # noqa: PLC0415
+
+    url = args.prometheus or os.environ.get("OPSLEDGER_PROMETHEUS_URL")
+    if not url:
+        raise CLIError("give --prometheus URL (or set OPSLEDGER_PROMETHEUS_URL)")
+    docs = [d for d in yaml.safe_load_all(args.file.read_text()) if d]
+    manifests = [d for d in docs if d.get("kind") == "ServiceLevel"]
+    if not manifests:
+        raise CLIError(f"{args.file} holds no ServiceLevel")
+    try:
+        refs = [
+            ServiceLevelRef(
+                m.get("metadata", {}).get("namespace", "default"),
+                m.get("metadata", {}).get("name", "unnamed"),
+                ServiceLevelSpec.model_validate(m.get("spec") or {}),
+            )
+            for m in manifests
+        ]
+    except ValidationError as exc:
+        raise CLIError(f"{args.file}: {describe(exc)}") from exc
+    try:
+        at = datetime.fromisoformat(args.at.replace("Z", "+00:00")) if args.at else None
+    except ValueError as exc:
+        raise CLIError(f"--at: {exc}") from exc
+    try:
+        results = evaluate_service_levels(Prometheus(url), refs, at)
+    except PrometheusUnavailableError as exc:
+        raise CLIError(str(exc), code=1) from exc
+    objectives = [e for ref in refs for e in results[(ref.namespace, ref.name)]]
+    if args.output == "json":
+        print(json.dumps({"objectives": [e.as_json() for e in objectives]}, indent=2))
+        return 0
+
+    def fmt(value: float | None, pattern: str) -> str:
+        return "-" if value is None else pattern.format(value)
+
+    print(f"{'OBJECTIVE':<20} {'SLI %':>9} {'BUDGET':>8} {'BURN 1h':>8} {'BURN 6h':>8}  ALERTS")
+    for e in objectives:
+        print(
+            f"{e.name:<20} {fmt(e.sli, '{:.4f}'):>9} {fmt(e.error_budget_remaining, '{:.3f}'):>8}"
+            f" {fmt(e.burn_rates['1h'], '{:.2f}'):>8} {fmt(e.burn_rates['6h'], '{:.2f}'):>8}  "
+            f"{','.join(e.alerts) or '-'}"
+        )
     return 0
 
 

@@ -1,0 +1,119 @@
+"""Metric history with known properties, loaded into a real Prometheus with promtool.
+
+Tests and benchmarks describe counters by their rate over time; this writes the OpenMetrics text,
+turns it into TSDB blocks with `promtool tsdb create-blocks-from openmetrics`, and starts a
+Prometheus over them, so PromQL answers can be compared with numbers computed independently.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from opsledger.devenv.paths import Toolbox
+from opsledger.devenv.processes import free_ports, tail
+
+
+@dataclass(frozen=True)
+class CounterSeries:
+    """A counter whose per-second rate at time t (Unix seconds) is `rate(t)`."""
+
+    labels: Mapping[str, str]
+    rate: Callable[[float], float]
+
+
+def write_openmetrics(
+    path: Path,
+    metric: str,
+    series: list[CounterSeries],
+    *,
+    start: int,
+    end: int,
+    step: int = 60,
+    help_text: str = "Generated counter.",
+) -> None:
+    """Counter samples from `start` to `end` (inclusive) every `step` seconds."""
+    with path.open("w") as out:
+        out.write(f"# HELP {metric} {help_text}\n# TYPE {metric} counter\n")
+        for s in series:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
+            value = 0.0
+            for t in range(start, end + 1, step):
+                if t > start:
+                    value += s.rate(t - step / 2) * step  # midpoint rule over the step
+                out.write(f"{metric}_total{{{labels}}} {value:.6f} {t}\n")
+        out.write("# EOF\n")
+
+
+def create_blocks(tools: Toolbox, openmetrics: Path, data_dir: Path) -> None:
+    """TSDB blocks for `openmetrics`, written into `data_dir` (promtool's own backfill)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(
+        [
+            str(tools.binary("promtool")),
+            "tsdb",
+            "create-blocks-from",
+            "openmetrics",
+            "--max-block-duration=768h",
+            str(openmetrics),
+            str(data_dir),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"promtool could not create blocks: {result.stderr.strip()}")
+
+
+@contextmanager
+def prometheus_over(tools: Toolbox, data_dir: Path) -> Iterator[str]:
+    """A Prometheus serving `data_dir` on a free loopback port; yields its URL."""
+    [port] = free_ports(1)
+    with tempfile.TemporaryDirectory() as scratch:
+        config = Path(scratch) / "prometheus.yml"
+        config.write_text("global: {scrape_interval: 1m}\n")
+        log = Path(scratch) / "prometheus.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [
+                    str(tools.binary("prometheus")),
+                    f"--config.file={config}",
+                    f"--storage.tsdb.path={data_dir}",
+                    f"--web.listen-address=127.0.0.1:{port}",
+                    "--storage.tsdb.retention.time=3650d",
+                    "--log.level=warn",
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"prometheus exited: {tail(log)}")
+                try:
+                    with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as r:
+                        if r.status == 200:
+                            break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"prometheus not ready within 60s: {tail(log)}")
+                time.sleep(0.2)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

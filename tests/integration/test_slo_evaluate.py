@@ -1,0 +1,195 @@
+"""SLO evaluation against a real Prometheus holding history backfilled with promtool.
+
+The expected numbers are computed here from the generator's rates (exact integrals), not from
+Prometheus; rate() only sees samples inside each window, so burn rates agree within 2 %.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from opsledger.adapters.prometheus import Prometheus
+from opsledger.devenv.history import (
+    CounterSeries,
+    create_blocks,
+    prometheus_over,
+    write_openmetrics,
+)
+from opsledger.devenv.paths import Toolbox
+from opsledger.domain.slo import BURN_WINDOWS, seconds
+from opsledger.handlers.servicelevel import ServiceLevelRef, evaluate_service_levels
+from opsledger.models.servicelevel import ServiceLevelSpec
+
+NOW = (int(time.time()) // 3600) * 3600 - 3 * 3600  # the end of the history, on the hour
+OK_RATE = 10.0
+# shop: 0.02 % errors for a month, then a burst of 2 % for the last hour (a fast burn: page)
+# pay: ~1.5 % errors for the last two days on a 99 % / 28d objective (a slow burn: ticket)
+RATES = {
+    "shop": lambda t: 0.2 if t > NOW - 3600 else 0.002,
+    "pay": lambda t: 0.15 if t > NOW - 2 * 86400 else 0.0005,
+}
+
+
+def _integral(rate: object, start: float, end: float, step: float = 60) -> float:
+    total, t = 0.0, start
+    while t < end:
+        total += rate(t + step / 2) * step  # type: ignore[operator]
+        t += step
+    return total
+
+
+def expected_ratio(service: str, window: str) -> float:
+    start = NOW - seconds(window)
+    errors = _integral(RATES[service], start, NOW)
+    return errors / (errors + OK_RATE * (NOW - start))
+
+
+@pytest.fixture(scope="module")
+def prometheus_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    tools = Toolbox.locate()
+    folder = tmp_path_factory.mktemp("history")
+    series = []
+    for service, rate in RATES.items():
+        series += [
+            CounterSeries({"service": service, "code": "200"}, lambda t: OK_RATE),
+            CounterSeries({"service": service, "code": "500"}, rate),
+        ]
+    write_openmetrics(
+        folder / "history.om", "http_requests", series, start=NOW - 31 * 86400, end=NOW, step=60
+    )
+    create_blocks(tools, folder / "history.om", folder / "tsdb")
+    with prometheus_over(tools, folder / "tsdb") as url:
+        yield url
+
+
+SHOP = """
+apiVersion: opsledger.io/v1alpha1
+kind: ServiceLevel
+metadata: {name: shop, namespace: shop}
+spec:
+  service: shop
+  objectives:
+  - name: availability
+    objective: 99.9
+    window: 30d
+    sli:
+      events:
+        errorQuery: sum(rate(http_requests_total{service="shop",code=~"5.."}[{{.window}}]))
+        totalQuery: sum(rate(http_requests_total{service="shop"}[{{.window}}]))
+"""
+
+
+def _spec(service: str, objective: float, window: str) -> ServiceLevelSpec:
+    sel = f'service="{service}"'
+    win = "{{.window}}"
+    return ServiceLevelSpec.model_validate(
+        {
+            "service": service,
+            "objectives": [
+                {
+                    "name": "availability",
+                    "objective": objective,
+                    "window": window,
+                    "sli": {
+                        "events": {
+                            "errorQuery": f'rate(http_requests_total{{{sel},code="500"}}[{win}])',
+                            "totalQuery": f"rate(http_requests_total{{{sel}}}[{win}])",
+                        }
+                    },
+                }
+            ],
+        }
+    )
+
+
+def test_slo_evaluate_reports_what_the_history_implies(prometheus_url: str, tmp_path: Path) -> None:
+    manifest = tmp_path / "shop.yaml"
+    manifest.write_text(SHOP)
+    at = datetime.fromtimestamp(NOW, UTC).isoformat().replace("+00:00", "Z")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "opsledger",
+            "slo",
+            "evaluate",
+            str(manifest),
+            "--prometheus",
+            prometheus_url,
+            "--at",
+            at,
+            "-o",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    [shop] = json.loads(result.stdout)["objectives"]
+    budget = 0.001
+    month = expected_ratio("shop", "30d")
+    assert shop["name"] == "availability"
+    assert shop["sli"] == pytest.approx(100 * (1 - month), abs=1e-4)
+    assert shop["errorBudgetRemaining"] == pytest.approx(1 - month / budget, rel=0.01)
+    for window in BURN_WINDOWS:
+        assert shop["burnRates"][window] == pytest.approx(
+            expected_ratio("shop", window) / budget, rel=0.02
+        ), window
+    assert shop["burnRates"]["1h"] > 14.4
+    assert shop["alerts"] == ["page"]
+
+
+def test_all_objectives_of_all_service_levels_take_one_query(prometheus_url: str) -> None:
+    prometheus = Prometheus(prometheus_url)
+    refs = [
+        ServiceLevelRef("shop", "shop", _spec("shop", 99.9, "30d")),
+        ServiceLevelRef("pay", "pay", _spec("pay", 99.0, "28d")),
+    ]
+    results = evaluate_service_levels(prometheus, refs, datetime.fromtimestamp(NOW, UTC))
+    assert prometheus.queries == 1
+    [pay] = results[("pay", "pay")]
+    budget = 0.01
+    assert pay.error_budget_remaining == pytest.approx(
+        1 - expected_ratio("pay", "28d") / budget, rel=0.01
+    )
+    assert pay.burn_rates["1d"] == pytest.approx(expected_ratio("pay", "1d") / budget, rel=0.02)
+    # a burn of ~1.5 over 6h and ~1 over 3d crosses the 3d/6h ticket threshold at 28d (0.93),
+    # not the 1d/2h one (2.8) nor any page
+    assert pay.burn_rates["6h"] == pytest.approx(expected_ratio("pay", "6h") / budget, rel=0.02)
+    assert 0.94 < pay.burn_rates["3d"] < 2.8  # type: ignore[operator]
+    assert pay.alerts == ["ticket"]
+    [shop] = results[("shop", "shop")]
+    assert shop.alerts == ["page"]
+
+
+def test_a_stopped_prometheus_is_an_error_not_a_number(tmp_path: Path) -> None:
+    manifest = tmp_path / "shop.yaml"
+    manifest.write_text(SHOP)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "opsledger",
+            "slo",
+            "evaluate",
+            str(manifest),
+            "--prometheus",
+            "http://127.0.0.1:9",
+            "-o",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "Prometheus at http://127.0.0.1:9 did not answer" in result.stderr
+    assert result.stdout == ""
