@@ -15,6 +15,7 @@ import kopf
 from opsledger.adapters import kube
 from opsledger.adapters.gitcmdb import GitCMDB, credentials_from_env
 from opsledger.adapters.metrics import Metrics
+from opsledger.adapters.prometheus import Prometheus
 from opsledger.domain import selectors
 from opsledger.domain.redaction import Redactor
 from opsledger.handlers import change, configitem, incident, servicelevel
@@ -102,6 +103,7 @@ async def run(settings: Settings) -> None:
         discovery=selectors.parse(settings.discovery_selector)
         if settings.discovery_kinds
         else None,
+        prometheus=Prometheus(settings.prometheus_url) if settings.prometheus_url else None,
     )
     memo = kopf.Memo(ctx=ctx)
     await kopf.operator(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import socket
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from kubernetes import client, config, dynamic
@@ -125,3 +127,33 @@ class Kube:
                 return None
             raise
         return cast(dict[str, Any], created)
+
+    def post_event(
+        self, obj: Mapping[str, Any], *, type: str, reason: str, message: str, component: str
+    ) -> None:
+        """A core/v1 Event about `obj`, for work running outside Kopf's handler context."""
+        meta = obj.get("metadata") or {}
+        now = datetime.now(UTC)
+        event = client.CoreV1Event(
+            metadata=client.V1ObjectMeta(
+                generate_name=f"{meta.get('name')}.", namespace=meta.get("namespace")
+            ),
+            involved_object=client.V1ObjectReference(
+                api_version=obj.get("apiVersion"),
+                kind=obj.get("kind"),
+                name=meta.get("name"),
+                namespace=meta.get("namespace"),
+                uid=meta.get("uid"),
+                resource_version=meta.get("resourceVersion"),
+            ),
+            type=type,
+            reason=reason,
+            message=message[:1024],
+            source=client.V1EventSource(component=component),
+            reporting_component=component,
+            reporting_instance=socket.gethostname(),
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+        )
+        client.CoreV1Api(self.api).create_namespaced_event(str(meta.get("namespace")), event)

@@ -157,3 +157,12 @@ def split_result(series: list[dict[str, object]]) -> dict[str, dict[str, float |
             number = float(value[1])
             result.setdefault(key, {})[window] = number if math.isfinite(number) else None
     return result
+
+
+def exhausted(evaluations: list[Evaluation], min_remaining: float) -> list[str]:
+    """Objectives whose remaining budget is below `min_remaining` (what gates normal changes)."""
+    return [
+        e.name
+        for e in evaluations
+        if e.error_budget_remaining is not None and e.error_budget_remaining < min_remaining
+    ]

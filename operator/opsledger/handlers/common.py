@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 from opsledger.adapters.gitcmdb import GitCMDB
 from opsledger.adapters.kube import Kube
 from opsledger.adapters.metrics import Metrics
+from opsledger.adapters.prometheus import Prometheus
 from opsledger.domain.conditions import READY, find, parse_conditions, set_condition
 from opsledger.domain.redaction import Redactor
 from opsledger.domain.selectors import Selector
@@ -34,6 +35,7 @@ class Context:
     cmdb: GitCMDB | None = None
     redactor: Redactor = field(default_factory=Redactor)
     discovery: Selector | None = None  # set when discovery is configured
+    prometheus: Prometheus | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
 

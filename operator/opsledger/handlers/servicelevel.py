@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import kopf
 
-from opsledger.adapters.prometheus import Prometheus
-from opsledger.domain.slo import Evaluation, batched_query, evaluate, split_result
-from opsledger.handlers.common import register_spec_reconciler
+from opsledger.adapters.prometheus import Prometheus, PrometheusUnavailableError
+from opsledger.domain.conditions import find, parse_conditions, set_condition
+from opsledger.domain.slo import Evaluation, batched_query, evaluate, exhausted, split_result
+from opsledger.handlers.common import Context, context, register_spec_reconciler
 from opsledger.models import SERVICE_LEVEL
-from opsledger.models.servicelevel import ServiceLevelSpec
+from opsledger.models.common import ConditionStatus
+from opsledger.models.servicelevel import ErrorBudgetPolicy, ServiceLevelSpec
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -50,6 +58,193 @@ def evaluate_service_levels(
     }
 
 
+MEASURED = "Measured"
+BUDGET_EXHAUSTED = "BudgetExhausted"
+
+
+def _objective_status(e: Evaluation, at: str) -> dict[str, Any]:
+    return {
+        "name": e.name,
+        **({"sli": e.sli} if e.sli is not None else {}),
+        **(
+            {"errorBudgetRemaining": e.error_budget_remaining}
+            if e.error_budget_remaining is not None
+            else {}
+        ),
+        "burnRates": {w: v for w, v in e.burn_rates.items() if v is not None},
+        "alerts": e.alerts,
+        "evaluatedAt": at,
+    }
+
+
+def _status_after(
+    ctx: Context,
+    obj: Mapping[str, Any],
+    updates: list[tuple[str, ConditionStatus, str, str]],
+    objectives: list[dict[str, Any]] | None,
+) -> tuple[dict[str, Any], list[tuple[str, str, str]]]:
+    """The status patch and the Events for conditions that flip."""
+    status = obj.get("status") or {}
+    conditions = parse_conditions(status.get("conditions"))
+    generation = (obj.get("metadata") or {}).get("generation")
+    events = []
+    for type_, value, reason, message in updates:
+        before = find(conditions, type_)
+        if before is None or before.status != value:
+            warn = (type_ == MEASURED) == (value != ConditionStatus.TRUE)
+            events.append(("Warning" if warn else "Normal", reason, message))
+        conditions = set_condition(
+            conditions,
+            type=type_,
+            status=value,
+            reason=reason,
+            message=message,
+            now=ctx.clock(),
+            generation=generation,
+        )
+    patch: dict[str, Any] = {"conditions": [c.to_wire() for c in conditions]}
+    if objectives is not None:
+        patch["objectives"] = objectives
+    return patch, events
+
+
+async def evaluate_once(ctx: Context) -> int:
+    """Evaluate every ServiceLevel with one query and write each one's status.
+
+    Returns how many were evaluated. While Prometheus cannot answer, each shows Measured=False:
+    its numbers are the last known, and health counts as unknown.
+    """
+    if ctx.kube is None or ctx.prometheus is None:
+        return 0
+    items = await asyncio.to_thread(ctx.kube.list_custom, SERVICE_LEVEL.plural)
+    refs, objects = [], {}
+    for obj in items:
+        meta = obj.get("metadata") or {}
+        try:
+            spec = ServiceLevelSpec.model_validate(obj.get("spec") or {})
+        except ValueError:
+            continue  # Ready=False InvalidSpec says why; nothing to measure
+        ref = ServiceLevelRef(str(meta.get("namespace")), str(meta.get("name")), spec)
+        refs.append(ref)
+        objects[(ref.namespace, ref.name)] = obj
+    if not refs:
+        return 0
+    now = ctx.clock()
+    stamp = now.isoformat().replace("+00:00", "Z")
+    try:
+        results = await asyncio.to_thread(evaluate_service_levels, ctx.prometheus, refs, now)
+    except PrometheusUnavailableError as exc:
+        down = (
+            MEASURED,
+            ConditionStatus.FALSE,
+            "PrometheusUnavailable",
+            f"{exc}. Health is unknown until it answers; changes for this service wait.",
+        )
+        for ref in refs:
+            await _write(ctx, ref, objects[(ref.namespace, ref.name)], [down], None)
+        return 0
+    for ref in refs:
+        evaluations = results[(ref.namespace, ref.name)]
+        updates = [_measured(evaluations), _budget(ref.spec, evaluations)]
+        await _write(
+            ctx,
+            ref,
+            objects[(ref.namespace, ref.name)],
+            updates,
+            [_objective_status(e, stamp) for e in evaluations],
+        )
+    return len(refs)
+
+
+def _measured(evaluations: list[Evaluation]) -> tuple[str, ConditionStatus, str, str]:
+    missing = [e.name for e in evaluations if e.sli is None]
+    if missing:
+        return (
+            MEASURED,
+            ConditionStatus.FALSE,
+            "NoData",
+            "no data for objective(s) "
+            + ", ".join(missing)
+            + ": check that the SLI queries return a series",
+        )
+    return (MEASURED, ConditionStatus.TRUE, "Measured", f"{len(evaluations)} objective(s) measured")
+
+
+def _budget(
+    spec: ServiceLevelSpec, evaluations: list[Evaluation]
+) -> tuple[str, ConditionStatus, str, str]:
+    policy = spec.error_budget_policy or ErrorBudgetPolicy()
+    spent = exhausted(evaluations, policy.min_remaining)
+    if spent:
+        return (
+            BUDGET_EXHAUSTED,
+            ConditionStatus.TRUE,
+            "BudgetExhausted",
+            f"error budget below {policy.min_remaining:g} for "
+            + ", ".join(spent)
+            + ("; normal changes are held" if policy.block_normal_changes else ""),
+        )
+    return (
+        BUDGET_EXHAUSTED,
+        ConditionStatus.FALSE,
+        "BudgetLeft",
+        "every objective has error budget left",
+    )
+
+
+async def _write(
+    ctx: Context,
+    ref: ServiceLevelRef,
+    obj: Mapping[str, Any],
+    updates: list[tuple[str, ConditionStatus, str, str]],
+    objectives: list[dict[str, Any]] | None,
+) -> None:
+    assert ctx.kube is not None
+    patch, events = _status_after(ctx, obj, updates, objectives)
+    await asyncio.to_thread(
+        ctx.kube.patch_status, SERVICE_LEVEL.plural, ref.name, ref.namespace, patch
+    )
+    for kind, reason, message in events:
+        await asyncio.to_thread(
+            ctx.kube.post_event,
+            obj,
+            type=kind,
+            reason=reason,
+            message=message,
+            component="opsledger",
+        )
+
+
+async def evaluation_loop(ctx: Context) -> None:
+    """Evaluate all ServiceLevels every slo_interval seconds until cancelled."""
+    while True:
+        try:
+            await evaluate_once(ctx)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception(
+                "ServiceLevel evaluation failed; trying again in %ss", ctx.settings.slo_interval
+            )
+        await asyncio.sleep(ctx.settings.slo_interval)
+
+
 def register(registry: kopf.OperatorRegistry) -> None:
     """Attach the ServiceLevel handlers to `registry`."""
     register_spec_reconciler(SERVICE_LEVEL, registry)
+
+    @kopf.on.startup(registry=registry, id="start-slo-evaluation")
+    async def start(memo: kopf.Memo, **_: Any) -> None:
+        ctx = context(memo)
+        if ctx.prometheus is None:
+            log.warning("OPSLEDGER_PROMETHEUS_URL is not set: ServiceLevels are not measured")
+            return
+        memo["slo_task"] = asyncio.create_task(evaluation_loop(ctx), name="slo-evaluation")
+
+    @kopf.on.cleanup(registry=registry, id="stop-slo-evaluation")
+    async def stop(memo: kopf.Memo, **_: Any) -> None:
+        task = memo.get("slo_task")
+        if isinstance(task, asyncio.Task):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -205,14 +205,17 @@ class ObjectiveStatus(CamelModel):
         default=None, description="Fraction of the error budget left: 1 untouched, 0 spent."
     )
     burn_rates: dict[str, float] = Field(
-        default_factory=dict, description="Burn rate per evaluation window (5m, 1h, …)."
+        default_factory=dict,
+        description="Burn rate per evaluation window (5m, 30m, 1h, 2h, 6h, 1d, 3d); a window "
+        "without data is left out.",
     )
     alerts: list[str] = Field(default_factory=list, description="Firing alert kinds: page, ticket.")
     evaluated_at: datetime | None = Field(default=None, description="When it was measured.")
 
 
 class ServiceLevelStatus(StatusBase):
-    """The service's measured levels."""
+    """The service's measured levels. Measured=False means unknown: the values below are the last
+    ones measured, and changes gated on this service wait."""
 
     objectives: list[ObjectiveStatus] = Field(
         default_factory=list, description="One entry per objective."

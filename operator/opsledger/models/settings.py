@@ -40,6 +40,9 @@ class Settings(BaseModel):
     cmdb_retry_interval: float = Field(
         default=30.0, gt=0, description="Seconds between retries while the remote is unreachable."
     )
+    slo_interval: float = Field(
+        default=60.0, gt=0, description="Seconds between evaluations of all ServiceLevels."
+    )
     impact_interval: float = Field(
         default=15.0, gt=0, description="Seconds between recounts of each item's dependents."
     )
@@ -81,6 +84,7 @@ class Settings(BaseModel):
             "OPSLEDGER_CMDB_MAX_BATCH": "cmdb_max_batch",
             "OPSLEDGER_CMDB_RETRY_INTERVAL": "cmdb_retry_interval",
             "OPSLEDGER_IMPACT_INTERVAL": "impact_interval",
+            "OPSLEDGER_SLO_INTERVAL": "slo_interval",
         }
         for var, name in plain.items():
             if env.get(var):

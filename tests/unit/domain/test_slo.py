@@ -11,6 +11,7 @@ from opsledger.domain.slo import (
     BURN_WINDOWS,
     batched_query,
     evaluate,
+    exhausted,
     render,
     seconds,
     split_result,
@@ -114,3 +115,13 @@ def test_durations() -> None:
     assert seconds("1h30m") == 5400
     with pytest.raises(ValueError, match="Prometheus duration"):
         seconds("1 hour")
+
+
+def test_exhausted_names_the_objectives_below_the_policy() -> None:
+    evals = [
+        evaluate("availability", 99.9, "30d", _ratios(0.0009)),  # 10 % left
+        evaluate("latency", 99.0, "30d", _ratios(0.001)),  # 90 % left
+        evaluate("unknown", 99.0, "30d", {}),
+    ]
+    assert exhausted(evals, 0.0) == []
+    assert exhausted(evals, 0.2) == ["availability"]

@@ -1,0 +1,147 @@
+"""The ServiceLevel reconciler against a real Prometheus with backfilled history."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from opsledger.devenv.environment import DevEnvironment
+from opsledger.devenv.history import (
+    CounterSeries,
+    create_blocks,
+    prometheus_over,
+    write_openmetrics,
+)
+from opsledger.devenv.paths import Toolbox
+from tests.support import Kubectl, OperatorProcess, wait_for
+
+END = int(time.time()) // 60 * 60  # history runs up to (about) now: the operator measures now
+ERRORS = lambda t: 0.2 if t > END - 3600 else 0.002  # noqa: E731  a fast burn in the last hour
+
+SERVICE_LEVEL = """
+apiVersion: opsledger.io/v1alpha1
+kind: ServiceLevel
+metadata: {name: checkout, namespace: slo-live}
+spec:
+  service: checkout
+  errorBudgetPolicy: {blockNormalChanges: true, minRemaining: 0.9}
+  objectives:
+  - name: availability
+    objective: 99.9
+    window: 30d
+    sli:
+      events:
+        errorQuery: sum(rate(http_requests_total{service="checkout",code="500"}[{{.window}}]))
+        totalQuery: sum(rate(http_requests_total{service="checkout"}[{{.window}}]))
+"""
+
+
+def _condition(obj: dict[str, Any], type_: str) -> dict[str, Any] | None:
+    return next(
+        (c for c in obj.get("status", {}).get("conditions", []) if c["type"] == type_), None
+    )
+
+
+class History:
+    """A Prometheus over generated history, which a test can stop."""
+
+    def __init__(self, folder: Path) -> None:
+        tools = Toolbox.locate()
+        write_openmetrics(
+            folder / "h.om",
+            "http_requests",
+            [
+                CounterSeries({"service": "checkout", "code": "200"}, lambda t: 10.0),
+                CounterSeries({"service": "checkout", "code": "500"}, ERRORS),
+            ],
+            start=END - 31 * 86400,
+            end=END,
+            step=60,
+        )
+        create_blocks(tools, folder / "h.om", folder / "tsdb")
+        self.stack = ExitStack()
+        self.url = self.stack.enter_context(prometheus_over(tools, folder / "tsdb"))
+
+    def stop(self) -> None:
+        self.stack.close()
+
+
+@pytest.fixture
+def history(tmp_path: Path) -> Iterator[History]:
+    h = History(tmp_path)
+    yield h
+    h.stop()
+
+
+def test_service_levels_are_measured_and_unknown_when_prometheus_stops(
+    devenv: DevEnvironment,
+    kubectl: Kubectl,
+    operator: OperatorProcess,
+    history: History,
+    tmp_path: Path,
+) -> None:
+    operator.stop()
+    measuring = OperatorProcess(devenv, tmp_path / "slo-operator.log").start(
+        env={
+            "OPSLEDGER_PROMETHEUS_URL": history.url,
+            "OPSLEDGER_SLO_INTERVAL": "2",
+        }
+    )
+    try:
+        kubectl("create", "namespace", "slo-live")
+        kubectl("apply", "-f", "-", input=SERVICE_LEVEL)
+
+        def measured() -> dict[str, Any] | None:
+            obj = kubectl.json("get", "slo", "checkout", "-n", "slo-live")
+            condition = _condition(obj, "Measured")
+            return obj if condition and condition["status"] == "True" else None
+
+        obj = wait_for(measured, timeout=60, what="checkout measured")
+        [objective] = obj["status"]["objectives"]
+        month_errors = 0.2 * 3600 + 0.002 * (30 * 86400 - 3600)
+        month_ratio = month_errors / (month_errors + 10.0 * 30 * 86400)
+        assert objective["sli"] == pytest.approx(100 * (1 - month_ratio), abs=1e-4)
+        assert objective["errorBudgetRemaining"] == pytest.approx(1 - month_ratio / 0.001, rel=0.01)
+        assert objective["burnRates"]["1h"] == pytest.approx(0.2 / 10.2 / 0.001, rel=0.02)
+        assert objective["alerts"] == ["page"]
+        exhausted = _condition(obj, "BudgetExhausted")
+        assert exhausted is not None
+        assert exhausted["status"] == "True"
+        assert "availability" in exhausted["message"]
+        row = kubectl("get", "slo", "checkout", "-n", "slo-live", "--no-headers").split()
+        assert row[1:3] == ["checkout", "99.9"]
+        assert float(row[3]) == pytest.approx(objective["sli"])
+        assert float(row[4]) == pytest.approx(objective["errorBudgetRemaining"])
+
+        def event(reason: str) -> bool:
+            events = kubectl.json(
+                "get",
+                "events",
+                "-n",
+                "slo-live",
+                "--field-selector",
+                "involvedObject.name=checkout",
+            )["items"]
+            return any(e["reason"] == reason for e in events)
+
+        wait_for(lambda: event("BudgetExhausted"), timeout=30, what="a BudgetExhausted event")
+
+        history.stop()
+
+        def unknown() -> dict[str, Any] | None:
+            obj = kubectl.json("get", "slo", "checkout", "-n", "slo-live")
+            condition = _condition(obj, "Measured")
+            return condition if condition and condition["status"] == "False" else None
+
+        condition = wait_for(unknown, timeout=60, what="Measured=False once Prometheus stops")
+        assert condition["reason"] == "PrometheusUnavailable"
+        assert "Health is unknown" in condition["message"]
+        wait_for(lambda: event("PrometheusUnavailable"), timeout=30, what="a Warning event")
+    finally:
+        measuring.stop()
+        operator.start()
