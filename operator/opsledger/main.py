@@ -34,8 +34,9 @@ class CRDsMissingError(RuntimeError):
 
 def build_registry(settings: Settings) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
-    for module in (incident, change, servicelevel):
+    for module in (change, servicelevel):
         module.register(registry)
+    incident.register(registry, settings)
     configitem.register(registry, settings)
 
     @kopf.on.startup(registry=registry, id="configure")

@@ -9,6 +9,7 @@ import yaml
 
 from opsledger.domain.classes import effective_class
 from opsledger.domain.drift import drifted
+from opsledger.models.common import CamelModel
 from opsledger.models.configitem import ConfigurationItemSpec, Lifecycle, Relationship
 from opsledger.models.records import ConfigurationItemRecord, RecordMetadata
 
@@ -56,7 +57,7 @@ def _sorted(value: Any) -> Any:
     return value
 
 
-def to_yaml(record: ConfigurationItemRecord) -> str:
+def to_yaml(record: CamelModel) -> str:
     """The record as committed: fields in model order, maps inside sorted, no timestamps."""
     wire = record.to_wire()
     body = {

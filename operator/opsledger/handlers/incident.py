@@ -1,21 +1,261 @@
-"""Incident handlers: the spec is validated, the priority follows from impact × urgency."""
+"""Incident handlers: priority, lifecycle and timeline, SLA timers, and the CMDB record.
+
+People drive an incident through its spec (state, assignee, resolution); the operator records
+when things happened, computes due times from the service's ServiceLevel, flags breaches (a
+timer looks again at each next deadline), and commits the incident's record on each change.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 import kopf
 
+from opsledger.adapters.gitcmdb import CMDBError
+from opsledger.domain.conditions import READY, find, parse_conditions, set_condition
+from opsledger.domain.incidents import (
+    Lifecycle,
+    advance,
+    format_duration,
+    next_deadline,
+    sla,
+    targets_for,
+)
 from opsledger.domain.priority import priority
-from opsledger.handlers.common import register_spec_reconciler
+from opsledger.domain.records import record_path, to_yaml
+from opsledger.handlers.common import Context, context, forget_on_delete, on_spec, validated_spec
 from opsledger.models import INCIDENT
-from opsledger.models.incident import IncidentSpec
+from opsledger.models.common import ConditionStatus
+from opsledger.models.incident import IncidentSpec, IncidentState
+from opsledger.models.records import IncidentRecord, RecordMetadata
+from opsledger.models.settings import Settings
+
+TARGETS = "incident_targets"  # (namespace, service) → the ServiceLevel's incidentTargets
+SLA_BREACHED = "SLABreached"
 
 
-def _derive(spec: IncidentSpec) -> dict[str, Any]:
-    return {"priority": priority(spec.impact, spec.urgency).value}
+def _time(value: Any) -> datetime | None:
+    if not value:
+        return None
+    if isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
 
 
-def register(registry: kopf.OperatorRegistry) -> None:
+def _stamp(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def lifecycle_from(body: Mapping[str, Any]) -> Lifecycle:
+    """The lifecycle recorded in status (a new one for a new incident)."""
+    status = body.get("status") or {}
+    opened = _time(status.get("openedAt")) or _time(body["metadata"]["creationTimestamp"])
+    assert opened is not None
+    return Lifecycle(
+        state=IncidentState(status.get("state") or IncidentState.NEW),
+        opened_at=opened,
+        acknowledged_at=_time(status.get("acknowledgedAt")),
+        resolved_at=_time(status.get("resolvedAt")),
+        assignee=status.get("assignee"),
+        priority=status.get("priority"),
+        timeline=[{**e, "at": _time(e.get("at"))} for e in status.get("timeline") or []],
+    )
+
+
+def render(
+    ctx: Context, body: Mapping[str, Any], spec: IncidentSpec, targets_index: Mapping[Any, Any]
+) -> tuple[dict[str, Any], list[tuple[str, ConditionStatus, str, str]], IncidentRecord]:
+    """Status fields, condition updates and the CMDB record for the incident as it is now."""
+    now = ctx.clock()
+    prio = priority(spec.impact, spec.urgency).value
+    life = advance(
+        lifecycle_from(body), state=spec.state, assignee=spec.assignee, priority=prio, now=now
+    )
+    namespace = body["metadata"].get("namespace", "")
+    store = targets_index.get((namespace, spec.service or ""), [])
+    incident_targets = next(iter(store), ()) if store else ()
+    targets = targets_for(prio, incident_targets)
+    status: dict[str, Any] = {
+        "priority": prio,
+        "state": life.state.value,
+        "assignee": life.assignee,
+        "openedAt": _stamp(life.opened_at),
+        "acknowledgedAt": _stamp(life.acknowledged_at),
+        "resolvedAt": _stamp(life.resolved_at),
+        "timeToAcknowledge": format_duration(life.acknowledged_at - life.opened_at)
+        if life.acknowledged_at
+        else None,
+        "timeToResolve": format_duration(life.resolved_at - life.opened_at)
+        if life.resolved_at
+        else None,
+        "timeline": [{**e, "at": _stamp(e["at"])} for e in life.timeline],
+    }
+    conditions: list[tuple[str, ConditionStatus, str, str]] = [
+        (
+            READY,
+            ConditionStatus.TRUE,
+            "Accepted",
+            f"{prio} ({spec.impact} impact × {spec.urgency} urgency)",
+        ),
+    ]
+    if targets is None:
+        status["sla"] = None
+        conditions.append(
+            (
+                SLA_BREACHED,
+                ConditionStatus.UNKNOWN,
+                "NoTargets",
+                f"no ServiceLevel for service {spec.service!r} in {namespace} sets "
+                f"incidentTargets for {prio}",
+            )
+        )
+    else:
+        due = sla(life, targets, now)
+        status["sla"] = {
+            "respondBy": _stamp(due.respond_by),
+            "resolveBy": _stamp(due.resolve_by),
+            "responseBreached": due.response_breached,
+            "resolutionBreached": due.resolution_breached,
+        }
+        missed = [
+            what
+            for what, flag in (
+                ("response", due.response_breached),
+                ("resolution", due.resolution_breached),
+            )
+            if flag
+        ]
+        if missed:
+            conditions.append(
+                (
+                    SLA_BREACHED,
+                    ConditionStatus.TRUE,
+                    "Breached",
+                    f"{' and '.join(missed)} target missed (respond by "
+                    f"{status['sla']['respondBy']}, resolve by "
+                    f"{status['sla']['resolveBy']})",
+                )
+            )
+        else:
+            conditions.append(
+                (
+                    SLA_BREACHED,
+                    ConditionStatus.FALSE,
+                    "WithinTargets",
+                    f"respond by {status['sla']['respondBy']}, resolve by "
+                    f"{status['sla']['resolveBy']}",
+                )
+            )
+        status["nextDeadline"] = _stamp(next_deadline(life, due))
+    record = IncidentRecord.model_validate(
+        {
+            "metadata": RecordMetadata(
+                cluster=ctx.settings.cluster, namespace=namespace, name=body["metadata"]["name"]
+            ),
+            "spec": spec,
+            **{k: v for k, v in status.items() if k not in ("assignee", "nextDeadline")},
+        }
+    )
+    return status, conditions, record
+
+
+def _apply(
+    ctx: Context,
+    body: kopf.Body,
+    patch: kopf.Patch,
+    status: dict[str, Any],
+    updates: list[tuple[str, ConditionStatus, str, str]],
+) -> None:
+    generation = body.metadata.get("generation")
+    conditions = parse_conditions(body.status.get("conditions"))
+    for type_, value, reason, message in updates:
+        before = find(conditions, type_)
+        if (
+            type_ == SLA_BREACHED
+            and value == ConditionStatus.TRUE
+            and (before is None or before.status != value)
+        ):
+            kopf.event(body, type="Warning", reason="SLABreached", message=message)
+        conditions = set_condition(
+            conditions,
+            type=type_,
+            status=value,
+            reason=reason,
+            message=message,
+            now=ctx.clock(),
+            generation=generation,
+        )
+    patch.status.update(status)
+    patch.status["conditions"] = [c.to_wire() for c in conditions]
+    patch.status["observedGeneration"] = generation
+
+
+async def _commit(ctx: Context, record: IncidentRecord, reason: str) -> None:
+    if ctx.cmdb is None:
+        return
+    meta = record.metadata
+    path = record_path(meta.cluster, meta.namespace, "incidents", meta.name)
+    text = to_yaml(record)
+    try:
+        await ctx.cmdb.write(path, text, reason)
+    except CMDBError as exc:
+        raise kopf.TemporaryError(
+            f"incident record not committed yet: {exc}", delay=ctx.settings.cmdb_retry_interval
+        ) from exc
+
+
+def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     """Attach the Incident handlers to `registry`."""
-    register_spec_reconciler(INCIDENT, registry, _derive)
+
+    @kopf.index("opsledger.io", "v1alpha1", "servicelevels", registry=registry, id=TARGETS)
+    def incident_targets(
+        *, namespace: str | None, spec: kopf.Spec, **_: Any
+    ) -> dict[tuple[str, str], tuple[dict[str, str], ...]] | None:
+        targets = spec.get("incidentTargets") or []
+        if not spec.get("service"):
+            return None
+        return {(namespace or "", spec["service"]): tuple(dict(t) for t in targets)}
+
+    @on_spec(INCIDENT, registry)
+    async def reconcile(
+        *, body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any
+    ) -> None:
+        ctx = context(memo)
+        spec = validated_spec(info=INCIDENT, ctx=ctx, body=body, patch=patch)
+        if not isinstance(spec, IncidentSpec):
+            return
+        status, updates, record = render(ctx, body, spec, kwargs[TARGETS])
+        _apply(ctx, body, patch, status, updates)
+        ctx.metrics.ready.labels(
+            INCIDENT.kind, body.metadata.get("namespace") or "", str(body.metadata.get("name"))
+        ).set(1)
+        name = f"{body.metadata.get('namespace')}/{body.metadata.get('name')}"
+        await _commit(ctx, record, f"Incident {name}: {record.state} ({record.priority})")
+
+    @kopf.timer(
+        "opsledger.io",
+        "v1alpha1",
+        "incidents",
+        registry=registry,
+        id="sla-clock",
+        interval=settings.incident_interval,
+        idle=settings.incident_interval,
+    )
+    async def clock(*, body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any) -> None:
+        """Flag breaches as deadlines pass (nothing else changes the incident then)."""
+        deadline = _time(body.status.get("nextDeadline"))
+        ctx = context(memo)
+        if deadline is None or ctx.clock() <= deadline:
+            return
+        try:
+            spec = IncidentSpec.model_validate(dict(body.spec))
+        except ValueError:
+            return
+        status, updates, record = render(ctx, body, spec, kwargs[TARGETS])
+        _apply(ctx, body, patch, status, updates)
+        name = f"{body.metadata.get('namespace')}/{body.metadata.get('name')}"
+        await _commit(ctx, record, f"Incident {name}: SLA target missed")
+
+    forget_on_delete(INCIDENT, registry)

@@ -133,10 +133,14 @@ class IncidentStatus(StatusBase):
 
     priority: Priority | None = Field(default=None, description="P1–P5 from impact × urgency.")
     state: IncidentState | None = Field(default=None, description="The state last handled.")
+    assignee: str | None = Field(default=None, description="The assignee last handled.")
     opened_at: datetime | None = Field(default=None, description="When it was opened.")
     acknowledged_at: datetime | None = Field(default=None, description="When acknowledged.")
     resolved_at: datetime | None = Field(default=None, description="When resolved.")
     time_to_acknowledge: str | None = Field(default=None, description="Opened → acknowledged.")
     time_to_resolve: str | None = Field(default=None, description="Opened → resolved.")
     sla: SLAStatus | None = Field(default=None, description="Due times and breaches.")
+    next_deadline: datetime | None = Field(
+        default=None, description="When the next SLA target falls due, if one is pending."
+    )
     timeline: list[TimelineEntry] = Field(default_factory=list, description="What happened.")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import Field
 
 from opsledger.models.common import API_GROUP, API_VERSION, CamelModel, K8sName
 from opsledger.models.configitem import ConfigurationItemSpec, Relationship
+from opsledger.models.incident import IncidentSpec, IncidentState, SLAStatus, TimelineEntry
+from opsledger.models.servicelevel import Priority
 
 RECORD_API_VERSION = f"{API_GROUP}/{API_VERSION}"
 
@@ -45,5 +48,28 @@ class ConfigurationItemRecord(CamelModel):
     )
 
 
+class IncidentRecord(CamelModel):
+    """One incident as committed to the CMDB on each change of state."""
+
+    api_version: Literal["opsledger.io/v1alpha1"] = Field(
+        default="opsledger.io/v1alpha1", description="Record format version."
+    )
+    kind: Literal["IncidentRecord"] = Field(default="IncidentRecord", description="Record kind.")
+    metadata: RecordMetadata = Field(description="Cluster, namespace and name.")
+    spec: IncidentSpec = Field(description="The incident as people declared it.")
+    priority: Priority = Field(description="P1–P5 from impact × urgency.")
+    state: IncidentState = Field(description="The state last handled.")
+    opened_at: datetime = Field(description="When it was opened.")
+    acknowledged_at: datetime | None = Field(default=None, description="When acknowledged.")
+    resolved_at: datetime | None = Field(default=None, description="When resolved.")
+    time_to_acknowledge: str | None = Field(default=None, description="Opened → acknowledged.")
+    time_to_resolve: str | None = Field(default=None, description="Opened → resolved.")
+    sla: SLAStatus | None = Field(default=None, description="Due times and breaches.")
+    timeline: list[TimelineEntry] = Field(default_factory=list, description="What happened.")
+
+
 # folder under clusters/<cluster>/<namespace>/ → the record model kept there
-RECORD_FOLDERS: dict[str, type[CamelModel]] = {"configurationitems": ConfigurationItemRecord}
+RECORD_FOLDERS: dict[str, type[CamelModel]] = {
+    "configurationitems": ConfigurationItemRecord,
+    "incidents": IncidentRecord,
+}

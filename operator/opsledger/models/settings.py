@@ -43,6 +43,9 @@ class Settings(BaseModel):
     slo_interval: float = Field(
         default=60.0, gt=0, description="Seconds between evaluations of all ServiceLevels."
     )
+    incident_interval: float = Field(
+        default=30.0, gt=0, description="Seconds between checks of incidents' SLA deadlines."
+    )
     impact_interval: float = Field(
         default=15.0, gt=0, description="Seconds between recounts of each item's dependents."
     )
@@ -85,6 +88,7 @@ class Settings(BaseModel):
             "OPSLEDGER_CMDB_RETRY_INTERVAL": "cmdb_retry_interval",
             "OPSLEDGER_IMPACT_INTERVAL": "impact_interval",
             "OPSLEDGER_SLO_INTERVAL": "slo_interval",
+            "OPSLEDGER_INCIDENT_INTERVAL": "incident_interval",
         }
         for var, name in plain.items():
             if env.get(var):

@@ -1,0 +1,159 @@
+"""Incident lifecycle: state transitions driven through the spec, the timeline, SLA timers.
+
+People move an incident by editing its spec (state, assignee, resolution); the operator records
+when each step happened. Response is due `respond` after opening and is met by acknowledging (any
+state past New); resolution is due `resolve` after opening and is met by Resolved or Closed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from opsledger.models.incident import IncidentState
+
+_GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
+_GO_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+
+ORDER = {
+    IncidentState.NEW: 0,
+    IncidentState.ACKNOWLEDGED: 1,
+    IncidentState.IN_PROGRESS: 2,
+    IncidentState.RESOLVED: 3,
+    IncidentState.CLOSED: 4,
+}
+
+
+def go_duration(text: str) -> timedelta:
+    """Go's time.ParseDuration for the units people use ("15m", "1h30m", "4h")."""
+    parts = _GO_PART.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"{text!r} is not a Go duration such as 15m, 4h or 1h30m")
+    return timedelta(seconds=sum(float(n) * _GO_UNITS[u] for n, u in parts))
+
+
+def format_duration(delta: timedelta) -> str:
+    """A duration as Go prints it, to the second: 1h2m3s, 15m0s, 42s."""
+    total = max(0, int(delta.total_seconds()))
+    hours, rest = divmod(total, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes}m{seconds}s"
+    if minutes:
+        return f"{minutes}m{seconds}s"
+    return f"{seconds}s"
+
+
+@dataclass(frozen=True)
+class Targets:
+    respond: timedelta
+    resolve: timedelta
+
+
+def targets_for(priority: str, incident_targets: Sequence[Mapping[str, str]]) -> Targets | None:
+    """The ServiceLevel's respond/resolve targets for `priority`, if it sets any."""
+    for target in incident_targets:
+        if target.get("priority") == priority:
+            return Targets(go_duration(target["respond"]), go_duration(target["resolve"]))
+    return None
+
+
+@dataclass
+class Lifecycle:
+    """The incident's recorded lifecycle: what status holds between reconciliations."""
+
+    state: IncidentState
+    opened_at: datetime
+    acknowledged_at: datetime | None = None
+    resolved_at: datetime | None = None
+    assignee: str | None = None
+    priority: str | None = None
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+
+
+def advance(
+    previous: Lifecycle, *, state: str, assignee: str | None, priority: str, now: datetime
+) -> Lifecycle:
+    """The lifecycle after the spec says `state`, `assignee` and `priority`, observed at `now`.
+
+    Skipped steps are filled in (New → Resolved also acknowledges); reopening a Resolved
+    incident (back to InProgress) clears resolvedAt but keeps its history.
+    """
+    new = IncidentState(state)
+    result = Lifecycle(
+        state=previous.state,
+        opened_at=previous.opened_at,
+        acknowledged_at=previous.acknowledged_at,
+        resolved_at=previous.resolved_at,
+        assignee=previous.assignee,
+        priority=previous.priority,
+        timeline=list(previous.timeline),
+    )
+
+    def note(event: str, detail: str | None = None) -> None:
+        entry: dict[str, Any] = {"at": now, "event": event}
+        if detail:
+            entry["detail"] = detail
+        result.timeline.append(entry)
+
+    if not result.timeline:
+        note("Opened", f"priority {priority}")
+    elif result.priority != priority:
+        note("PriorityChanged", f"{result.priority} → {priority}")
+    result.priority = priority
+    if assignee != result.assignee:
+        note("Assigned" if assignee else "Unassigned", assignee)
+        result.assignee = assignee
+    if new == result.state:
+        return result
+    if ORDER[new] >= ORDER[IncidentState.ACKNOWLEDGED] and result.acknowledged_at is None:
+        result.acknowledged_at = now
+        note("Acknowledged")
+    if new == IncidentState.IN_PROGRESS:
+        if result.resolved_at is not None:
+            result.resolved_at = None
+            note("Reopened")
+        else:
+            note("InProgress")
+    if ORDER[new] >= ORDER[IncidentState.RESOLVED] and result.resolved_at is None:
+        result.resolved_at = now
+        note("Resolved")
+    if new == IncidentState.CLOSED:
+        note("Closed")
+    result.state = new
+    return result
+
+
+@dataclass(frozen=True)
+class SLA:
+    respond_by: datetime
+    resolve_by: datetime
+    response_breached: bool
+    resolution_breached: bool
+
+
+def sla(lifecycle: Lifecycle, targets: Targets, now: datetime) -> SLA:
+    """Due times, and whether each was missed (late, or overdue and not yet done)."""
+    respond_by = lifecycle.opened_at + targets.respond
+    resolve_by = lifecycle.opened_at + targets.resolve
+    acked = lifecycle.acknowledged_at
+    resolved = lifecycle.resolved_at
+    return SLA(
+        respond_by=respond_by,
+        resolve_by=resolve_by,
+        response_breached=(acked or now) > respond_by,
+        resolution_breached=(resolved or now) > resolve_by,
+    )
+
+
+def next_deadline(lifecycle: Lifecycle, due: SLA) -> datetime | None:
+    """The next moment a breach could begin (for a timer to look again)."""
+    pending = []
+    if lifecycle.acknowledged_at is None and not due.response_breached:
+        pending.append(due.respond_by)
+    if lifecycle.resolved_at is None and not due.resolution_breached:
+        pending.append(due.resolve_by)
+    return min(pending) if pending else None
