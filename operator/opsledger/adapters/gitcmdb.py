@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import os
 import random
+import re
 import shlex
 import shutil
 import stat
@@ -24,7 +27,17 @@ from pathlib import Path
 
 import git
 
-RETRYABLE_PUSH = ("non-fast-forward", "fetch first", "rejected", "cannot lock ref")
+# git's words for a push that lost a race (as opposed to one the remote refused for good)
+RETRYABLE_PUSH = (
+    "[rejected]",
+    "non-fast-forward",
+    "fetch first",
+    "failed to update ref",
+    "cannot lock ref",
+    "incorrect old value",
+)
+GIT_TIMEOUT = 120  # seconds any one git command may take before it is killed
+MARKER = ".opsledger-workdir"  # only folders the store made itself are ever deleted
 
 
 class CMDBError(Exception):
@@ -46,7 +59,12 @@ class Credentials:
 
     def environment(self, scratch: Path) -> dict[str, str]:
         """Environment for git: an askpass helper reading the token file, or an SSH command."""
-        env: dict[str, str] = {"GIT_TERMINAL_PROMPT": "0"}
+        # A stalled transfer must fail, not hang the single writer: abort below 1 KB/s for 30 s.
+        env: dict[str, str] = {
+            "GIT_TERMINAL_PROMPT": "0",
+            "GIT_HTTP_LOW_SPEED_LIMIT": "1000",
+            "GIT_HTTP_LOW_SPEED_TIME": "30",
+        }
         if self.token_file:
             helper = scratch / "askpass.sh"
             helper.write_text(
@@ -139,6 +157,7 @@ class GitCMDB:
         # unchanged record (every watch event does) costs no git round-trip. Entries expire so
         # an externally rewritten remote heals.
         self._known: dict[str, tuple[str, Commit, float]] = {}
+        self._inflight: set[str] = set()
         self.known_ttl = 600.0
 
     # -- the async front: batch writes ---------------------------------------------------
@@ -146,7 +165,13 @@ class GitCMDB:
     async def write(self, path: str, content: str, reason: str) -> Commit:
         """Queue a record; return once it is in the remote (raises CMDBError when it cannot be)."""
         known = self._known.get(path)
-        if known and known[0] == content and time.monotonic() - known[2] < self.known_ttl:
+        if (
+            known
+            and known[0] == content
+            and path not in self._pending  # a queued or in-flight newer version must not be
+            and path not in self._inflight  # overtaken by a stale "already there"
+            and time.monotonic() - known[2] < self.known_ttl
+        ):
             return Commit(path, known[1].sha, changed=False)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Commit] = loop.create_future()
@@ -176,16 +201,19 @@ class GitCMDB:
             while self._pending:
                 names = list(self._pending)[: self.max_batch]
                 batch = [self._pending.pop(n) for n in names]
+                self._inflight.update(names)
                 try:
                     results = await asyncio.to_thread(
                         self.commit_and_push, [p.write for p in batch]
                     )
                 except Exception as exc:
+                    self._inflight.difference_update(names)
                     for pending in batch:
                         for waiter in pending.waiters:
                             if not waiter.done():
                                 waiter.set_exception(exc)
                     continue
+                self._inflight.difference_update(names)
                 now = time.monotonic()
                 for pending in batch:
                     commit = results[pending.write.path]
@@ -203,48 +231,78 @@ class GitCMDB:
     # -- the sync core: one commit, pushed -------------------------------------------------
 
     def commit_and_push(self, writes: list[Write]) -> dict[str, Commit]:
-        """Write, commit (only if something changed) and push; retried on lost races."""
-        with self._lock:
-            repo = self._repo()
-            delay = 0.2
-            for attempt in range(1, self.push_attempts + 1):
-                self._sync_to_remote(repo)
-                changed = self._apply(repo, writes)
-                if not changed:
-                    return self._locate(repo, writes, changed)
-                repo.index.commit(
-                    self._message(writes, changed),
-                    author=git.Actor(*self.author),
-                    committer=git.Actor(*self.author),
-                )
-                try:
-                    self._git(repo, "push", "origin", f"HEAD:refs/heads/{self.branch}")
-                except RemoteUnavailableError as exc:
-                    if attempt < self.push_attempts and any(
-                        mark in str(exc) for mark in RETRYABLE_PUSH
-                    ):
-                        time.sleep(delay + random.uniform(0, delay))
-                        delay = min(delay * 2, 5.0)
-                        continue
-                    raise
-                self.commits_made += 1
+        """Write, commit (only if something changed) and push; retried on lost races.
+
+        Every failure surfaces as CMDBError (RemoteUnavailableError for the remote's part); a
+        working copy left broken by a local failure is cloned afresh next time.
+        """
+        with self._lock, _FileLock(self.workdir / ".lock"):
+            try:
+                return self._commit_and_push(writes)
+            except CMDBError:
+                raise
+            except (git.GitError, OSError, ValueError) as exc:
+                self._discard_clone()
+                raise CMDBError(
+                    f"the CMDB working copy in {self.workdir} failed ({_clean(str(exc))}); "
+                    "it is cloned afresh on the next attempt"
+                ) from exc
+
+    def _commit_and_push(self, writes: list[Write]) -> dict[str, Commit]:
+        repo = self._repo()
+        delay = 0.2
+        for attempt in range(1, self.push_attempts + 1):
+            self._sync_to_remote(repo)
+            changed = self._apply(repo, writes)
+            if not changed:
                 return self._locate(repo, writes, changed)
-            raise CMDBError(
-                f"push to {self.url} kept losing races after {self.push_attempts} tries"
+            repo.index.commit(
+                self._message(writes, changed),
+                author=git.Actor(*self.author),
+                committer=git.Actor(*self.author),
             )
+            try:
+                self._git(repo, "push", "origin", f"HEAD:refs/heads/{self.branch}")
+            except RemoteUnavailableError as exc:
+                if attempt < self.push_attempts and any(
+                    mark in str(exc) for mark in RETRYABLE_PUSH
+                ):
+                    time.sleep(delay + random.uniform(0, delay))
+                    delay = min(delay * 2, 5.0)
+                    continue
+                raise
+            self.commits_made += 1
+            return self._locate(repo, writes, changed)
+        raise CMDBError(  # pragma: no cover - the loop returns or raises on its last try
+            f"push to {_redact_url(self.url)} kept losing races after {self.push_attempts} tries"
+        )
 
     def _repo(self) -> git.Repo:
         clone = self.workdir / "repo"
         if (clone / ".git").exists():
             repo = git.Repo(clone)
             if repo.remotes and repo.remotes.origin.url == self.url:
+                (clone / ".git" / "index.lock").unlink(missing_ok=True)  # left by a crash
                 return repo
-            shutil.rmtree(clone)  # a working copy of another remote: start afresh
+            self._discard_clone()  # a working copy of another remote: start afresh
+        if clone.exists() and any(clone.iterdir()):
+            raise CMDBError(
+                f"{clone} exists and is not a working copy OpsLedger made; "
+                "point OPSLEDGER_CMDB_WORKDIR at an empty folder"
+            )
         try:
-            git.Repo.clone_from(self.url, clone, branch=self.branch, env=self._env)
+            git.Repo.clone_from(
+                self.url, clone, branch=self.branch, env=self._env, kill_after_timeout=GIT_TIMEOUT
+            )
         except git.GitCommandError as exc:
             raise RemoteUnavailableError(_explain(self.url, "clone", exc)) from exc
+        (clone / ".git" / MARKER).write_text("made by OpsLedger; safe to delete\n")
         return git.Repo(clone)
+
+    def _discard_clone(self) -> None:
+        clone = self.workdir / "repo"
+        if (clone / ".git" / MARKER).exists():
+            shutil.rmtree(clone, ignore_errors=True)
 
     def _sync_to_remote(self, repo: git.Repo) -> None:
         """Make the working copy equal to the remote tip (our records are re-applied on top)."""
@@ -289,7 +347,7 @@ class GitCMDB:
     def _git(self, repo: git.Repo, *args: str) -> str:
         try:
             with repo.git.custom_environment(**self._env):
-                out: str = repo.git.execute(["git", *args])
+                out: str = repo.git.execute(["git", *args], kill_after_timeout=GIT_TIMEOUT)
                 return out
         except git.GitCommandError as exc:
             raise RemoteUnavailableError(_explain(self.url, args[0], exc)) from exc
@@ -309,7 +367,36 @@ def _explain(url: str, action: str, exc: git.GitCommandError) -> str:
     detail = "; ".join(
         ln for ln in lines if ln.startswith(("fatal", "error", " !", "!", "hint"))
     ) or (lines[-1] if lines else f"exit status {exc.status}")
-    return f"git {action} {url} failed: {detail}"
+    return f"git {action} {_redact_url(url)} failed: {_clean(detail)}"
+
+
+def _redact_url(url: str) -> str:
+    """A remote URL without any user:password@ part, fit for conditions and Events."""
+    return re.sub(r"://[^/@\s]*@", "://", url)
+
+
+def _clean(text: str) -> str:
+    return re.sub(r"://[^/@\s]*@", "://", text)
+
+
+class _FileLock:
+    """An exclusive lock on a file, so two processes never share one working copy at once."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def __enter__(self) -> _FileLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
 
 
 def credentials_from_env(settings_env: Mapping[str, str]) -> Credentials:
