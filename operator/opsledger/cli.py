@@ -67,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
 
     _add_cmdb(sub)
     _add_slo(sub)
+    _add_window(sub)
     _add_dev(sub)
     return parser
 
@@ -106,6 +107,18 @@ def _add_slo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     slo_eval.add_argument("--at", help="evaluate at this time (RFC 3339; default: now)")
     slo_eval.add_argument("-o", "--output", choices=["table", "json"], default="table")
     slo_eval.set_defaults(func=_slo_evaluate)
+
+
+def _add_window(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """opsledger window"""
+    window = sub.add_parser(
+        "window", help="may a change start now (or --at)? windows and freezes of a ServiceLevel"
+    )
+    window.add_argument("file", type=Path, help="a ServiceLevel manifest (YAML)")
+    window.add_argument("--at", help="the moment to ask about (RFC 3339; default: now)")
+    window.add_argument("--emergency", action="store_true", help="answer for an emergency change")
+    window.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    window.set_defaults(func=_window)
 
 
 def _add_dev(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -325,6 +338,70 @@ def _slo_evaluate(args: argparse.Namespace) -> int:
             f"{','.join(e.alerts) or '-'}"
         )
     return 0
+
+
+def _window(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from opsledger.domain.windows import decide, rfc3339  # noqa: PLC0415
+    from opsledger.models.servicelevel import ServiceLevelSpec  # noqa: PLC0415
+
+    manifest = _one_manifest(args.file, "ServiceLevel")
+    spec = _validated(ServiceLevelSpec, manifest, args.file)
+    at = _moment(args.at) if args.at else datetime.now(UTC)
+    decision = decide(
+        at,
+        windows=spec.maintenance_windows,
+        freezes=spec.freezes,
+        emergency=args.emergency,
+    )
+    if args.output == "json":
+        print(json.dumps(decision.to_json(), indent=2))
+        return 0
+    print(f"{'allowed' if decision.allowed else 'not allowed'} at {rfc3339(at)}: {decision.reason}")
+    if decision.next:
+        label = "window" if decision.allowed else "next"
+        print(f"{label}: {rfc3339(decision.next.start)} to {rfc3339(decision.next.end)}")
+    return 0
+
+
+def _one_manifest(path: Path, kind: str) -> dict[str, object]:
+    """The first manifest of `kind` in a YAML file."""
+    import yaml  # noqa: PLC0415
+
+    try:
+        docs = [d for d in yaml.safe_load_all(path.read_text()) if isinstance(d, dict)]
+    except (OSError, yaml.YAMLError) as exc:
+        raise CLIError(f"cannot read {path}: {exc}") from exc
+    for doc in docs:
+        if doc.get("kind") == kind:
+            return doc
+    raise CLIError(f"{path} holds no {kind}")
+
+
+def _validated(model, manifest: dict[str, object], path: Path):  # type: ignore[no-untyped-def]
+    """The manifest's spec through its model, or a CLIError naming the fields."""
+    from pydantic import ValidationError  # noqa: PLC0415
+
+    from opsledger.domain.validation import describe  # noqa: PLC0415
+
+    try:
+        return model.model_validate(manifest.get("spec") or {})
+    except ValidationError as exc:
+        raise CLIError(f"{path}: {describe(exc)}") from exc
+
+
+def _moment(text: str):  # type: ignore[no-untyped-def]
+    """An RFC 3339 time from the command line (a Z suffix or an offset is required)."""
+    from datetime import datetime  # noqa: PLC0415
+
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise CLIError(f"--at {text!r} is not RFC 3339, e.g. 2026-11-28T22:30:00Z") from exc
+    if moment.tzinfo is None:
+        raise CLIError(f"--at {text!r} needs a time zone, e.g. 2026-11-28T22:30:00Z")
+    return moment
 
 
 def _environment(args: argparse.Namespace):  # type: ignore[no-untyped-def]

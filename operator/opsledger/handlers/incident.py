@@ -15,10 +15,10 @@ import kopf
 
 from opsledger.adapters.gitcmdb import CMDBError
 from opsledger.domain.conditions import READY, find, parse_conditions, set_condition
+from opsledger.domain.durations import format_duration
 from opsledger.domain.incidents import (
     Lifecycle,
     advance,
-    format_duration,
     next_deadline,
     sla,
     targets_for,
@@ -212,10 +212,12 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     @kopf.index("opsledger.io", "v1alpha1", "servicelevels", registry=registry, id=TARGETS)
     def incident_targets(
         *, namespace: str | None, spec: kopf.Spec, **_: Any
-    ) -> dict[tuple[str, str], tuple[dict[str, str], ...]] | None:
+    ) -> dict[tuple[str, str], tuple[dict[str, str], ...]]:
+        """Empty (not None, which Kopf takes as "keep what was indexed") when there is no
+        service, so a ServiceLevel whose service is removed or renamed leaves no stale entry."""
         targets = spec.get("incidentTargets") or []
         if not spec.get("service"):
-            return None
+            return {}
         return {(namespace or "", spec["service"]): tuple(dict(t) for t in targets)}
 
     @on_spec(INCIDENT, registry)

@@ -4,12 +4,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from opsledger.domain.durations import format_duration, go_duration
 from opsledger.domain.incidents import (
     Lifecycle,
     Targets,
     advance,
-    format_duration,
-    go_duration,
     next_deadline,
     sla,
     targets_for,
