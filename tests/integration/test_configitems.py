@@ -5,6 +5,8 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +64,27 @@ def _synced(kubectl: Kubectl, namespace: str, name: str) -> dict[str, Any] | Non
     obj = kubectl.json("get", "ci", name, "-n", namespace)
     synced = _condition(obj, "CMDBSynced")
     return obj if synced and synced["status"] == "True" else None
+
+
+def _events(kubectl: Kubectl, namespace: str, name: str, reason: str) -> int:
+    """How many times an Event with `reason` was posted about object `name`."""
+    events = kubectl.json(
+        "get", "events", "-n", namespace, "--field-selector", f"involvedObject.name={name}"
+    )["items"]
+    return sum(e.get("count") or 1 for e in events if e["reason"] == reason)
+
+
+def _item_syncs(devenv: DevEnvironment) -> float:
+    """ConfigurationItem reconciliations so far, from the operator's /metrics."""
+    port = devenv.ports()["operator-metrics"]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("opsledger_reconciliations_total{")
+        and 'kind="ConfigurationItem"' in line
+    )
 
 
 def test_fifty_items_become_fifty_records_in_a_handful_of_commits(
@@ -239,17 +262,36 @@ def test_an_unreachable_remote_delays_records_and_loses_none(
     shutil.move(devenv.cmdb_remote, moved)
     try:
         kubectl(
-            "apply", "-f", "-", input="\n---\n".join(_ci(f"late-{i}", "offline") for i in range(3))
+            "apply",
+            "-f",
+            "-",
+            input="\n---\n".join(_ci(f"late-{i}", "offline") for i in range(3))
+            + "\n---\n"
+            + _ci("fleeting", "offline"),
         )
 
-        def unsynced() -> dict[str, Any] | None:
-            synced = _condition(kubectl.json("get", "ci", "late-0", "-n", "offline"), "CMDBSynced")
+        def unsynced(name: str = "late-0") -> dict[str, Any] | None:
+            synced = _condition(kubectl.json("get", "ci", name, "-n", "offline"), "CMDBSynced")
             return synced if synced and synced["status"] == "False" else None
 
         synced = wait_for(unsynced, timeout=60, what="CMDBSynced=False")
         assert synced["reason"] == "RemoteUnavailable"
         assert "does not appear to be a git repository" in synced["message"]
-        assert "written once the remote is reachable again" in synced["message"]
+        assert "will retry every 2s" in synced["message"]
+
+        # retried every 2 s while the remote is away, but reported once
+        retries = "[offline/late-0] Timer 'retry-cmdb' succeeded"
+        seen = operator.output().count(retries)
+        wait_for(
+            lambda: operator.output().count(retries) >= seen + 3,
+            timeout=30,
+            what="three retries of late-0",
+        )
+        assert _events(kubectl, "offline", "late-0", "CMDBUnavailable") == 1
+
+        # an item whose record was never written is deleted at once, remote or not
+        wait_for(lambda: unsynced("fleeting"), timeout=60, what="fleeting unsynced")
+        kubectl("delete", "ci", "fleeting", "-n", "offline", "--timeout=20s")
     finally:
         shutil.move(moved, devenv.cmdb_remote)
     for i in range(3):
@@ -259,6 +301,7 @@ def test_an_unreachable_remote_delays_records_and_loses_none(
             what=f"late-{i} synced after the remote came back",
         )
         assert _record(devenv, "offline", f"late-{i}") is not None
+    assert _record(devenv, "offline", "fleeting") is None
 
 
 def test_deleting_an_item_leaves_a_retired_record(
@@ -411,6 +454,232 @@ def test_discovery_creates_items_for_selected_workloads_and_retires_them(
         what="the discovered item to be retired, not deleted",
     )
     assert kubectl.json("get", "ci", "billing", "-n", "found")["spec"]["lifecycle"] == "retired"
+
+
+RETURNING = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: returns}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: app, image: "registry.example/web:1"}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: legacy, namespace: returns}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: legacy}}
+  template:
+    metadata: {labels: {app: legacy}}
+    spec: {containers: [{name: app, image: "registry.example/legacy:1"}]}
+"""
+
+
+def test_an_item_retired_with_its_source_comes_back_with_it(
+    devenv: DevEnvironment, kubectl: Kubectl, operator: OperatorProcess
+) -> None:
+    kubectl("create", "namespace", "returns")
+    kubectl("apply", "-f", "-", input=RETURNING)
+    kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=_ci(
+            "web",
+            "returns",
+            """  lifecycle: maintenance
+  source: {apiVersion: apps/v1, kind: Deployment, name: web}""",
+        )
+        + "\n---\n"
+        + _ci(
+            "legacy",
+            "returns",
+            """  lifecycle: retired
+  source: {apiVersion: apps/v1, kind: Deployment, name: legacy}""",
+        ),
+    )
+    for name in ("web", "legacy"):
+        wait_for(lambda n=name: _synced(kubectl, "returns", n), timeout=60, what=f"{name} synced")
+
+    kubectl("delete", "deployment", "web", "legacy", "-n", "returns")
+
+    def retired() -> dict[str, Any] | None:
+        item = kubectl.json("get", "ci", "web", "-n", "returns")
+        return item if item["spec"]["lifecycle"] == "retired" else None
+
+    item = wait_for(retired, timeout=60, what="web retired with its Deployment")
+    assert item["metadata"]["annotations"]["opsledger.io/retired-by"] == "operator"
+    wait_for(
+        lambda: (_record(devenv, "returns", "web") or {}).get("retiredReason"),
+        timeout=30,
+        what="the retired record",
+    )
+    wait_for(
+        lambda: (_record(devenv, "returns", "legacy") or {}).get("retiredReason"),
+        timeout=30,
+        what="legacy's record to say its source is gone",
+    )
+
+    kubectl("apply", "-f", "-", input=RETURNING)
+
+    def back() -> dict[str, Any] | None:
+        record = _record(devenv, "returns", "web") or {}
+        return record if record.get("spec", {}).get("lifecycle") == "maintenance" else None
+
+    record = wait_for(back, timeout=60, what="web's record back in maintenance")
+    assert "retiredReason" not in record
+    item = kubectl.json("get", "ci", "web", "-n", "returns")
+    assert item["spec"]["lifecycle"] == "maintenance"
+    assert "opsledger.io/retired-by" not in (item["metadata"].get("annotations") or {})
+    assert _events(kubectl, "returns", "web", "SourceRestored") >= 1
+
+    # a person retired legacy: its Deployment coming back does not undo that
+    wait_for(
+        lambda: (
+            (_record(devenv, "returns", "legacy") or {}).get("observed", {}).get("images")
+            == {"app": "registry.example/legacy:1"}
+            and "retiredReason" not in (_record(devenv, "returns", "legacy") or {})
+        ),
+        timeout=60,
+        what="legacy observed again",
+    )
+    assert kubectl.json("get", "ci", "legacy", "-n", "returns")["spec"]["lifecycle"] == "retired"
+    assert (_record(devenv, "returns", "legacy") or {})["spec"]["lifecycle"] == "retired"
+
+
+def test_a_kind_of_the_same_name_in_another_api_group_is_another_source(
+    devenv: DevEnvironment, kubectl: Kubectl, operator: OperatorProcess
+) -> None:
+    kubectl("create", "namespace", "groups")
+    kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=_ci(
+            "other-web",
+            "groups",
+            "  source: {apiVersion: example.com/v1, kind: Deployment, name: web}",
+        ),
+    )
+    wait_for(
+        lambda: _condition(kubectl.json("get", "ci", "other-web", "-n", "groups"), "Ready"),
+        timeout=60,
+        what="other-web reconciled",
+    )
+    kubectl("create", "deployment", "web", "--image=registry.example/web:1", "-n", "groups")
+    source = "  source: {apiVersion: apps/v1, kind: Deployment, name: web}"
+    kubectl("apply", "-f", "-", input=_ci("web", "groups", source))
+    item = wait_for(lambda: _synced(kubectl, "groups", "web"), timeout=60, what="web synced")
+    ready = _condition(item, "Ready")
+    assert ready is not None
+    assert (ready["status"], ready["reason"]) == ("True", "Recorded")
+    elsewhere = _condition(kubectl.json("get", "ci", "other-web", "-n", "groups"), "Ready")
+    assert elsewhere is not None
+    assert elsewhere["reason"] == "UnknownSourceKind"
+
+    # the apps Deployment's changes reach the item that describes it, not the elder one
+    kubectl("set", "image", "deployment/web", "web=registry.example/web:2", "-n", "groups")
+    wait_for(
+        lambda: (
+            (_record(devenv, "groups", "web") or {}).get("observed", {}).get("images")
+            == {"web": "registry.example/web:2"}
+        ),
+        timeout=60,
+        what="the new image in web's record",
+    )
+
+
+RETIRING_SERVICE = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: svc-gone}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: app, image: "registry.example/web:1"}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-svc, namespace: svc-gone}
+spec: {selector: {app: web}, ports: [{port: 80}]}
+---
+apiVersion: opsledger.io/v1alpha1
+kind: ConfigurationItem
+metadata: {name: web, namespace: svc-gone}
+spec:
+  source: {apiVersion: apps/v1, kind: Deployment, name: web}
+---
+apiVersion: opsledger.io/v1alpha1
+kind: ConfigurationItem
+metadata: {name: web-svc, namespace: svc-gone}
+spec:
+  source: {apiVersion: v1, kind: Service, name: web-svc}
+"""
+
+CANARY = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web-canary, namespace: svc-gone}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: web, track: canary}}
+  template:
+    metadata: {labels: {app: web, track: canary}}
+    spec: {containers: [{name: app, image: "registry.example/web:2"}]}
+---
+apiVersion: opsledger.io/v1alpha1
+kind: ConfigurationItem
+metadata: {name: web-canary, namespace: svc-gone}
+spec:
+  source: {apiVersion: apps/v1, kind: Deployment, name: web-canary}
+"""
+
+
+def test_a_retired_service_keeps_its_edges_and_is_left_alone(
+    devenv: DevEnvironment, kubectl: Kubectl, operator: OperatorProcess
+) -> None:
+    kubectl("create", "namespace", "svc-gone")
+    kubectl("apply", "-f", "-", input=RETIRING_SERVICE)
+    exposes = [{"type": "exposes", "target": "web"}]
+    wait_for(
+        lambda: (
+            kubectl.json("get", "ci", "web-svc", "-n", "svc-gone")
+            .get("status", {})
+            .get("relationships")
+            == exposes
+        ),
+        timeout=60,
+        what="web-svc exposes web",
+    )
+
+    kubectl("delete", "service", "web-svc", "-n", "svc-gone")
+    wait_for(
+        lambda: (_record(devenv, "svc-gone", "web-svc") or {}).get("retiredReason"),
+        timeout=60,
+        what="web-svc retired",
+    )
+    item = kubectl.json("get", "ci", "web-svc", "-n", "svc-gone")
+    assert item["spec"]["lifecycle"] == "retired"
+    assert item["status"]["relationships"] == exposes  # as they were when it retired
+    assert (_record(devenv, "svc-gone", "web-svc") or {})["relationships"] == exposes
+
+    # a new workload its old selector matches: the retired item is not reworked over and over
+    kubectl("apply", "-f", "-", input=CANARY)
+    wait_for(
+        lambda: _synced(kubectl, "svc-gone", "web-canary"), timeout=60, what="web-canary synced"
+    )
+    time.sleep(3)  # let the canary's own follow-up reconciliations settle
+    before = _item_syncs(devenv)
+    time.sleep(8)  # four recount intervals
+    assert _item_syncs(devenv) - before <= 1
+    item = kubectl.json("get", "ci", "web-svc", "-n", "svc-gone")
+    assert item["status"]["relationships"] == exposes
 
 
 def test_two_clusters_pushing_to_one_remote_at_once_lose_nothing(

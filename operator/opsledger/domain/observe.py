@@ -28,9 +28,20 @@ def recorded(observed: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in observed.items() if k not in VOLATILE_KEYS}
 
 
-def source_key(kind: str, namespace: str | None, name: str) -> tuple[str, str, str]:
-    """How a source object is identified across ConfigurationItems."""
-    return (kind, "" if kind in CLUSTER_SCOPED_KINDS else (namespace or ""), name)
+def api_group(api_version: str) -> str:
+    """The API group of an apiVersion: apps for apps/v1, "" (the core group) for v1."""
+    group, _, version = api_version.rpartition("/")
+    return group if version else api_version
+
+
+def source_key(
+    api_version: str, kind: str, namespace: str | None, name: str
+) -> tuple[str, str, str, str]:
+    """How a source object is identified across ConfigurationItems: (group, kind, namespace,
+    name). The version is left out (apps/v1beta1 and apps/v1 serve the same object); the group
+    is not, so an apps Deployment and a Deployment of some other API group never collide."""
+    namespace = "" if kind in CLUSTER_SCOPED_KINDS else (namespace or "")
+    return (api_group(api_version), kind, namespace, name)
 
 
 def observe(obj: dict[str, Any], redactor: Redactor) -> dict[str, Any]:
@@ -82,12 +93,12 @@ def _workload(obj: dict[str, Any], redactor: Redactor) -> dict[str, Any]:
     else:
         result["replicas"] = spec.get("replicas", 1)
         result["readyReplicas"] = status.get("readyReplicas", 0)
-    result["selector"] = (spec.get("selector") or {}).get("matchLabels") or {}
-    result["podLabels"] = (template.get("metadata") or {}).get("labels") or {}
+    result["selector"] = redactor.mapping((spec.get("selector") or {}).get("matchLabels") or {})
+    result["podLabels"] = redactor.mapping((template.get("metadata") or {}).get("labels") or {})
     return result
 
 
-def _service(obj: dict[str, Any], _: Redactor) -> dict[str, Any]:
+def _service(obj: dict[str, Any], redactor: Redactor) -> dict[str, Any]:
     spec = obj.get("spec", {})
     ports = [
         {k: p[k] for k in ("name", "port", "targetPort", "protocol", "nodePort") if k in p}
@@ -95,7 +106,7 @@ def _service(obj: dict[str, Any], _: Redactor) -> dict[str, Any]:
     ]
     return {
         "type": spec.get("type", "ClusterIP"),
-        "selector": spec.get("selector") or {},
+        "selector": redactor.mapping(spec.get("selector") or {}),
         "ports": ports,
     }
 
@@ -159,10 +170,15 @@ _EXTRACTORS: dict[str, Extractor] = {
 }
 
 
-def owner_relationships(obj: dict[str, Any]) -> list[tuple[RelationshipType, str, str]]:
-    """partOf edges to the object's controllers: (type, owner kind, owner name)."""
+def owner_relationships(obj: dict[str, Any]) -> list[tuple[RelationshipType, str, str, str]]:
+    """partOf edges to the object's controllers: (type, owner apiVersion, kind, name)."""
     return [
-        (RelationshipType.PART_OF, ref.get("kind", ""), ref.get("name", ""))
+        (
+            RelationshipType.PART_OF,
+            ref.get("apiVersion", ""),
+            ref.get("kind", ""),
+            ref.get("name", ""),
+        )
         for ref in obj.get("metadata", {}).get("ownerReferences") or []
         if ref.get("controller")
     ]

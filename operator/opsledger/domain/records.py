@@ -9,6 +9,7 @@ import yaml
 
 from opsledger.domain.classes import effective_class
 from opsledger.domain.drift import drifted
+from opsledger.domain.redaction import Redactor
 from opsledger.models.common import CamelModel
 from opsledger.models.configitem import ConfigurationItemSpec, Lifecycle, Relationship
 from opsledger.models.records import ConfigurationItemRecord, RecordMetadata
@@ -28,14 +29,21 @@ def ci_record(
     observed: dict[str, Any] | None,
     discovered: Iterable[Relationship] = (),
     retired_reason: str | None = None,
+    redactor: Redactor | None = None,
 ) -> ConfigurationItemRecord:
-    """The record of a configuration item: declared fields, observation, relationships."""
+    """The record of a configuration item: declared fields, observation, relationships.
+
+    `observed` is redacted already (by `observe`); the declared attributes are redacted here, by
+    the same `redactor`, and drift compares the two as written.
+    """
     observed = observed or {}
+    attributes = (redactor or Redactor()).mapping(spec.attributes)
     source_kind = spec.source.kind if spec.source else None
     resolved = spec.model_copy(
         update={
             "class_": effective_class(spec.class_, source_kind),
             "lifecycle": Lifecycle.RETIRED.value if retired_reason else spec.lifecycle,
+            "attributes": attributes,
         }
     )
     edges = {(r.type, r.target): r for r in [*spec.relationships, *discovered]}
@@ -44,7 +52,7 @@ def ci_record(
         spec=resolved,
         relationships=[edges[k] for k in sorted(edges)],
         observed=observed,
-        drift=drifted(spec.attributes, observed),
+        drift=drifted(attributes, observed),
         retired_reason=retired_reason,
     )
 

@@ -13,17 +13,26 @@ from typing import Any
 
 REDACTED = "<redacted>"
 
-# Annotations whose whole value is a copy of the object (and so of any secret in it).
+# Annotations whose whole value is a copy of the object (and so of any secret in it), matched by
+# how the key ends so every tool's variant is caught: kubectl.kubernetes.io/..., Kopf's
+# kopf.zalando.org/... and our own opsledger.io/last-handled-configuration.
+DROPPED_ANNOTATION_SUFFIXES = ("last-applied-configuration", "last-handled-configuration")
+# kapp keeps the applied object (and a diff of it) under kapp.k14s.io/original[-diff].
+DROPPED_ANNOTATION_PREFIXES = ("kapp.k14s.io/original",)
 DROPPED_ANNOTATIONS = frozenset(
     {
-        "kubectl.kubernetes.io/last-applied-configuration",
-        "opsledger.io/last-handled-configuration",
         "deployment.kubernetes.io/revision",  # changes on every rollout; not configuration
     }
 )
 
 DEFAULT_KEY_PATTERNS = (
     r"(?i)(pass(word|wd)?|secret|token|api[-_]?key|credential|private[-_]?key|auth)",
+    # Keys that end in "key" after something else (STRIPE_KEY, licenseKey, ssh-key): a bare
+    # "key" names a key (secretKeyRef.key, a toleration's key), it does not hold one.
+    r"(?i).key$",
+    r"(?i)webhooks?([-_.]?ur[il])?$",  # SLACK_WEBHOOK, alertWebhookUrl
+    r"(?i)dsn$",  # SENTRY_DSN, database.dsn
+    r"(?i)signing$",
 )
 DEFAULT_VALUE_PATTERNS = (
     r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",  # JWTs
@@ -32,7 +41,9 @@ DEFAULT_VALUE_PATTERNS = (
     r"\bglpat-[A-Za-z0-9_-]{20,}",  # GitLab tokens
     r"\bAKIA[0-9A-Z]{16}\b",  # AWS access keys
     r"(?i)bearer\s+[A-Za-z0-9._~+/-]{16,}",
-    r"://[^/\s:@]+:[^/\s@]+@",  # credentials in URLs
+    r"://[^/\s:@]*:[^/\s@]+@",  # credentials in URLs, also with an empty user (redis://:pw@)
+    # password=… in connection strings and query strings (Password=x; pwd=x&), also quoted
+    r"(?i)\b(password|passwd|pwd)[\"']?\s*[=:]\s*[\"']?[^\s\"';&,]",
 )
 
 
@@ -74,7 +85,7 @@ class Redactor:
 
     def annotations(self, annotations: dict[str, str] | None) -> dict[str, str]:
         """Annotations worth recording: dropped ones removed, the rest redacted."""
-        kept = {k: v for k, v in (annotations or {}).items() if k not in DROPPED_ANNOTATIONS}
+        kept = {k: v for k, v in (annotations or {}).items() if not dropped_annotation(k)}
         return {k: self.value(k, v) for k, v in kept.items()}
 
     def env(self, env: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
@@ -93,3 +104,12 @@ class Redactor:
                 entry["value"] = self.value(entry["name"], var["value"])
             result.append(entry)
         return result
+
+
+def dropped_annotation(key: str) -> bool:
+    """Whether an annotation is left out of records altogether (not merely redacted)."""
+    return (
+        key in DROPPED_ANNOTATIONS
+        or key.endswith(DROPPED_ANNOTATION_SUFFIXES)
+        or key.startswith(DROPPED_ANNOTATION_PREFIXES)
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,6 +38,8 @@ class Context:
     discovery: Selector | None = None  # set when discovery is configured
     prometheus: Prometheus | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    # "namespace/name" → the lock one ConfigurationItem's sync holds, created on first use
+    item_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
 
 
 def context(memo: kopf.Memo) -> Context:

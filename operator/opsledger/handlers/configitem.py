@@ -3,7 +3,12 @@
 A CI is reconciled when it changes, when the operator starts, when its source object changes
 (watch events on the source kinds), and on a timer while its record is not yet in the remote.
 Every path renders the record from the cluster as it is now, so nothing pending lives only in
-memory: a restart or an unreachable remote delays a record, never loses it.
+memory: a restart or an unreachable remote delays a record, never loses it. The paths take one
+lock per item (kept in the Context), so two of them never render and write one record at once.
+
+When a source object is deleted, the item is retired and marked as retired by the operator (an
+annotation); when the source comes back, a so marked item gets its earlier lifecycle back. A
+lifecycle a person set to retired stays retired.
 """
 
 from __future__ import annotations
@@ -14,16 +19,25 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import kopf
+from kubernetes import client
 
-from opsledger.adapters.gitcmdb import CMDBError
+from opsledger.adapters.gitcmdb import CMDBError, RemoteUnavailableError
+from opsledger.adapters.kube import Kube
 from opsledger.domain.classes import effective_class
 from opsledger.domain.conditions import READY, parse_conditions, set_condition
 from opsledger.domain.impact import ImpactGraph
-from opsledger.domain.observe import observe, owner_relationships, recorded, selects, source_key
+from opsledger.domain.observe import (
+    api_group,
+    observe,
+    owner_relationships,
+    recorded,
+    selects,
+    source_key,
+)
 from opsledger.domain.records import ci_record, record_path, to_yaml
 from opsledger.handlers.common import Context, context, on_spec, validated_spec
 from opsledger.models import CONFIGURATION_ITEM
-from opsledger.models.common import ConditionStatus
+from opsledger.models.common import API_GROUP, API_VERSION, ConditionStatus, ObjectReference
 from opsledger.models.configitem import (
     ConfigurationItemSpec,
     Lifecycle,
@@ -40,6 +54,11 @@ DRIFTED = "Drifted"
 INDEX = "ci_by_source"  # source key → (created, namespace, name) of the CIs claiming it
 POD_LABELS = "ci_pod_labels"  # namespace → (name, pod labels) of workload CIs
 RELATIONS = "ci_relations"  # "namespace/name" → its (type, target) relationships
+# Set on an item the operator retired because its source was deleted (value: operator), with
+# the lifecycle it had before; both go when the source comes back and that lifecycle returns.
+RETIRED_BY = "opsledger.io/retired-by"
+RETIRED_BY_OPERATOR = "operator"
+RETIRED_FROM = "opsledger.io/retired-from"
 
 # (group, version, plural, kind) of the objects a CI can follow live.
 SOURCE_KINDS = (
@@ -69,6 +88,7 @@ class Outcome:
     conditions: list[tuple[str, ConditionStatus, str, str]] = field(default_factory=list)
     events: list[tuple[str, str, str]] = field(default_factory=list)
     spec_patch: dict[str, Any] | None = None
+    annotations: dict[str, str | None] = field(default_factory=dict)  # None removes one
 
 
 async def sync_item(
@@ -79,11 +99,14 @@ async def sync_item(
     spec: ConfigurationItemSpec,
     status: Mapping[str, Any],
     reason: str,
+    annotations: Mapping[str, str] | None = None,
     source: dict[str, Any] | _Unset | None = UNSET,
     deleted: bool = False,
     indexes: Mapping[str, Any] | None = None,
 ) -> Outcome:
-    """Observe the source (unless given), render the record, commit it, and say how it went."""
+    """Observe the source (unless given), render the record, commit it, and say how it went.
+
+    Callers hold the item's lock (`item_lock`)."""
     out = Outcome()
     ref = spec.source
     live: dict[str, Any] = {}
@@ -91,7 +114,7 @@ async def sync_item(
     retired_reason = None
     if deleted:
         retired_reason = "the ConfigurationItem was deleted from the cluster"
-        live = dict(status.get("observed") or {})
+        live, discovered = _last_seen(status)
     elif ref is not None:
         if isinstance(source, _Unset):
             if ctx.kube is None:
@@ -112,19 +135,15 @@ async def sync_item(
                 return out
         if source is None:
             retired_reason = f"source {ref.kind} {ref.name} no longer exists"
-            live = dict(status.get("observed") or {})  # the last thing we saw of it
+            live, discovered = _last_seen(status)  # the last thing we saw of it
             if spec.lifecycle != Lifecycle.RETIRED:
-                out.spec_patch = {"lifecycle": Lifecycle.RETIRED.value}
-                out.events.append(
-                    (
-                        "Warning",
-                        "SourceDeleted",
-                        f"{retired_reason}; the item is retired in the CMDB",
-                    )
-                )
+                _retire(out, spec, retired_reason)
         else:
+            spec = _restore(out, spec, ref, annotations or {})
             live = observe(source, ctx.redactor)
-            discovered = _discover(ref.kind, source, namespace, name, indexes or {})
+            discovered = _discover(
+                ref, source, live, namespace=namespace, name=name, indexes=indexes or {}
+            )
     record = ci_record(
         cluster=ctx.settings.cluster,
         namespace=namespace,
@@ -133,6 +152,7 @@ async def sync_item(
         observed=recorded(live),
         discovered=discovered,
         retired_reason=retired_reason,
+        redactor=ctx.redactor,
     )
     out.status.update(
         {
@@ -170,6 +190,66 @@ async def sync_item(
     return out
 
 
+def _last_seen(status: Mapping[str, Any]) -> tuple[dict[str, Any], list[Relationship]]:
+    """What status last showed of a source that is gone: its observation and relationships,
+    kept as they were (the record of a retired item says what it was when it went)."""
+    edges = []
+    for wire in status.get("relationships") or []:
+        try:
+            edges.append(Relationship.model_validate(wire))
+        except ValueError:
+            continue
+    return dict(status.get("observed") or {}), edges
+
+
+def _retire(out: Outcome, spec: ConfigurationItemSpec, reason: str) -> None:
+    """Retire an item whose source is gone, marked so that the source's return undoes it."""
+    before = Lifecycle(spec.lifecycle)
+    out.spec_patch = {"lifecycle": Lifecycle.RETIRED.value}
+    out.annotations = {RETIRED_BY: RETIRED_BY_OPERATOR, RETIRED_FROM: before.value}
+    out.events.append(
+        (
+            "Warning",
+            "SourceDeleted",
+            f"{reason}; the item is retired in the CMDB (lifecycle {before.value} again if "
+            "the source comes back)",
+        )
+    )
+
+
+def _restore(
+    out: Outcome,
+    spec: ConfigurationItemSpec,
+    ref: ObjectReference,
+    annotations: Mapping[str, str],
+) -> ConfigurationItemSpec:
+    """The spec to record for an item whose source exists: an item the operator retired gets
+    its earlier lifecycle back; one a person retired stays retired."""
+    marked = RETIRED_BY in annotations or RETIRED_FROM in annotations
+    if spec.lifecycle != Lifecycle.RETIRED:
+        if marked:  # a person brought it back already; the marks are stale
+            out.annotations = {RETIRED_BY: None, RETIRED_FROM: None}
+        return spec
+    if annotations.get(RETIRED_BY) != RETIRED_BY_OPERATOR:
+        return spec
+    try:
+        before = Lifecycle(annotations.get(RETIRED_FROM) or Lifecycle.ACTIVE)
+    except ValueError:
+        before = Lifecycle.ACTIVE
+    if before == Lifecycle.RETIRED:
+        before = Lifecycle.ACTIVE
+    out.spec_patch = {"lifecycle": before.value}
+    out.annotations = {RETIRED_BY: None, RETIRED_FROM: None}
+    out.events.append(
+        (
+            "Normal",
+            "SourceRestored",
+            f"source {ref.kind} {ref.name} exists again; the item is {before.value} again",
+        )
+    )
+    return spec.model_copy(update={"lifecycle": before})
+
+
 async def _commit(
     ctx: Context, out: Outcome, *, namespace: str, name: str, text: str, reason: str
 ) -> None:
@@ -187,9 +267,12 @@ async def _commit(
     try:
         commit = await ctx.cmdb.write(path, text, reason)
     except CMDBError as exc:
-        message = f"{exc}. The record is written once the remote is reachable again."
-        out.conditions.append((CMDB_SYNCED, ConditionStatus.FALSE, "RemoteUnavailable", message))
-        out.events.append(("Warning", "CMDBUnavailable", message))
+        why = "RemoteUnavailable" if isinstance(exc, RemoteUnavailableError) else "WriteFailed"
+        message = (
+            f"{path} is not written yet; will retry every "
+            f"{ctx.settings.cmdb_retry_interval:g}s: {exc}"
+        )
+        out.conditions.append((CMDB_SYNCED, ConditionStatus.FALSE, why, message))
         return
     out.status["cmdb"] = {
         "path": path,
@@ -236,15 +319,41 @@ def _changed(previous: Mapping[str, Any], type_: str, status: ConditionStatus) -
 
 
 def _post(body: Any, previous: Mapping[str, Any], out: Outcome) -> None:
-    """Events for what happened; condition-driven ones only when the condition flips."""
+    """Events for what happened; condition-driven ones only when the condition flips (so an
+    unreachable remote is reported once, not on every retry)."""
     for type_, reason, message in out.events:
         kopf.event(body, type=type_, reason=reason, message=message)
     for type_, status, reason, message in out.conditions:
-        if type_ in (CMDB_SYNCED, DRIFTED) and _changed(previous, type_, status):
-            if type_ == CMDB_SYNCED and status == ConditionStatus.FALSE:
-                continue  # already posted as CMDBUnavailable
-            kind = "Warning" if (type_ == DRIFTED and status == ConditionStatus.TRUE) else "Normal"
-            kopf.event(body, type=kind, reason=reason, message=message)
+        if type_ not in (CMDB_SYNCED, DRIFTED) or not _changed(previous, type_, status):
+            continue
+        if type_ == CMDB_SYNCED and status == ConditionStatus.FALSE:
+            kopf.event(body, type="Warning", reason="CMDBUnavailable", message=message)
+            continue
+        kind = "Warning" if (type_ == DRIFTED and status == ConditionStatus.TRUE) else "Normal"
+        kopf.event(body, type=kind, reason=reason, message=message)
+
+
+def item_lock(ctx: Context, namespace: str, name: str) -> asyncio.Lock:
+    """The lock held while one item is observed, rendered and written (made on first use)."""
+    key = f"{namespace}/{name}"
+    lock = ctx.item_locks.get(key)
+    if lock is None:
+        lock = ctx.item_locks[key] = asyncio.Lock()
+    return lock
+
+
+def _amend(kube: Kube, namespace: str, name: str, out: Outcome) -> None:
+    """Write an outcome's spec and annotation changes to the item in one merge patch (for
+    work outside the item's own handlers, which use Kopf's patch)."""
+    body: dict[str, Any] = {}
+    if out.spec_patch:
+        body["spec"] = out.spec_patch
+    if out.annotations:
+        body["metadata"] = {"annotations": out.annotations}
+    if body:
+        client.CustomObjectsApi(kube.api).patch_namespaced_custom_object(
+            API_GROUP, API_VERSION, namespace, PLURAL, name, body
+        )
 
 
 def _duplicate_of(
@@ -253,27 +362,36 @@ def _duplicate_of(
     """The elder CI that already claims this item's source, if any."""
     if spec.source is None:
         return None
-    claims = sorted(index.get(source_key(spec.source.kind, namespace, spec.source.name), []))
+    key = source_key(spec.source.api_version, spec.source.kind, namespace, spec.source.name)
+    claims = sorted(index.get(key, []))
     if len(claims) > 1 and claims[0][1:] != (namespace, name):
         return f"{claims[0][1]}/{claims[0][2]}"
     return None
 
 
 def _discover(
-    kind: str, source: dict[str, Any], namespace: str, name: str, indexes: Mapping[str, Any]
+    ref: ObjectReference,
+    source: dict[str, Any],
+    live: Mapping[str, Any],
+    *,
+    namespace: str,
+    name: str,
+    indexes: Mapping[str, Any],
 ) -> list[Relationship]:
     """Relationships the cluster shows: owners (partOf) and a Service's workloads (exposes)."""
     found = []
     by_source = indexes.get(INDEX) or {}
-    for type_, owner_kind, owner_name in owner_relationships(source):
-        claims = sorted(by_source.get(source_key(owner_kind, namespace, owner_name), []))
+    for type_, owner_api_version, owner_kind, owner_name in owner_relationships(source):
+        key = source_key(owner_api_version, owner_kind, namespace, owner_name)
+        claims = sorted(by_source.get(key, []))
         if claims:
             _, owner_ns, owner = claims[0]
             found.append(
                 Relationship(type=type_, target=qualify_target(owner_ns, owner, namespace))
             )
-    if kind == "Service":
-        selector = (source.get("spec") or {}).get("selector") or {}
+    if ref.kind == "Service" and api_group(ref.api_version) == "":
+        # the selector as observed: redacted like the pod labels it is compared with
+        selector = live.get("selector") or {}
         workloads = (indexes.get(POD_LABELS) or {}).get(namespace, [])
         for workload, labels in sorted(workloads):
             if workload != name and selects(selector, dict(labels)):
@@ -282,9 +400,14 @@ def _discover(
 
 
 def _exposes_stale(body: Mapping[str, Any], pod_labels: Mapping[str, Any], namespace: str) -> bool:
-    """Whether a Service item's recorded exposes edges differ from what its selector matches."""
+    """Whether a Service item's recorded exposes edges differ from what its selector matches.
+
+    Never for a retired item: its Service is gone (or no longer of interest), and its edges stay
+    as they were when it retired."""
     status = body.get("status") or {}
     if status.get("class") != "Service":
+        return False
+    if (body.get("spec") or {}).get("lifecycle") == Lifecycle.RETIRED:
         return False
     selector = (status.get("observed") or {}).get("selector") or {}
     name = (body.get("metadata") or {}).get("name")
@@ -352,18 +475,22 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
             )
             out = Outcome(conditions=[(READY, ConditionStatus.FALSE, "DuplicateSource", message)])
         else:
-            out = await sync_item(
-                ctx,
-                namespace=namespace,
-                name=name,
-                spec=spec,
-                status=previous,
-                reason=f"ConfigurationItem {namespace}/{name} generation {generation}",
-                indexes=indexes,
-            )
+            async with item_lock(ctx, namespace, name):
+                out = await sync_item(
+                    ctx,
+                    namespace=namespace,
+                    name=name,
+                    spec=spec,
+                    status=previous,
+                    annotations=dict(body.metadata.annotations),
+                    reason=f"ConfigurationItem {namespace}/{name} generation {generation}",
+                    indexes=indexes,
+                )
         patch.status.update(render_status(ctx, previous, generation, out))
         if out.spec_patch:
             patch.spec.update(out.spec_patch)
+        for key, value in out.annotations.items():
+            patch.metadata.annotations[key] = value
         _post(body, previous, out)
         _record_ready(ctx, namespace, name, out)
 
@@ -371,26 +498,42 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     async def retire(
         *, body: kopf.Body, memo: kopf.Memo, namespace: str | None, name: str, **_: Any
     ) -> None:
+        """A deleted item stays in the CMDB as retired; deletion waits until that is written.
+
+        An item whose record was never written (no status.cmdb) leaves nothing to retire."""
         namespace = namespace or ""
-        """A deleted item stays in the CMDB as retired; deletion waits until that is written."""
         ctx = context(memo)
         try:
             spec = ConfigurationItemSpec.model_validate(dict(body.spec))
         except ValueError:
-            return  # an invalid item never had a record
-        out = await sync_item(
-            ctx,
-            namespace=namespace,
-            name=name,
-            spec=spec,
-            status=dict(body.status),
-            deleted=True,
-            reason=f"ConfigurationItem {namespace}/{name} deleted",
-        )
-        if any(t == CMDB_SYNCED and st == ConditionStatus.FALSE for t, st, _, _ in out.conditions):
-            raise kopf.TemporaryError(
-                "the CMDB remote is unreachable; retrying", delay=settings.cmdb_retry_interval
-            )
+            spec = None  # an invalid item never had a record
+        if spec is not None:
+            async with item_lock(ctx, namespace, name):
+                status = await _latest_status(ctx, body, namespace, name)
+                if status.get("cmdb"):
+                    out = await sync_item(
+                        ctx,
+                        namespace=namespace,
+                        name=name,
+                        spec=spec,
+                        status=status,
+                        deleted=True,
+                        reason=f"ConfigurationItem {namespace}/{name} deleted",
+                    )
+                    unsynced = next(
+                        (
+                            message
+                            for type_, value, _, message in out.conditions
+                            if type_ == CMDB_SYNCED and value == ConditionStatus.FALSE
+                        ),
+                        None,
+                    )
+                    if unsynced is not None:
+                        raise kopf.TemporaryError(
+                            f"the retired record is not in the CMDB yet: {unsynced}",
+                            delay=settings.cmdb_retry_interval,
+                        )
+        ctx.item_locks.pop(f"{namespace}/{name}", None)
         ctx.metrics.forget(INFO.kind, namespace, name)
 
     for group, version, plural, kind in SOURCE_KINDS:
@@ -403,20 +546,21 @@ def _register_indexes(registry: kopf.OperatorRegistry) -> None:
     @kopf.index("opsledger.io", "v1alpha1", PLURAL, registry=registry, id=INDEX)
     def ci_by_source(
         *, namespace: str | None, name: str, spec: kopf.Spec, meta: kopf.Meta, **_: Any
-    ) -> dict[tuple[str, str, str], tuple[str, str, str]] | None:
+    ) -> dict[tuple[str, str, str, str], tuple[str, str, str]]:
+        # {} rather than None: Kopf keeps an object's old entries when its function returns None
         source = spec.get("source") or {}
-        if not source.get("kind") or not source.get("name"):
-            return None
-        key = source_key(source["kind"], namespace, source["name"])
+        if not source.get("apiVersion") or not source.get("kind") or not source.get("name"):
+            return {}
+        key = source_key(source["apiVersion"], source["kind"], namespace, source["name"])
         return {key: (str(meta.get("creationTimestamp", "")), namespace or "", name)}
 
     @kopf.index("opsledger.io", "v1alpha1", PLURAL, registry=registry, id=POD_LABELS)
     def ci_pod_labels(
         *, namespace: str | None, name: str, status: kopf.Status, **_: Any
-    ) -> dict[str, tuple[str, tuple[tuple[str, str], ...]]] | None:
+    ) -> dict[str, tuple[str, tuple[tuple[str, str], ...]]]:
         labels = ((status.get("observed") or {}).get("podLabels")) or {}
         if not labels:
-            return None
+            return {}  # not None, which would keep the labels the item had before
         return {namespace or "": (name, tuple(sorted(labels.items())))}
 
     @kopf.index("opsledger.io", "v1alpha1", PLURAL, registry=registry, id=RELATIONS)
@@ -454,7 +598,8 @@ def _register_timers(registry: kopf.OperatorRegistry, settings: Settings) -> Non
         if _exposes_stale(body, kwargs.get(POD_LABELS) or {}, namespace or ""):
             await _resync(
                 context(memo),
-                body,
+                namespace or "",
+                name,
                 indexes=_indexes(kwargs),
                 reason=f"ConfigurationItem {namespace}/{name}: workloads it selects changed",
             )
@@ -484,45 +629,66 @@ def _register_timers(registry: kopf.OperatorRegistry, settings: Settings) -> Non
             return
         await _resync(
             context(memo),
-            body,
-            reason=f"ConfigurationItem {namespace}/{name}: "
-            "retry after the CMDB remote was unreachable",
+            namespace or "",
+            name,
+            reason=f"ConfigurationItem {namespace}/{name}: retry after the CMDB write failed",
             indexes=_indexes(kwargs),
         )
 
 
 async def _resync(
     ctx: Context,
-    ci: Mapping[str, Any],
+    namespace: str,
+    name: str,
     *,
     reason: str,
     source: dict[str, Any] | _Unset | None = UNSET,
     indexes: Mapping[str, Any] | None = None,
 ) -> None:
-    """Reconcile a CI from outside its own handlers (a source event, a retry) via the API."""
+    """Reconcile a CI from outside its own handlers (a source event, a timer) via the API.
+
+    The item is read under its lock, so it is the one the last sync of it left behind."""
     if ctx.kube is None:
         return
-    metadata = ci.get("metadata", {})
-    namespace, name = str(metadata.get("namespace")), str(metadata.get("name"))
-    spec = ConfigurationItemSpec.model_validate(dict(ci.get("spec") or {}))
-    previous = dict(ci.get("status") or {})
-    generation = metadata.get("generation")
-    out = await sync_item(
-        ctx,
-        namespace=namespace,
-        name=name,
-        spec=spec,
-        status=previous,
-        reason=reason,
-        source=source,
-        indexes=indexes,
-    )
-    status = render_status(ctx, previous, generation, out)
-    await asyncio.to_thread(ctx.kube.patch_status, PLURAL, name, namespace, status)
-    if out.spec_patch:
-        await asyncio.to_thread(ctx.kube.patch_spec, PLURAL, name, namespace, out.spec_patch)
+    async with item_lock(ctx, namespace, name):
+        ci = await asyncio.to_thread(ctx.kube.get_custom, PLURAL, name, namespace)
+        metadata = (ci or {}).get("metadata") or {}
+        if ci is None or metadata.get("deletionTimestamp"):
+            return  # gone, or being deleted: the retire handler records it
+        try:
+            spec = ConfigurationItemSpec.model_validate(dict(ci.get("spec") or {}))
+        except ValueError:
+            return  # the item's own handler reports the invalid spec
+        previous = dict(ci.get("status") or {})
+        generation = metadata.get("generation")
+        out = await sync_item(
+            ctx,
+            namespace=namespace,
+            name=name,
+            spec=spec,
+            status=previous,
+            annotations=metadata.get("annotations") or {},
+            reason=reason,
+            source=source,
+            indexes=indexes,
+        )
+        status = render_status(ctx, previous, generation, out)
+        await asyncio.to_thread(ctx.kube.patch_status, PLURAL, name, namespace, status)
+        await asyncio.to_thread(_amend, ctx.kube, namespace, name, out)
     _post(ci, previous, out)
     _record_ready(ctx, namespace, name, out)
+
+
+async def _latest_status(
+    ctx: Context, body: kopf.Body, namespace: str, name: str
+) -> dict[str, Any]:
+    """The item's status as the API server has it now (a sync may have written it since Kopf
+    read `body`); `body`'s when there is no client or the item is gone."""
+    if ctx.kube is not None:
+        ci = await asyncio.to_thread(ctx.kube.get_custom, PLURAL, name, namespace)
+        if ci is not None:
+            return dict(ci.get("status") or {})
+    return dict(body.status)
 
 
 async def _discover_item(
@@ -584,6 +750,8 @@ def _record_ready(ctx: Context, namespace: str, name: str, out: Outcome) -> None
 def _register_source_watch(
     registry: kopf.OperatorRegistry, group: str, version: str, plural: str, kind: str
 ) -> None:
+    api_version = f"{group}/{version}" if group else version
+
     @kopf.on.event(
         group=group, version=version, plural=plural, registry=registry, id=f"follow-{plural}"
     )
@@ -595,7 +763,7 @@ def _register_source_watch(
         **kwargs: Any,
     ) -> None:
         metadata = body.get("metadata", {})
-        key = source_key(kind, metadata.get("namespace"), str(metadata.get("name")))
+        key = source_key(api_version, kind, metadata.get("namespace"), str(metadata.get("name")))
         index: kopf.Index[Any, Any] = kwargs[INDEX]  # Kopf passes indexes by their id
         claims = sorted(index.get(key, []))
         ctx = context(memo)
@@ -606,16 +774,12 @@ def _register_source_watch(
         if event.get("type") is None:
             return  # the initial listing: every CI's resume handler already observes it
         _, namespace, name = claims[0]  # the elder claim owns the source
-        if ctx.kube is None:
-            return
-        ci = await asyncio.to_thread(ctx.kube.get_custom, PLURAL, name, namespace)
-        if ci is None:
-            return
         deleted = event.get("type") == "DELETED"
         what = "deleted" if deleted else f"changed (generation {metadata.get('generation')})"
         await _resync(
             ctx,
-            ci,
+            namespace,
+            name,
             reason=f"ConfigurationItem {namespace}/{name}: {kind} {metadata.get('name')} {what}",
             source=None if deleted else dict(body),
             indexes=_indexes(kwargs),

@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 
 from opsledger.domain.drift import drifted
-from opsledger.domain.observe import observe, owner_relationships, selects
+from opsledger.domain.observe import observe, owner_relationships, selects, source_key
 from opsledger.domain.records import ci_record, record_path, to_yaml
 from opsledger.domain.redaction import REDACTED, Redactor
 from opsledger.models.configitem import ConfigurationItemSpec
@@ -197,12 +197,17 @@ def test_owner_references_and_selectors() -> None:
     pod = {
         "metadata": {
             "ownerReferences": [
-                {"kind": "ReplicaSet", "name": "web-abc", "controller": True},
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "ReplicaSet",
+                    "name": "web-abc",
+                    "controller": True,
+                },
                 {"kind": "Thing", "name": "other"},
             ]
         }
     }
-    assert owner_relationships(pod) == [("partOf", "ReplicaSet", "web-abc")]
+    assert owner_relationships(pod) == [("partOf", "apps/v1", "ReplicaSet", "web-abc")]
     assert selects({"app": "web"}, {"app": "web", "tier": "fe"})
     assert not selects({}, {"app": "web"})
     assert not selects({"app": "api"}, {"app": "web"})
@@ -254,3 +259,65 @@ def test_nodes_services_and_ingresses() -> None:
         Redactor(),
     )
     assert ingress["backends"] == [{"host": "shop.example", "path": "/", "service": "web"}]
+
+
+def test_a_source_is_identified_by_its_api_group_not_only_its_kind() -> None:
+    apps = source_key("apps/v1", "Deployment", "shop", "web")
+    assert apps != source_key("example.com/v1", "Deployment", "shop", "web")
+    assert apps == source_key("apps/v1beta2", "Deployment", "shop", "web")  # same object
+    assert source_key("v1", "Service", "shop", "web") == ("", "Service", "shop", "web")
+    assert source_key("v1", "Node", "shop", "n1") == source_key("v1", "Node", None, "n1")
+
+
+def test_declared_attributes_are_redacted_in_the_record_and_drift_ignores_them() -> None:
+    spec = ConfigurationItemSpec.model_validate(
+        {
+            "source": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+            "attributes": {
+                "replicas": 2,
+                "adminPassword": "hunter2",
+                "connection": "Server=db;Database=shop;Password=hunter2;",
+                "owner": "team-storefront",
+            },
+        }
+    )
+    record = ci_record(
+        cluster="dev",
+        namespace="shop",
+        name="web",
+        spec=spec,
+        observed=observe(DEPLOYMENT, Redactor()),
+        redactor=Redactor(),
+    )
+    text = to_yaml(record)
+    assert "hunter2" not in text
+    assert record.spec.attributes == {
+        "replicas": 2,
+        "adminPassword": REDACTED,
+        "connection": REDACTED,
+        "owner": "team-storefront",
+    }
+    assert record.drift == ["replicas"]
+    extra = ci_record(
+        cluster="dev",
+        namespace="shop",
+        name="web",
+        spec=spec,
+        observed={},
+        redactor=Redactor.with_extra(keys=[r"^owner$"]),
+    )
+    assert extra.spec.attributes["owner"] == REDACTED  # the operator's own patterns apply
+
+
+def test_pod_labels_and_selectors_are_redacted_like_any_value() -> None:
+    leaky = copy.deepcopy(DEPLOYMENT)
+    labels = {"app": "web", "aws": "AKIAIOSFODNN7EXAMPLE", "deploy-token": "abc123"}
+    leaky["spec"]["selector"]["matchLabels"] = labels
+    leaky["spec"]["template"]["metadata"]["labels"] = labels
+    observed = observe(leaky, Redactor())
+    expected = {"app": "web", "aws": REDACTED, "deploy-token": REDACTED}
+    assert observed["podLabels"] == expected
+    assert observed["selector"] == expected
+    service = observe({"kind": "Service", "metadata": {}, "spec": {"selector": labels}}, Redactor())
+    assert service["selector"] == expected
+    assert selects(service["selector"], observed["podLabels"])  # still matched, both redacted
