@@ -34,8 +34,8 @@ class CRDsMissingError(RuntimeError):
 
 def build_registry(settings: Settings) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
-    for module in (change, servicelevel):
-        module.register(registry)
+    servicelevel.register(registry)
+    change.register(registry, settings)
     incident.register(registry, settings)
     configitem.register(registry, settings)
 

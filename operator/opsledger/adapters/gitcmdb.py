@@ -21,11 +21,14 @@ import shutil
 import stat
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import git
+
+T = TypeVar("T")
 
 # git's words for a push that lost a race (as opposed to one the remote refused for good)
 RETRYABLE_PUSH = (
@@ -351,6 +354,114 @@ class GitCMDB:
                 return out
         except git.GitCommandError as exc:
             raise RemoteUnavailableError(_explain(self.url, args[0], exc)) from exc
+
+    # -- proposals and approvals (reads of the remote; the working tree is never touched) --
+
+    def _guarded(self, action: Callable[[git.Repo], T]) -> T:
+        """Run `action` on the working copy under the store's locks, errors as CMDBError."""
+        with self._lock, _FileLock(self.workdir / ".lock"):
+            try:
+                repo = self._repo()
+                return action(repo)
+            except CMDBError:
+                raise
+            except (git.GitError, OSError, ValueError) as exc:
+                raise CMDBError(f"the CMDB working copy failed: {_clean(str(exc))}") from exc
+
+    def refresh(self) -> None:
+        """Fetch every branch of the remote, forgetting branches deleted there."""
+
+        def fetch(repo: git.Repo) -> None:
+            self._git(repo, "fetch", "--quiet", "--prune", "origin")
+
+        self._guarded(fetch)
+
+    def propose(self, branch: str, path: str, content: str, message: str) -> str:
+        """Make `branch` the protected branch's tip plus the record at `path`; push it.
+
+        Idempotent: when the remote branch already holds exactly this record, nothing is pushed
+        (an operator restart does not re-propose). Returns the proposal's commit.
+        """
+
+        def push(repo: git.Repo) -> str:
+            self._git(repo, "fetch", "--quiet", "--prune", "origin")
+            remote = f"refs/remotes/origin/{branch}"
+            if self._ref_exists(repo, remote) and self._show(repo, remote, path) == content:
+                return str(repo.git.rev_parse(remote))
+            base = f"refs/remotes/origin/{self.branch}"
+            index = self.workdir / "proposal.index"
+            index.unlink(missing_ok=True)
+            env = {"GIT_INDEX_FILE": str(index)}
+            blob_file = self.workdir / "proposal.blob"
+            blob_file.write_text(content)
+            with repo.git.custom_environment(**env, **self._identity()):
+                blob = repo.git.hash_object("-w", str(blob_file))
+                repo.git.read_tree(base)
+                repo.git.update_index("--add", "--cacheinfo", f"100644,{blob},{path}")
+                tree = repo.git.write_tree()
+                commit = str(repo.git.commit_tree(tree, "-p", base, "-m", message))
+            index.unlink(missing_ok=True)
+            self._git(repo, "push", "--quiet", "--force", "origin", f"{commit}:refs/heads/{branch}")
+            return commit
+
+        return self._guarded(push)
+
+    def branch_exists(self, branch: str) -> bool:
+        """Whether the remote had `branch` at the last fetch."""
+        return self._guarded(lambda repo: self._ref_exists(repo, f"refs/remotes/origin/{branch}"))
+
+    def read(self, path: str) -> str | None:
+        """A file on the protected branch as last fetched, or None."""
+        return self._guarded(lambda repo: self._show(repo, f"origin/{self.branch}", path))
+
+    def history(self, path: str) -> list[tuple[str, str, str, str | None]]:
+        """(commit, committer, committed at, content) of each first-parent commit on the
+        protected branch that touched `path`, oldest first.
+
+        First-parent: for a merge, the merge commit itself (whoever merged) is the one that
+        brought the file in, not the proposal's commit on the side branch.
+        """
+
+        def walk(repo: git.Repo) -> list[tuple[str, str, str, str | None]]:
+            out = repo.git.log(
+                "--first-parent",
+                "--reverse",
+                "--format=%H%x1f%cn <%ce>%x1f%cI",
+                f"origin/{self.branch}",
+                "--",
+                path,
+            )
+            result = []
+            for line in out.splitlines():
+                sha, committer, when = line.split("\x1f")
+                result.append((sha, committer, when, self._show(repo, sha, path)))
+            return result
+
+        return self._guarded(walk)
+
+    def _identity(self) -> dict[str, str]:
+        name, email = self.author
+        return {
+            "GIT_AUTHOR_NAME": name,
+            "GIT_AUTHOR_EMAIL": email,
+            "GIT_COMMITTER_NAME": name,
+            "GIT_COMMITTER_EMAIL": email,
+        }
+
+    @staticmethod
+    def _ref_exists(repo: git.Repo, ref: str) -> bool:
+        try:
+            repo.git.rev_parse("--verify", "--quiet", ref)
+        except git.GitCommandError:
+            return False
+        return True
+
+    @staticmethod
+    def _show(repo: git.Repo, ref: str, path: str) -> str | None:
+        try:
+            return str(repo.git.show(f"{ref}:{path}", strip_newline_in_stdout=False))
+        except git.GitCommandError:
+            return None
 
     def head(self) -> str | None:
         """The remote branch's commit as last fetched (for tests and status)."""

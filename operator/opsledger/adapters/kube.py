@@ -10,9 +10,15 @@ from typing import Any, cast
 
 from kubernetes import client, config, dynamic
 from kubernetes.client.exceptions import ApiException
-from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
+from kubernetes.dynamic.exceptions import ConflictError, NotFoundError, ResourceNotFoundError
 
 from opsledger.models.common import API_GROUP, API_VERSION
+
+FIELD_MANAGER = "opsledger"
+PATCH_CONTENT_TYPES = {
+    "merge": "application/merge-patch+json",
+    "json": "application/json-patch+json",
+}
 
 
 def api_client(kubeconfig: str | None) -> client.ApiClient:
@@ -78,6 +84,78 @@ class Kube:
             return None
         result: dict[str, Any] = obj.to_dict()
         return result
+
+    def _resource(self, api_version: str, kind: str) -> Any:
+        try:
+            return self._client().resources.get(api_version=api_version, kind=kind)
+        except ResourceNotFoundError as exc:
+            raise LookupError(f"the cluster serves no {kind} in {api_version}") from exc
+
+    def patch(
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        namespace: str,
+        *,
+        patch_type: str,
+        body: Any,
+        field_manager: str = FIELD_MANAGER,
+    ) -> dict[str, Any]:
+        """Apply a merge, JSON or server-side-apply patch; returns the object as stored."""
+        resource = self._resource(api_version, kind)
+        scope = {"namespace": namespace} if resource.namespaced else {}
+        if patch_type == "apply":
+            document = dict(body or {})
+            document.setdefault("apiVersion", api_version)
+            document.setdefault("kind", kind)
+            document.setdefault("metadata", {})["name"] = name
+            obj = resource.server_side_apply(
+                body=document, name=name, field_manager=field_manager, force_conflicts=True, **scope
+            )
+        else:
+            obj = resource.patch(
+                body=body,
+                name=name,
+                content_type=PATCH_CONTENT_TYPES[patch_type],
+                field_manager=field_manager,
+                **scope,
+            )
+        result: dict[str, Any] = obj.to_dict()
+        return result
+
+    def restore(
+        self, api_version: str, kind: str, name: str, namespace: str, prior: Mapping[str, Any]
+    ) -> None:
+        """Put back an object's labels, annotations and spec exactly as in `prior` (a replace,
+        retried when someone else wrote in between)."""
+        resource = self._resource(api_version, kind)
+        scope = {"namespace": namespace} if resource.namespaced else {}
+        for attempt in range(5):
+            current = resource.get(name=name, **scope).to_dict()
+            meta = current["metadata"]
+            prior_meta = prior.get("metadata") or {}
+            for key in ("labels", "annotations"):
+                if prior_meta.get(key):
+                    meta[key] = prior_meta[key]
+                else:
+                    meta.pop(key, None)
+            current["spec"] = prior.get("spec")
+            try:
+                resource.replace(body=current, name=name, field_manager=FIELD_MANAGER, **scope)
+            except ConflictError:
+                if attempt < 4:
+                    continue
+                raise
+            return
+
+    def delete(self, api_version: str, kind: str, name: str, namespace: str) -> None:
+        resource = self._resource(api_version, kind)
+        scope = {"namespace": namespace} if resource.namespaced else {}
+        try:
+            resource.delete(name=name, **scope)
+        except NotFoundError:
+            return
 
     def get_custom(self, plural: str, name: str, namespace: str) -> dict[str, Any] | None:
         try:

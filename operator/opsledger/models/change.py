@@ -15,6 +15,7 @@ from opsledger.models.common import (
     ObjectReference,
     StatusBase,
 )
+from opsledger.models.configitem import CMDBRecordStatus
 
 
 class ChangeType(StrEnum):
@@ -203,6 +204,17 @@ class ChangeSpec(CamelModel):
     soak: GoDuration | None = Field(
         default=None, description="Wait after the plan before the post-checks, e.g. 1m."
     )
+    done: bool = Field(
+        default=False,
+        description=(
+            "For a permit (no plan): set true when the manual work is finished; the post-checks "
+            "then run. Not part of what is approved."
+        ),
+    )
+    cancelled: bool = Field(
+        default=False,
+        description="Set true to cancel a change that has not started. Not part of the approval.",
+    )
 
 
 class Approval(CamelModel):
@@ -211,7 +223,12 @@ class Approval(CamelModel):
     proposal_branch: str | None = Field(
         default=None, description="The branch in the CMDB repository holding the proposal."
     )
-    commit: str | None = Field(default=None, description="The merge commit that approved it.")
+    proposal_commit: str | None = Field(
+        default=None, description="The commit on the proposal branch holding the record."
+    )
+    commit: str | None = Field(
+        default=None, description="The commit that brought the record onto the protected branch."
+    )
     approver: str | None = Field(default=None, description="Who merged the proposal.")
     approved_at: datetime | None = Field(default=None, description="When it was merged.")
     spec_hash: str | None = Field(
@@ -234,6 +251,32 @@ class Transition(CamelModel):
     reason: str | None = Field(default=None, description="Why.", max_length=1024)
 
 
+class PriorState(CamelModel):
+    """A plan target as it was before the change, to restore it exactly on rollback."""
+
+    target: ObjectReference = Field(description="The object.")
+    existed: bool = Field(description="Whether it existed before the change.")
+    object: dict[str, Any] | None = Field(
+        default=None,
+        description="Its metadata (labels, annotations) and spec before the change.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+
+
+class Execution(CamelModel):
+    """Progress of carrying out the plan; kept in status so a restart resumes, never repeats."""
+
+    started_at: datetime | None = Field(default=None, description="When the plan started.")
+    applied_steps: int = Field(default=0, description="Plan steps applied so far.")
+    prior: list[PriorState] = Field(
+        default_factory=list, description="The targets' state before the first step."
+    )
+    verify_after: datetime | None = Field(
+        default=None, description="End of the soak: when the post-checks run."
+    )
+    finished_at: datetime | None = Field(default=None, description="When it ended.")
+
+
 class ChangeStatus(StatusBase):
     """Where the change stands."""
 
@@ -246,3 +289,11 @@ class ChangeStatus(StatusBase):
     transitions: list[Transition] = Field(
         default_factory=list, description="Every phase the change went through, with times."
     )
+    execution: Execution | None = Field(default=None, description="Progress of the plan.")
+    incident: str | None = Field(
+        default=None, description="The Incident opened when the change was rolled back."
+    )
+    review_required: bool | None = Field(
+        default=None, description="Emergency changes: a post-implementation review is due."
+    )
+    cmdb: CMDBRecordStatus | None = Field(default=None, description="The change record.")

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from opsledger.models.change import Approval, ChangePhase, ChangeSpec, Transition, Window
 from opsledger.models.common import API_GROUP, API_VERSION, CamelModel, K8sName
 from opsledger.models.configitem import ConfigurationItemSpec, Relationship
 from opsledger.models.incident import IncidentSpec, IncidentState, SLAStatus, TimelineEntry
@@ -68,8 +69,38 @@ class IncidentRecord(CamelModel):
     timeline: list[TimelineEntry] = Field(default_factory=list, description="What happened.")
 
 
+class ChangeRecord(CamelModel):
+    """One change as proposed for approval and, once approved, as it is carried out."""
+
+    api_version: Literal["opsledger.io/v1alpha1"] = Field(
+        default="opsledger.io/v1alpha1", description="Record format version."
+    )
+    kind: Literal["ChangeRecord"] = Field(default="ChangeRecord", description="Record kind.")
+    metadata: RecordMetadata = Field(description="Cluster, namespace and name.")
+    spec: ChangeSpec = Field(
+        description="The change as requested (secret-looking values redacted)."
+    )
+    spec_hash: str | None = Field(
+        default=None,
+        description=(
+            "sha256 of the requested spec. Merging a proposal holding this hash into the "
+            "protected branch approves exactly that spec."
+        ),
+    )
+    phase: ChangePhase = Field(description="The phase when the record was written.")
+    approval: Approval | None = Field(default=None, description="Who approved it, and when.")
+    window: Window | None = Field(default=None, description="The window it runs in.")
+    risk: str | None = Field(default=None, description="Assessed risk: low, medium or high.")
+    affected: list[str] = Field(
+        default_factory=list, description="Configuration items affected (targets and dependents)."
+    )
+    incident: str | None = Field(default=None, description="Incident opened on rollback.")
+    transitions: list[Transition] = Field(default_factory=list, description="What happened.")
+
+
 # folder under clusters/<cluster>/<namespace>/ → the record model kept there
 RECORD_FOLDERS: dict[str, type[CamelModel]] = {
     "configurationitems": ConfigurationItemRecord,
     "incidents": IncidentRecord,
+    "changes": ChangeRecord,
 }

@@ -46,6 +46,9 @@ class Settings(BaseModel):
     incident_interval: float = Field(
         default=30.0, gt=0, description="Seconds between checks of incidents' SLA deadlines."
     )
+    change_interval: float = Field(
+        default=10.0, gt=0, description="Seconds between steps of each Change's lifecycle."
+    )
     impact_interval: float = Field(
         default=15.0, gt=0, description="Seconds between recounts of each item's dependents."
     )
@@ -87,6 +90,7 @@ class Settings(BaseModel):
             "OPSLEDGER_CMDB_MAX_BATCH": "cmdb_max_batch",
             "OPSLEDGER_CMDB_RETRY_INTERVAL": "cmdb_retry_interval",
             "OPSLEDGER_IMPACT_INTERVAL": "impact_interval",
+            "OPSLEDGER_CHANGE_INTERVAL": "change_interval",
             "OPSLEDGER_SLO_INTERVAL": "slo_interval",
             "OPSLEDGER_INCIDENT_INTERVAL": "incident_interval",
         }

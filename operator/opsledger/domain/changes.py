@@ -1,0 +1,228 @@
+"""Change management in the domain: what is approved, how health is judged, what risk is run.
+
+Approval is a fact about the CMDB repository, not about any forge: a change is approved when the
+protected branch holds its record with the hash of exactly the spec that is to run. Merge, squash
+and rebase merges all put the record there, so all of them count; the approver is whoever
+committed the record onto the protected branch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import yaml
+
+from opsledger.models.change import ChangePhase, ChangeSpec, HealthCheck
+
+# Fields people set to steer a change (finish a permit, cancel); they are not what is approved.
+STEERING_FIELDS = frozenset({"done", "cancelled"})
+
+ACTIVE = frozenset({ChangePhase.IN_PROGRESS, ChangePhase.VERIFYING})
+FINAL = frozenset(
+    {
+        ChangePhase.COMPLETED,
+        ChangePhase.REJECTED,
+        ChangePhase.FAILED,
+        ChangePhase.ROLLED_BACK,
+        ChangePhase.CANCELLED,
+    }
+)
+CHECK_LABEL = "opsledger_check"
+
+
+def spec_hash(spec: ChangeSpec) -> str:
+    """sha256 over the canonical JSON of what is approved (steering fields left out)."""
+    data = spec.model_dump(
+        mode="json", by_alias=True, exclude_none=True, exclude=set(STEERING_FIELDS)
+    )
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def proposal_branch(cluster: str, namespace: str, name: str) -> str:
+    return f"changes/{cluster}/{namespace}/{name}"
+
+
+def template_path(template: str) -> str:
+    """Where a standard change's pre-approved template lives in the CMDB repository."""
+    return f"standard-changes/{template}.yaml"
+
+
+@dataclass(frozen=True)
+class RecordVersion:
+    """One commit on the protected branch's first-parent line that touched a record."""
+
+    sha: str
+    committer: str
+    committed_at: datetime
+    content: str | None  # the record as of that commit; None where it was deleted
+
+
+def recorded_hash(content: str | None) -> str | None:
+    """The specHash a change record holds, or None (no record, unparsable, no hash)."""
+    if not content:
+        return None
+    try:
+        data = yaml.safe_load(content)
+    except yaml.YAMLError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    value = data.get("specHash")
+    return value if isinstance(value, str) else None
+
+
+def find_approval(history: Sequence[RecordVersion], wanted: str) -> RecordVersion | None:
+    """The commit that brought a record with hash `wanted` onto the protected branch.
+
+    `history` is oldest first. The first version holding the hash is the approval; later
+    commits that merely rewrite the record (the operator recording progress) do not move it.
+    Returns None unless the branch's current version still holds the hash.
+    """
+    if not history or recorded_hash(history[-1].content) != wanted:
+        return None
+    return next(v for v in history if recorded_hash(v.content) == wanted)
+
+
+# -- health ------------------------------------------------------------------------------
+
+
+class Health(StrEnum):
+    HEALTHY = "Healthy"
+    UNHEALTHY = "Unhealthy"
+    UNKNOWN = "Unknown"
+
+
+@dataclass
+class Verdict:
+    """The outcome of a health gate: healthy only when every part answered and passed."""
+
+    health: Health = Health.HEALTHY
+    reasons: list[str] = field(default_factory=list)
+
+    def fail(self, reason: str) -> None:
+        self.reasons.append(reason)
+        if self.health is Health.HEALTHY:
+            self.health = Health.UNHEALTHY
+
+    def unknown(self, reason: str) -> None:
+        self.reasons.append(reason)
+        self.health = Health.UNKNOWN
+
+    @property
+    def message(self) -> str:
+        if not self.reasons:
+            return "all health checks pass"
+        return "; ".join(self.reasons)
+
+
+def batched_checks_query(checks: Sequence[HealthCheck]) -> str:
+    """One PromQL query answering every check, each series labelled with its check's index."""
+    parts = [
+        f'label_replace(({c.query}), "{CHECK_LABEL}", "{i}", "", "")' for i, c in enumerate(checks)
+    ]
+    return " or ".join(parts)
+
+
+def split_batched(
+    checks: Sequence[HealthCheck], samples: Iterable[Mapping[str, Any]]
+) -> list[list[Mapping[str, Any]]]:
+    """The batched answer split back per check (by the index label)."""
+    per_check: list[list[Mapping[str, Any]]] = [[] for _ in checks]
+    for sample in samples:
+        index = (sample.get("metric") or {}).get(CHECK_LABEL)
+        if index is not None and index.isdigit() and int(index) < len(checks):
+            per_check[int(index)].append(sample)
+    return per_check
+
+
+def judge_check(check: HealthCheck, samples: Sequence[Mapping[str, Any]], verdict: Verdict) -> None:
+    """Add one check's outcome: every series must pass; no series (or NaN) is unknown."""
+    values = [_value(s) for s in samples]
+    if not values:
+        verdict.unknown(f"{check.name}: the query returned no data")
+        return
+    if any(math.isnan(v) for v in values):
+        verdict.unknown(f"{check.name}: the query returned NaN")
+        return
+    if check.below is not None:
+        worst = max(values)
+        if not worst < check.below:
+            verdict.fail(f"{check.name} is {worst:g}, must be below {check.below:g}")
+    elif check.above is not None:
+        worst = min(values)
+        if not worst > check.above:
+            verdict.fail(f"{check.name} is {worst:g}, must be above {check.above:g}")
+
+
+def critical_alerts_query(service: str) -> str:
+    escaped = service.replace("\\", "\\\\").replace('"', '\\"')
+    return f'ALERTS{{alertstate="firing",severity="critical",service="{escaped}"}}'
+
+
+def judge_alerts(samples: Sequence[Mapping[str, Any]], verdict: Verdict) -> None:
+    """An empty answer is healthy: Prometheus answered and nothing critical is firing."""
+    names = sorted({str((s.get("metric") or {}).get("alertname", "?")) for s in samples})
+    if names:
+        verdict.fail("critical alert firing: " + ", ".join(names))
+
+
+def _value(sample: Mapping[str, Any]) -> float:
+    try:
+        return float(sample["value"][1])
+    except (KeyError, IndexError, TypeError, ValueError):
+        return math.nan
+
+
+# -- risk --------------------------------------------------------------------------------
+
+CRITICALITY_WEIGHT = {"low": 0, "medium": 1, "high": 2, "critical": 3}
+
+
+@dataclass(frozen=True)
+class Risk:
+    score: int
+    level: str  # low | medium | high
+    factors: tuple[str, ...]
+
+    @property
+    def summary(self) -> str:
+        return f"{self.level} (score {self.score}: {', '.join(self.factors) or 'no factors'})"
+
+
+def assess_risk(
+    *,
+    criticalities: Iterable[str],
+    dependents: int,
+    recent_failures: int,
+    burn_rate: float | None,
+    has_plan: bool,
+) -> Risk:
+    """A risk score from blast radius, criticality, failed changes and the current burn rate."""
+    factors = []
+    score = 0
+    top = max((CRITICALITY_WEIGHT.get(c, 1) for c in criticalities), default=0)
+    if top:
+        score += top * 2
+        factors.append(f"criticality {next(k for k, v in CRITICALITY_WEIGHT.items() if v == top)}")
+    if dependents:
+        score += min(dependents, 10)
+        factors.append(f"{dependents} dependent item(s)")
+    if recent_failures:
+        score += 3 * recent_failures
+        factors.append(f"{recent_failures} failed change(s) on these items in 30 days")
+    if burn_rate is not None and burn_rate > 1:
+        score += 3
+        factors.append(f"error budget burning at {burn_rate:.1f}x")
+    if not has_plan:
+        score += 1
+        factors.append("manual work (permit)")
+    level = "high" if score >= 8 else "medium" if score >= 4 else "low"
+    return Risk(score, level, tuple(factors))

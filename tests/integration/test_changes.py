@@ -1,0 +1,460 @@
+"""Changes end to end: approval by a real git merge, windows, health gates through the real
+Prometheus, execution against the real API server, rollback and the Incident it opens."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from opsledger.devenv.environment import DevEnvironment
+from tests.support import Kubectl, OperatorProcess, wait_for
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _rfc(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _setup(
+    kubectl: Kubectl, namespace: str, *, freeze: bool = False, image: str = "web:1.0"
+) -> None:
+    freezes = ""
+    if freeze:
+        start, end = _rfc(_now() - timedelta(minutes=5)), _rfc(_now() + timedelta(hours=1))
+        freezes = f"""
+  freezes:
+  - {{start: "{start}", end: "{end}", reason: "release freeze for the holidays"}}"""
+    kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=f"""
+apiVersion: v1
+kind: Namespace
+metadata: {{name: {namespace}}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web, namespace: {namespace}, labels: {{app: web}}}}
+spec:
+  replicas: 2
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      containers:
+      - name: app
+        image: {image}
+        env: [{{name: MODE, value: blue}}]
+---
+apiVersion: opsledger.io/v1alpha1
+kind: ServiceLevel
+metadata: {{name: shop, namespace: {namespace}}}
+spec:
+  service: shop
+  maintenanceWindows:
+  - {{schedule: "* * * * *", duration: 2m}}{freezes}
+""",
+    )
+
+
+def _change(namespace: str, name: str, body: str) -> str:
+    return f"""
+apiVersion: opsledger.io/v1alpha1
+kind: Change
+metadata: {{name: {name}, namespace: {namespace}}}
+spec:
+{body}"""
+
+
+def _get(kubectl: Kubectl, namespace: str, name: str) -> dict[str, Any]:
+    result: dict[str, Any] = kubectl.json("get", "change", name, "-n", namespace)
+    return result
+
+
+def _in_phase(kubectl: Kubectl, namespace: str, name: str, *phases: str) -> dict[str, Any] | None:
+    obj = _get(kubectl, namespace, name)
+    return obj if obj.get("status", {}).get("phase") in phases else None
+
+
+def _condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next(c for c in obj["status"]["conditions"] if c["type"] == type_)
+
+
+def _git(*args: str, cwd: Path | None = None, who: tuple[str, str] | None = None) -> str:
+    env = dict(os.environ)
+    if who:
+        env.update(
+            GIT_AUTHOR_NAME=who[0],
+            GIT_AUTHOR_EMAIL=who[1],
+            GIT_COMMITTER_NAME=who[0],
+            GIT_COMMITTER_EMAIL=who[1],
+        )
+    return subprocess.run(
+        ["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=True
+    ).stdout
+
+
+def _approve(
+    devenv: DevEnvironment, tmp_path: Path, branch: str, who: tuple[str, str], how: str = "merge"
+) -> None:
+    """What a reviewer does on a forge: merge (or squash) the proposal into main and push."""
+    work = tmp_path / f"review-{time.monotonic_ns()}"
+    _git("clone", "--quiet", str(devenv.cmdb_remote), str(work))
+    for _ in range(5):  # the operator pushes too: a lost race is merged again
+        _git("fetch", "--quiet", "origin", cwd=work)
+        _git("reset", "--quiet", "--hard", "origin/main", cwd=work)
+        if how == "squash":
+            _git("merge", "--squash", f"origin/{branch}", cwd=work, who=who)
+            _git("commit", "--quiet", "-m", f"Approve {branch} (squash)", cwd=work, who=who)
+        else:
+            _git("merge", "--no-ff", "-m", f"Merge {branch}", f"origin/{branch}", cwd=work, who=who)
+        push = subprocess.run(
+            ["git", "push", "--quiet", "origin", "HEAD:main"],
+            cwd=work,
+            capture_output=True,
+            check=False,
+        )
+        if push.returncode == 0:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"could not push the approval of {branch}")
+
+
+def _remote_file(devenv: DevEnvironment, ref: str, path: str) -> dict[str, Any] | None:
+    result = subprocess.run(
+        ["git", "--git-dir", str(devenv.cmdb_remote), "show", f"{ref}:{path}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return yaml.safe_load(result.stdout) if result.returncode == 0 else None
+
+
+def _branches(devenv: DevEnvironment) -> list[str]:
+    out = _git("--git-dir", str(devenv.cmdb_remote), "branch", "--format=%(refname:short)")
+    return out.split()
+
+
+def _deployment(kubectl: Kubectl, namespace: str) -> dict[str, Any]:
+    result: dict[str, Any] = kubectl.json("get", "deployment", "web", "-n", namespace)
+    return result
+
+
+def test_a_normal_change_is_approved_by_merge_and_runs_in_its_window(
+    devenv: DevEnvironment, kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path
+) -> None:
+    ns = "chg-happy"
+    _setup(kubectl, ns)
+    not_before = _now() + timedelta(seconds=25)
+    kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=_change(
+            ns,
+            "upgrade-web",
+            f"""
+  type: normal
+  summary: Upgrade web to 2.0
+  service: shop
+  targets: [web]
+  schedule: {{notBefore: "{_rfc(not_before)}"}}
+  plan:
+  - target: {{apiVersion: apps/v1, kind: Deployment, name: web}}
+    patchType: merge
+    patch: {{spec: {{template: {{spec: {{containers: [{{name: app, image: "web:2.0"}}]}}}}}}}}
+  checks:
+    pre: [{{name: prometheus-up, query: 'vector(1)', above: 0}}]
+    post: [{{name: prometheus-up, query: 'vector(1)', above: 0}}]
+  soak: 2s
+""",
+        ),
+    )
+    branch = "changes/test/chg-happy/upgrade-web"
+    pending = wait_for(
+        lambda: (_get(kubectl, ns, "upgrade-web").get("status", {}).get("approval") or {}).get(
+            "proposalCommit"
+        ),
+        what="the proposal pushed",
+    )
+    assert branch in _branches(devenv)
+    proposal = _remote_file(devenv, branch, "clusters/test/chg-happy/changes/upgrade-web.yaml")
+    assert proposal is not None
+    assert proposal["phase"] == "PendingApproval"
+    assert proposal["specHash"].startswith("sha256:")
+    assert _remote_file(devenv, "main", "clusters/test/chg-happy/changes/upgrade-web.yaml") is None
+    obj = _get(kubectl, ns, "upgrade-web")
+    assert obj["status"]["phase"] == "PendingApproval"
+    assert branch in _condition(obj, "Approved")["message"]
+    assert pending == proposal_commit(devenv, branch)
+
+    _approve(devenv, tmp_path, branch, ("Alice Approver", "alice@example.com"))
+    scheduled = wait_for(
+        lambda: _in_phase(kubectl, ns, "upgrade-web", "Scheduled"), what="approved and scheduled"
+    )
+    approval = scheduled["status"]["approval"]
+    assert approval["approver"] == "Alice Approver <alice@example.com>"
+    merges = _git("--git-dir", str(devenv.cmdb_remote), "log", "--merges", "--format=%H %cn")
+    assert f"{approval['commit']} Alice Approver" in merges  # the merge commit, not the proposal
+    # Inside the maintenance window, but before schedule.notBefore: it waits for that.
+    assert scheduled["status"]["window"]["start"] == _rfc(not_before)
+    assert _condition(scheduled, "WindowOpen")["status"] == "False"
+    assert _deployment(kubectl, ns)["spec"]["template"]["spec"]["containers"][0]["image"] == (
+        "web:1.0"
+    )
+
+    done = wait_for(
+        lambda: _in_phase(kubectl, ns, "upgrade-web", "Completed", "RolledBack", "Failed"),
+        timeout=90,
+        what="the change to finish",
+    )
+    assert done["status"]["phase"] == "Completed", done["status"]
+    phases = [t["phase"] for t in done["status"]["transitions"]]
+    assert phases == [
+        "PendingApproval",
+        "Approved",
+        "Scheduled",
+        "InProgress",
+        "Verifying",
+        "Completed",
+    ]
+    started = next(t["at"] for t in done["status"]["transitions"] if t["phase"] == "InProgress")
+    assert started >= _rfc(not_before)
+    patched = _deployment(kubectl, ns)
+    assert patched["spec"]["template"]["spec"]["containers"][0]["image"] == "web:2.0"
+    assert patched["spec"]["replicas"] == 2  # a merge patch: what it does not name stays
+
+    def recorded() -> dict[str, Any] | None:
+        record = _remote_file(devenv, "main", "clusters/test/chg-happy/changes/upgrade-web.yaml")
+        return record if record and record["phase"] == "Completed" else None
+
+    record = wait_for(recorded, what="the Completed record on main")
+    assert record["approval"]["approver"] == "Alice Approver <alice@example.com>"
+    assert record["specHash"] == proposal["specHash"]
+    assert [t["phase"] for t in record["transitions"]][-1] == "Completed"
+
+
+def proposal_commit(devenv: DevEnvironment, branch: str) -> str:
+    return _git("--git-dir", str(devenv.cmdb_remote), "rev-parse", branch).strip()
+
+
+def test_a_freeze_holds_an_approved_change_and_an_edit_voids_its_approval(
+    devenv: DevEnvironment, kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path
+) -> None:
+    ns = "chg-frozen"
+    _setup(kubectl, ns, freeze=True)
+    kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=_change(
+            ns,
+            "rotate-certs",
+            """
+  type: normal
+  summary: Rotate the web certificates by hand
+  service: shop
+  targets: [web]
+""",
+        ),
+    )
+    branch = "changes/test/chg-frozen/rotate-certs"
+    first = wait_for(
+        lambda: (_get(kubectl, ns, "rotate-certs").get("status", {}).get("approval") or {}).get(
+            "proposalCommit"
+        ),
+        what="the proposal pushed",
+    )
+    _approve(devenv, tmp_path, branch, ("Bob Reviewer", "bob@example.com"), how="squash")
+    held = wait_for(
+        lambda: _in_phase(kubectl, ns, "rotate-certs", "Scheduled"), what="approved (squash)"
+    )
+    assert held["status"]["approval"]["approver"] == "Bob Reviewer <bob@example.com>"
+    time.sleep(4)  # several ticks inside the freeze
+    held = _get(kubectl, ns, "rotate-certs")
+    assert held["status"]["phase"] == "Scheduled"
+    window = _condition(held, "WindowOpen")
+    assert window["status"] == "False"
+    assert "frozen until" in window["message"]
+    assert "release freeze for the holidays" in window["message"]
+
+    kubectl(
+        "patch",
+        "change",
+        "rotate-certs",
+        "-n",
+        ns,
+        "--type=merge",
+        "-p",
+        '{"spec": {"summary": "Rotate the web and api certificates by hand"}}',
+    )
+
+    def reproposed() -> dict[str, Any] | None:
+        obj = _get(kubectl, ns, "rotate-certs")
+        approval = obj["status"].get("approval") or {}
+        commit = approval.get("proposalCommit")
+        return obj if commit and commit != first else None
+
+    obj = wait_for(reproposed, what="a new proposal after the edit")
+    assert obj["status"]["phase"] == "PendingApproval"
+    assert "approver" not in obj["status"]["approval"]
+    assert any(
+        t["phase"] == "PendingApproval" and "approval is void" in (t.get("reason") or "")
+        for t in obj["status"]["transitions"]
+    )
+    proposal = _remote_file(devenv, branch, "clusters/test/chg-frozen/changes/rotate-certs.yaml")
+    assert proposal is not None
+    assert proposal["spec"]["summary"] == "Rotate the web and api certificates by hand"
+    time.sleep(3)  # the stale approval on main does not count
+    assert _get(kubectl, ns, "rotate-certs")["status"]["phase"] == "PendingApproval"
+
+    _git("--git-dir", str(devenv.cmdb_remote), "branch", "-D", branch)
+    rejected = wait_for(lambda: _in_phase(kubectl, ns, "rotate-certs", "Rejected"), what="rejected")
+    assert "deleted without being merged" in rejected["status"]["transitions"][-1]["reason"]
+
+
+def test_unknown_or_bad_health_keeps_a_change_waiting_until_health_returns(
+    devenv: DevEnvironment, kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path
+) -> None:
+    ns = "chg-health"
+    _setup(kubectl, ns)
+    healthy_from = _now() + timedelta(seconds=40)
+    devenv.table.stop("prometheus")
+    try:
+        kubectl(
+            "apply",
+            "-f",
+            "-",
+            input=_change(
+                ns,
+                "scale-web",
+                f"""
+  type: normal
+  summary: Scale web to 3
+  service: shop
+  targets: [web]
+  plan:
+  - target: {{apiVersion: apps/v1, kind: Deployment, name: web}}
+    patchType: json
+    patch: [{{op: replace, path: /spec/replicas, value: 3}}]
+  checks:
+    pre: [{{name: warmed-up, query: 'vector({healthy_from.timestamp():.0f} - time())', below: 0}}]
+""",
+            ),
+        )
+        wait_for(
+            lambda: (_get(kubectl, ns, "scale-web").get("status", {}).get("approval") or {}).get(
+                "proposalCommit"
+            ),
+            what="the proposal pushed",
+        )
+        _approve(devenv, tmp_path, "changes/test/chg-health/scale-web", ("Carol", "carol@ex.com"))
+
+        def unknown() -> dict[str, Any] | None:
+            obj = _in_phase(kubectl, ns, "scale-web", "Scheduled")
+            if obj is None:
+                return None
+            gate = next((c for c in obj["status"]["conditions"] if c["type"] == "HealthGate"), {})
+            return obj if gate.get("status") == "Unknown" else None
+
+        obj = wait_for(unknown, what="HealthGate=Unknown while Prometheus is stopped")
+        assert "did not answer" in _condition(obj, "HealthGate")["message"]
+        time.sleep(3)
+        assert _get(kubectl, ns, "scale-web")["status"]["phase"] == "Scheduled"
+        assert _deployment(kubectl, ns)["spec"]["replicas"] == 2
+    finally:
+        devenv.up()  # Prometheus back, on the same port and data
+
+    def unhealthy() -> dict[str, Any] | None:
+        obj = _get(kubectl, ns, "scale-web")
+        gate = _condition(obj, "HealthGate")
+        return obj if gate["status"] == "False" else None
+
+    if _now() < healthy_from - timedelta(seconds=5):
+        obj = wait_for(unhealthy, what="HealthGate=False while the pre-check fails")
+        assert obj["status"]["phase"] == "Scheduled"
+        assert "warmed-up is" in _condition(obj, "HealthGate")["message"]
+        assert "must be below 0" in _condition(obj, "HealthGate")["message"]
+
+    done = wait_for(
+        lambda: _in_phase(kubectl, ns, "scale-web", "Completed", "Failed", "RolledBack"),
+        timeout=90,
+        what="the change to run once healthy",
+    )
+    assert done["status"]["phase"] == "Completed", done["status"]
+    started = next(t["at"] for t in done["status"]["transitions"] if t["phase"] == "InProgress")
+    assert started >= _rfc(healthy_from)
+    deployment = _deployment(kubectl, ns)
+    assert deployment["spec"]["replicas"] == 3
+    # The step's stamp is on the target: a restart would not apply the JSON patch again.
+    uid = done["metadata"]["uid"]
+    assert deployment["metadata"]["annotations"]["opsledger.io/change-step"] == f"{uid}/0"
+
+
+def test_a_failing_post_check_restores_the_exact_prior_spec_and_opens_an_incident(
+    devenv: DevEnvironment, kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path
+) -> None:
+    ns = "chg-rollback"
+    _setup(kubectl, ns)
+    before = _deployment(kubectl, ns)
+    kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=_change(
+            ns,
+            "bad-release",
+            """
+  type: normal
+  summary: Release web 3.0 with a new mode
+  service: shop
+  targets: [web]
+  plan:
+  - target: {apiVersion: apps/v1, kind: Deployment, name: web}
+    patchType: merge
+    patch:
+      metadata: {labels: {release: "3.0"}}
+      spec:
+        template:
+          spec:
+            containers: [{name: app, image: "web:3.0", env: [{name: MODE, value: green}]}]
+  - target: {apiVersion: apps/v1, kind: Deployment, name: web}
+    patchType: apply
+    patch: {spec: {replicas: 5}}
+  checks:
+    post: [{name: error-ratio, query: 'vector(0.2)', below: 0.01}]
+  soak: 1s
+""",
+        ),
+    )
+    wait_for(
+        lambda: (_get(kubectl, ns, "bad-release").get("status", {}).get("approval") or {}).get(
+            "proposalCommit"
+        ),
+        what="the proposal pushed",
+    )
+    _approve(devenv, tmp_path, "changes/test/chg-rollback/bad-release", ("Dan", "dan@ex.com"))
+    done = wait_for(
+        lambda: _in_phase(kubectl, ns, "bad-release", "Completed", "Failed", "RolledBack"),
+        timeout=90,
+        what="the change to finish",
+    )
+    assert done["status"]["phase"] == "RolledBack", done["status"]
+    assert "error-ratio is 0.2, must be below 0.01" in done["status"]["transitions"][-1]["reason"]
+    after = _deployment(kubectl, ns)
+    assert after["spec"] == before["spec"]
+    assert after["metadata"].get("labels") == before["metadata"].get("labels")
+    incident = kubectl.json("get", "incident", done["status"]["incident"], "-n", ns)
+    assert incident["spec"]["origin"] == {"type": "change", "reference": "bad-release"}
+    assert incident["spec"]["configurationItems"] == ["web"]
+    assert "rolled back" in incident["spec"]["title"]
