@@ -67,7 +67,15 @@ TEST_SETTINGS = {
     "OPSLEDGER_CHANGE_INTERVAL": "1",
     "OPSLEDGER_DISCOVERY_KINDS": "Deployment,StatefulSet",
     "OPSLEDGER_DISCOVERY_SELECTOR": "opsledger.io/discover=true",
+    # The admission webhook is off unless a test module turns it on (WEBHOOK_SETTINGS): with
+    # failurePolicy Fail it would otherwise guard every module's Deployments.
+    "OPSLEDGER_WEBHOOK_PORT": "",
 }
+
+
+def webhook_settings(env: DevEnvironment) -> dict[str, str]:
+    """The settings that turn the webhook on, as `make run` has them."""
+    return {"OPSLEDGER_WEBHOOK_PORT": env.env()["OPSLEDGER_WEBHOOK_PORT"]}
 
 
 class OperatorProcess:

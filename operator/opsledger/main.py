@@ -18,7 +18,7 @@ from opsledger.adapters.metrics import Metrics
 from opsledger.adapters.prometheus import Prometheus
 from opsledger.domain import selectors
 from opsledger.domain.redaction import Redactor
-from opsledger.handlers import change, configitem, incident, servicelevel
+from opsledger.handlers import admission, change, configitem, incident, servicelevel
 from opsledger.handlers.common import Context
 from opsledger.models import API_GROUP, KINDS
 from opsledger.models.settings import Settings
@@ -38,6 +38,7 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
     change.register(registry, settings)
     incident.register(registry, settings)
     configitem.register(registry, settings)
+    admission.register(registry, settings)
 
     @kopf.on.startup(registry=registry, id="configure")
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:

@@ -192,6 +192,50 @@ class Kube:
         items: list[dict[str, Any]] = result.get("items", [])
         return items
 
+    def list_namespaced_custom(self, plural: str, namespace: str) -> list[dict[str, Any]]:
+        """Every object of one of OpsLedger's kinds in one namespace, read now (not cached)."""
+        result = cast(
+            dict[str, Any],
+            client.CustomObjectsApi(self.api).list_namespaced_custom_object(
+                API_GROUP, API_VERSION, namespace, plural
+            ),
+        )
+        items: list[dict[str, Any]] = result.get("items", [])
+        return items
+
+    def whoami(self) -> str:
+        """The username the API server knows these credentials by (a SelfSubjectReview)."""
+        review = client.AuthenticationV1Api(self.api).create_self_subject_review(
+            client.V1SelfSubjectReview(
+                api_version="authentication.k8s.io/v1", kind="SelfSubjectReview"
+            )
+        )
+        user = review.status.user_info if review.status else None
+        if user is None or not user.username:
+            raise LookupError("the API server did not say who these credentials belong to")
+        return str(user.username)
+
+    def put_validating_webhook(self, body: dict[str, Any]) -> None:
+        """Create or update a ValidatingWebhookConfiguration (server-side apply)."""
+        resource = self._resource(
+            "admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration"
+        )
+        resource.server_side_apply(
+            body=body,
+            name=body["metadata"]["name"],
+            field_manager=FIELD_MANAGER,
+            force_conflicts=True,
+        )
+
+    def delete_validating_webhook(self, name: str) -> None:
+        resource = self._resource(
+            "admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration"
+        )
+        try:
+            resource.delete(name=name)
+        except NotFoundError:
+            return
+
     def create_custom(
         self, plural: str, namespace: str, body: dict[str, Any]
     ) -> dict[str, Any] | None:

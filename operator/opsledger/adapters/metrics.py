@@ -43,6 +43,12 @@ class Metrics:
             ["kind", "namespace", "name"],
             registry=self.registry,
         )
+        self.admissions = Counter(
+            "opsledger_admission_requests",
+            "Admission requests answered by the webhook, by endpoint and decision.",
+            ["endpoint", "decision"],
+            registry=self.registry,
+        )
 
     def serve(self, address: str, port: int) -> None:
         start_http_server(port, addr=address, registry=self.registry)

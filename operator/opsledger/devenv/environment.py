@@ -124,6 +124,12 @@ class DevEnvironment:
             "OPSLEDGER_METRICS_PORT": str(ports["operator-metrics"]),
             "OPSLEDGER_HEALTH_PORT": str(ports["operator-health"]),
             "OPSLEDGER_BIND_ADDRESS": "127.0.0.1",
+            "OPSLEDGER_KUBECONFIG": str(self.dir / "operator.kubeconfig"),
+            "OPSLEDGER_WEBHOOK_PORT": str(ports["operator-webhook"]),
+            "OPSLEDGER_WEBHOOK_CERT_FILE": str(self.pki / "operator-webhook.crt"),
+            "OPSLEDGER_WEBHOOK_KEY_FILE": str(self.pki / "operator-webhook.key"),
+            "OPSLEDGER_WEBHOOK_CA_FILE": str(self.pki / "ca.crt"),
+            "OPSLEDGER_WEBHOOK_REGISTER_URL": f"https://127.0.0.1:{ports['operator-webhook']}",
         }
 
     def path_entries(self) -> list[str]:
@@ -206,8 +212,13 @@ class DevEnvironment:
             server=True,
         )
         service_account_keys(self.pki)
+        ca.issue(
+            "operator-webhook", common_name="opsledger-webhook", hosts=("127.0.0.1",), server=True
+        )
         identities = {
             "admin": ("opsledger-admin", "system:masters"),
+            # the operator's own identity: its requests pass the admission guard, a person's not
+            "operator": ("opsledger-operator", "system:masters"),
             "kube-controller-manager": ("system:kube-controller-manager", None),
             "kube-scheduler": ("system:kube-scheduler", None),
         }

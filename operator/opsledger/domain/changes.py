@@ -13,12 +13,13 @@ import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 import yaml
 
+from opsledger.domain.impact import ImpactGraph
 from opsledger.models.change import ChangePhase, ChangeSpec, HealthCheck
 
 # Fields people set to steer a change (finish a permit, cancel); they are not what is approved.
@@ -35,6 +36,7 @@ FINAL = frozenset(
     }
 )
 CHECK_LABEL = "opsledger_check"
+RECENT = timedelta(days=30)  # how far back failed changes raise the risk
 
 
 def spec_hash(spec: ChangeSpec) -> str:
@@ -179,6 +181,55 @@ def _value(sample: Mapping[str, Any]) -> float:
         return float(sample["value"][1])
     except (KeyError, IndexError, TypeError, ValueError):
         return math.nan
+
+
+# -- conflicts ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Planned:
+    """An open change as the conflict check sees it: which items, and when (None: unbounded)."""
+
+    name: str
+    targets: frozenset[str]  # item ids, "namespace/name"
+    start: datetime | None = None
+    end: datetime | None = None
+    active: bool = False  # InProgress or Verifying now
+
+
+def overlap(a: Planned, b: Planned) -> bool:
+    """Whether two changes' times overlap; an unknown bound reaches as far as it can."""
+    a_before_b = a.end is not None and b.start is not None and a.end <= b.start
+    b_before_a = b.end is not None and a.start is not None and b.end <= a.start
+    return not (a_before_b or b_before_a)
+
+
+def conflicts(me: Planned, others: Iterable[Planned], graph: ImpactGraph) -> list[Planned]:
+    """Open changes overlapping `me` in time on the same items or items depending on each
+    other (either way round), sorted by name."""
+
+    def reach(targets: frozenset[str]) -> set[str]:
+        found = set(targets)
+        for item in targets:
+            found |= graph.dependents(item)
+        return found
+
+    mine = reach(me.targets)
+    found = []
+    for other in others:
+        if other.name == me.name or not overlap(me, other):
+            continue
+        if mine & other.targets or reach(other.targets) & me.targets:
+            found.append(other)
+    return sorted(found, key=lambda p: p.name)
+
+
+def recent_failures(
+    failures: Iterable[tuple[frozenset[str], datetime]], targets: frozenset[str], now: datetime
+) -> int:
+    """Failed or rolled-back changes on any of `targets` that ended in the last 30 days."""
+    since = now - RECENT
+    return sum(1 for items, ended in failures if ended >= since and items & targets)
 
 
 # -- risk --------------------------------------------------------------------------------

@@ -29,10 +29,12 @@ from opsledger.domain import changes
 from opsledger.domain.changes import Health, RecordVersion, Verdict
 from opsledger.domain.conditions import READY, find, parse_conditions, set_condition
 from opsledger.domain.durations import go_duration
+from opsledger.domain.impact import ImpactGraph
 from opsledger.domain.records import record_path, to_yaml
 from opsledger.domain.validation import describe
 from opsledger.domain.windows import decide, rfc3339
 from opsledger.handlers.common import Context, context, forget_on_delete, write_ready
+from opsledger.handlers.configitem import RELATIONS
 from opsledger.models import CHANGE
 from opsledger.models.change import ChangePhase, ChangeSpec, ChangeType, HealthCheck
 from opsledger.models.common import ConditionStatus
@@ -46,6 +48,9 @@ HEALTH_GATE = "HealthGate"
 CMDB_SYNCED = "CMDBSynced"
 STEP_ANNOTATION = "opsledger.io/change-step"  # "<change uid>/<step index>" on each patched target
 SERVICE_LEVELS = "change_service_levels"
+PLANS = "change_plans"  # namespace → (name, targets, start, end, phase, finished at)
+CRITICALITY = "change_item_criticality"  # "namespace/name" → the item's criticality
+CONFLICT = "Conflict"
 QUIET_REASONS = frozenset({"AwaitingApproval", "OutsideWindow"})  # waiting, not wrong
 UNHAPPY = frozenset(
     {ChangePhase.REJECTED, ChangePhase.FAILED, ChangePhase.ROLLED_BACK}
@@ -62,6 +67,7 @@ class Step:
     events: list[tuple[str, str, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self.blocked_by: list[str] = []  # conflicting changes in progress now
         self._conditions = parse_conditions(self.body.status.get("conditions"))
         self.phase = _phase(self.body.status.get("phase"))
         self.transitions = list(self.body.status.get("transitions") or [])
@@ -117,6 +123,29 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
             return {}
         return {(namespace or "", spec["service"]): {"spec": dict(spec), "status": dict(status)}}
 
+    @kopf.index(*resource, registry=registry, id=PLANS)
+    def change_plans(
+        *, namespace: str | None, name: str, spec: kopf.Spec, status: kopf.Status, **_: Any
+    ) -> dict[str, tuple[Any, ...]]:
+        window = status.get("window") or {}
+        schedule = spec.get("schedule") or {}
+        return {
+            namespace or "": (
+                name,
+                tuple(spec.get("targets") or ()),
+                window.get("start") or schedule.get("notBefore"),
+                window.get("end") or schedule.get("notAfter"),
+                status.get("phase"),
+                (status.get("execution") or {}).get("finishedAt"),
+            )
+        }
+
+    @kopf.index("opsledger.io", "v1alpha1", "configurationitems", registry=registry, id=CRITICALITY)
+    def change_item_criticality(
+        *, namespace: str | None, name: str, spec: kopf.Spec, **_: Any
+    ) -> dict[str, str]:
+        return {f"{namespace}/{name}": str(spec.get("criticality") or "medium")}
+
     @kopf.timer(
         *resource,
         registry=registry,
@@ -148,7 +177,10 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
             return
         namespace = str(body.metadata.get("namespace"))
         levels = list(kwargs[SERVICE_LEVELS].get((namespace, spec.service), ()))
-        await advance(ctx, step, spec, levels[0] if levels else None)
+        level = levels[0] if levels else None
+        if step.phase not in changes.FINAL:
+            assess(step, spec, level, kwargs)
+        await advance(ctx, step, spec, level)
         if step.status or not step.synced():
             await record(ctx, step, spec)
         ready = step.phase not in UNHAPPY
@@ -207,6 +239,90 @@ async def advance(
         await _carry_out(ctx, step, spec)
     if step.phase == ChangePhase.VERIFYING:
         await _verify(ctx, step, spec, level)
+
+
+# -- conflicts and risk ------------------------------------------------------------------
+
+
+def _moment(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    try:
+        return datetime.fromisoformat(str(value)) if value else None
+    except ValueError:
+        return None
+
+
+def _planned(namespace: str, entry: Sequence[Any]) -> changes.Planned:
+    name, targets, start, end, phase = entry[:5]
+    return changes.Planned(
+        name=str(name),
+        targets=frozenset(f"{namespace}/{t}" for t in targets),
+        start=_moment(start),
+        end=_moment(end),
+        active=_phase(phase) in changes.ACTIVE,
+    )
+
+
+def assess(
+    step: Step, spec: ChangeSpec, level: Mapping[str, Any] | None, indexes: Mapping[str, Any]
+) -> None:
+    """Conflicts with other open changes, and the risk, from the operator's indexes."""
+    meta = step.body.metadata
+    namespace, name = str(meta.get("namespace")), str(meta.get("name"))
+    relations = indexes.get(RELATIONS) or {}
+    graph = ImpactGraph({k: [p for v in store for p in v] for k, store in relations.items()})
+    entries = list((indexes.get(PLANS) or {}).get(namespace, ()))
+    window = step.merged_status().get("window") or {}
+    schedule = spec.schedule
+    me = changes.Planned(
+        name=name,
+        targets=frozenset(f"{namespace}/{t}" for t in spec.targets),
+        start=_moment(window.get("start")) or (schedule.not_before if schedule else None),
+        end=_moment(window.get("end")) or (schedule.not_after if schedule else None),
+        active=step.phase in changes.ACTIVE,
+    )
+    open_ = [_planned(namespace, e) for e in entries if _phase(e[4]) not in changes.FINAL]
+    found = changes.conflicts(me, open_, graph)
+    step.status["conflicts"] = [c.name for c in found]
+    if found:
+        names = ", ".join(
+            f"{c.name} ({'in progress' if c.active else 'overlapping'})" for c in found
+        )
+        step.condition(
+            CONFLICT,
+            ConditionStatus.TRUE,
+            "Overlapping",
+            f"overlaps in time on the same or dependent items with: {names}; a change waits "
+            "while another one on its items is in progress",
+        )
+    else:
+        step.condition(CONFLICT, ConditionStatus.FALSE, "NoConflict", "no overlapping change")
+    step.blocked_by = [c.name for c in found if c.active]
+    failures = [
+        (frozenset(f"{namespace}/{t}" for t in e[1]), ended)
+        for e in entries
+        if _phase(e[4]) in (ChangePhase.FAILED, ChangePhase.ROLLED_BACK)
+        if e[0] != name and (ended := _moment(e[5])) is not None
+    ]
+    dependents = set().union(*(graph.dependents(t) for t in me.targets)) - me.targets
+    criticality = indexes.get(CRITICALITY) or {}
+    burn = [
+        float(rate)
+        for objective in ((level or {}).get("status") or {}).get("objectives") or []
+        for window_, rate in (objective.get("burnRates") or {}).items()
+        if window_ == "1h" and rate is not None
+    ]
+    risk = changes.assess_risk(
+        criticalities=[v for t in me.targets for v in criticality.get(t, ())],
+        dependents=len(dependents),
+        recent_failures=changes.recent_failures(failures, me.targets, step.now),
+        burn_rate=max(burn) if burn else None,
+        has_plan=bool(spec.plan),
+    )
+    step.status.update(
+        {"risk": risk.level, "riskScore": risk.score, "riskFactors": list(risk.factors)}
+    )
 
 
 # -- approval ----------------------------------------------------------------------------
@@ -382,6 +498,8 @@ async def _try_start(
             step.enter(ChangePhase.FAILED, decision.reason, warning=True)
         return
     step.condition(WINDOW_OPEN, ConditionStatus.TRUE, "InsideWindow", decision.reason)
+    if step.blocked_by and spec.type != ChangeType.EMERGENCY:
+        return  # the Conflict condition names the change in progress on these items
     pre = spec.checks.pre if spec.checks else []
     alerts = spec.checks.no_critical_alerts if spec.checks else True
     verdict = await gate(ctx, pre, spec.service if alerts else None)

@@ -48,6 +48,7 @@ CHANGE = KindInfo(
             type="date",
             description="Start of the window it runs in, or the next eligible one.",
         ),
+        PrinterColumn("Risk", ".status.risk", description="Assessed risk: low, medium or high."),
         PrinterColumn("Summary", ".spec.summary", priority=1),
         *ready_columns(),
     ),

@@ -286,6 +286,14 @@ class ChangeStatus(StatusBase):
         default=None, description="The window it runs in, or the next eligible one."
     )
     risk: str | None = Field(default=None, description="Assessed risk: low, medium or high.")
+    risk_score: int | None = Field(default=None, description="The score behind the risk level.")
+    risk_factors: list[str] = Field(
+        default_factory=list, description="What raised the risk: criticality, blast radius, ..."
+    )
+    conflicts: list[str] = Field(
+        default_factory=list,
+        description="Other open changes overlapping in time on the same or dependent items.",
+    )
     transitions: list[Transition] = Field(
         default_factory=list, description="Every phase the change went through, with times."
     )

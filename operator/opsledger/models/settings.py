@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 
 class Settings(BaseModel):
@@ -62,12 +63,61 @@ class Settings(BaseModel):
     discovery_selector: str = Field(
         default="", description="Label selector a discovered object must match, e.g. tier=web."
     )
+    webhook_port: int | None = Field(
+        default=None, description="Port of the admission webhook (HTTPS); unset: no webhook."
+    )
+    webhook_cert_file: str | None = Field(
+        default=None, description="PEM serving certificate of the webhook."
+    )
+    webhook_key_file: str | None = Field(default=None, description="PEM key of that certificate.")
+    webhook_register_url: str | None = Field(
+        default=None,
+        description=(
+            "Base URL the API server reaches the webhook at; when set the operator registers "
+            "its own ValidatingWebhookConfiguration (local environment). In a cluster the Helm "
+            "chart ships it instead."
+        ),
+    )
+    webhook_ca_file: str | None = Field(
+        default=None, description="PEM CA that signed the serving certificate (the caBundle)."
+    )
+    webhook_name: str = Field(
+        default="opsledger", description="Name of the ValidatingWebhookConfiguration it registers."
+    )
+    webhook_failure_policy: Literal["Fail", "Ignore"] = Field(
+        default="Fail",
+        description=(
+            "What the API server does when the webhook cannot answer: Fail (deny; safe, but "
+            "protected workloads cannot change while the operator is down) or Ignore (allow)."
+        ),
+    )
+    webhook_timeout: int = Field(
+        default=10, ge=1, le=30, description="Seconds the API server waits for the webhook."
+    )
+    operator_username: str | None = Field(
+        default=None,
+        description="The operator's own username (its requests pass the guard); default: asked "
+        "of the API server with a SelfSubjectReview.",
+    )
     redact_keys: list[str] = Field(
         default_factory=list, description="Extra regexes: values under matching keys are redacted."
     )
     redact_values: list[str] = Field(
         default_factory=list, description="Extra regexes: matching values are redacted."
     )
+
+    @model_validator(mode="after")
+    def _webhook_needs_tls(self) -> Settings:
+        if self.webhook_port is not None and not (self.webhook_cert_file and self.webhook_key_file):
+            raise ValueError(
+                "the admission webhook (OPSLEDGER_WEBHOOK_PORT) serves HTTPS only: set "
+                "OPSLEDGER_WEBHOOK_CERT_FILE and OPSLEDGER_WEBHOOK_KEY_FILE too"
+            )
+        if self.webhook_register_url and not self.webhook_ca_file:
+            raise ValueError(
+                "OPSLEDGER_WEBHOOK_REGISTER_URL needs OPSLEDGER_WEBHOOK_CA_FILE (the caBundle)"
+            )
+        return self
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -93,10 +143,21 @@ class Settings(BaseModel):
             "OPSLEDGER_CHANGE_INTERVAL": "change_interval",
             "OPSLEDGER_SLO_INTERVAL": "slo_interval",
             "OPSLEDGER_INCIDENT_INTERVAL": "incident_interval",
+            "OPSLEDGER_WEBHOOK_PORT": "webhook_port",
+            "OPSLEDGER_WEBHOOK_CERT_FILE": "webhook_cert_file",
+            "OPSLEDGER_WEBHOOK_KEY_FILE": "webhook_key_file",
+            "OPSLEDGER_WEBHOOK_REGISTER_URL": "webhook_register_url",
+            "OPSLEDGER_WEBHOOK_CA_FILE": "webhook_ca_file",
+            "OPSLEDGER_WEBHOOK_NAME": "webhook_name",
+            "OPSLEDGER_WEBHOOK_FAILURE_POLICY": "webhook_failure_policy",
+            "OPSLEDGER_WEBHOOK_TIMEOUT": "webhook_timeout",
+            "OPSLEDGER_OPERATOR_USERNAME": "operator_username",
         }
         for var, name in plain.items():
             if env.get(var):
                 values[name] = env[var]
+        if env.get("OPSLEDGER_KUBECONFIG"):  # the operator's own identity, beside kubectl's
+            values["kubeconfig"] = env["OPSLEDGER_KUBECONFIG"]
         for var, name in (
             ("OPSLEDGER_NAMESPACES", "namespaces"),
             ("OPSLEDGER_DISCOVERY_KINDS", "discovery_kinds"),

@@ -1,0 +1,172 @@
+"""The admission guard in the domain: may this request change a protected workload now?
+
+A workload is protected when it carries the label `opsledger.io/protected=true`, or when a
+ConfigurationItem with `spec.protected: true` follows it as its source. A request that would
+change a protected workload is allowed only while an approved Change that targets it is
+InProgress (a permit, or the operator carrying out a plan). Everything that does not change
+what the workload runs passes: status and metadata-only updates, the operator's own requests,
+the cluster's own controllers, and anything in kube-system.
+
+The webhook handler gathers the facts (the request, the items, the changes, the next window);
+this module only decides, so every rule is testable without a server or a clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from opsledger.domain.windows import Interval, rfc3339
+
+PROTECTED_LABEL = "opsledger.io/protected"
+EXEMPT_NAMESPACES = frozenset({"kube-system"})
+# Users of the control plane itself: controllers that scale, roll out and garbage-collect.
+EXEMPT_USER_PREFIXES = (
+    "system:serviceaccount:kube-system:",
+    "system:kube-controller-manager",
+    "system:kube-scheduler",
+    "system:apiserver",
+)
+# Top-level fields that do not change what a workload runs.
+NOT_WORKLOAD = frozenset({"metadata", "status", "apiVersion", "kind"})
+
+
+@dataclass(frozen=True)
+class Guardian:
+    """A ConfigurationItem that follows the workload as its source."""
+
+    name: str
+    protected: bool
+    service: str | None = None
+    criticality: str | None = None
+
+
+@dataclass(frozen=True)
+class ActiveChange:
+    """A Change in this namespace that is InProgress, with the CI names it targets."""
+
+    name: str
+    targets: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Review:
+    """What the API server asks: who does what to which object."""
+
+    operation: str  # CREATE | UPDATE | DELETE | CONNECT
+    username: str
+    namespace: str
+    kind: str
+    name: str
+    subresource: str | None = None
+    old: Mapping[str, Any] | None = None
+    new: Mapping[str, Any] | None = None
+    # For a subresource request (scale): the workload itself, whose labels decide.
+    parent: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    allowed: bool
+    message: str
+    # For a denial: the CI that protects the object, for the handler to look up its window.
+    guardian: Guardian | None = None
+
+
+@dataclass
+class Facts:
+    """What the handler found out about the object's protection."""
+
+    operator: str | None = None  # the operator's own username
+    guardians: Sequence[Guardian] = field(default_factory=tuple)
+    changes: Sequence[ActiveChange] = field(default_factory=tuple)
+
+
+def exempt(review: Review, operator: str | None) -> str | None:
+    """Why a request passes without looking at protection, or None."""
+    reasons = (
+        (review.namespace in EXEMPT_NAMESPACES, f"namespace {review.namespace} is not guarded"),
+        (bool(operator) and review.username == operator, "the operator's own request"),
+        (review.username.startswith(EXEMPT_USER_PREFIXES), "a control-plane component"),
+        (review.subresource == "status", "a status update"),
+        (review.operation == "CONNECT", "not a change to the object"),
+        (
+            review.operation == "UPDATE" and review.subresource is None and _metadata_only(review),
+            "a metadata-only update",
+        ),
+    )
+    return next((why for applies, why in reasons if applies), None)
+
+
+def _metadata_only(review: Review) -> bool:
+    """Whether only metadata (or status) differs, and the protection label itself is untouched."""
+    old, new = review.old or {}, review.new or {}
+    workload = {k for k in {*old, *new} if k not in NOT_WORKLOAD}
+    if any(old.get(k) != new.get(k) for k in workload):
+        return False
+    return _labels(old).get(PROTECTED_LABEL) == _labels(new).get(PROTECTED_LABEL)
+
+
+def _labels(obj: Mapping[str, Any] | None) -> Mapping[str, str]:
+    return ((obj or {}).get("metadata") or {}).get("labels") or {}
+
+
+def labelled(review: Review) -> bool:
+    """Whether the object (before or after the request, or its parent) carries the label."""
+    return any(
+        _labels(obj).get(PROTECTED_LABEL) == "true"
+        for obj in (review.old, review.new, review.parent)
+    )
+
+
+def judge(review: Review, facts: Facts) -> Verdict:
+    """Allow or deny one request; a denial's message says what, why and what to do."""
+    why = exempt(review, facts.operator)
+    if why is not None:
+        return Verdict(True, why)
+    protectors = [g for g in facts.guardians if g.protected]
+    if not protectors and not labelled(review):
+        return Verdict(True, "not protected")
+    names = {g.name for g in facts.guardians} or {review.name}
+    for change in facts.changes:
+        if names.intersection(change.targets):
+            return Verdict(True, f"change {change.name} is in progress")
+    guardian = protectors[0] if protectors else (facts.guardians[0] if facts.guardians else None)
+    return Verdict(False, "", guardian)
+
+
+def denial(
+    review: Review,
+    guardian: Guardian | None,
+    *,
+    window: Interval | None,
+    window_reason: str | None,
+) -> str:
+    """The message a person reads in kubectl's error."""
+    what = f"{review.kind} {review.namespace}/{review.name}"
+    if guardian is not None:
+        details = [f"ConfigurationItem {guardian.name}"]
+        if guardian.service:
+            details.append(f"service {guardian.service}")
+        if guardian.criticality:
+            details.append(f"criticality {guardian.criticality}")
+        why = f"it is protected ({', '.join(details)})"
+        target = guardian.name
+    else:
+        why = f"it is labelled {PROTECTED_LABEL}=true"
+        target = review.name
+    verb = {"CREATE": "create", "DELETE": "delete"}.get(review.operation, "change")
+    parts = [
+        f"OpsLedger denies this request to {verb} {what}: {why}, and no approved Change "
+        f"targeting {target} is in progress."
+    ]
+    if window is not None:
+        parts.append(f"The next open window is {rfc3339(window.start)} to {rfc3339(window.end)}.")
+    elif window_reason:
+        parts.append(f"No window is open: {window_reason}.")
+    parts.append(
+        f"Apply a Change with spec.targets: [{target}] and have it approved; for an urgent fix "
+        "use spec.type: emergency (it skips the window and is reviewed afterwards)."
+    )
+    return " ".join(parts)

@@ -1,0 +1,232 @@
+"""The admission webhook, called by the real API server: protected workloads and bad manifests.
+
+The operator serves the webhook over TLS on loopback and registers its own
+ValidatingWebhookConfiguration, exactly as `make run` does; kubectl is a person (the admin
+identity), the operator has an identity of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from opsledger.devenv.environment import DevEnvironment
+from tests.support import Kubectl, OperatorProcess, wait_for, webhook_settings
+
+NS = "guarded"
+
+
+@pytest.fixture(scope="module")
+def operator(
+    devenv: DevEnvironment, crds: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    log = tmp_path_factory.mktemp("operator") / "operator.log"
+    proc = OperatorProcess(devenv, log).start(env=webhook_settings(devenv))
+    kubectl = Kubectl(devenv)
+    wait_for(
+        lambda: (
+            kubectl.run(
+                "get", "validatingwebhookconfiguration", "opsledger", check=False
+            ).returncode
+            == 0
+        ),
+        what="the webhook registered",
+    )
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def shop(kubectl: Kubectl, operator: OperatorProcess) -> None:
+    kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=f"""
+apiVersion: v1
+kind: Namespace
+metadata: {{name: {NS}}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web, namespace: {NS}}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec: {{containers: [{{name: app, image: "web:1.0"}}]}}
+---
+apiVersion: opsledger.io/v1alpha1
+kind: ServiceLevel
+metadata: {{name: shop, namespace: {NS}}}
+spec:
+  service: shop
+  maintenanceWindows: [{{schedule: "0 22 * * 6", duration: 4h, timeZone: Europe/Berlin}}]
+---
+apiVersion: opsledger.io/v1alpha1
+kind: ConfigurationItem
+metadata: {{name: web, namespace: {NS}}}
+spec:
+  service: shop
+  criticality: high
+  protected: true
+  source: {{apiVersion: apps/v1, kind: Deployment, name: web}}
+""",
+    )
+
+
+def _image(kubectl: Kubectl) -> str:
+    deployment: dict[str, Any] = kubectl.json("get", "deployment", "web", "-n", NS)
+    return str(deployment["spec"]["template"]["spec"]["containers"][0]["image"])
+
+
+def test_a_protected_deployment_cannot_be_changed_outside_a_change(
+    kubectl: Kubectl, shop: None
+) -> None:
+    denied = kubectl.run("set", "image", "deployment/web", "app=web:2.0", "-n", NS, check=False)
+    assert denied.returncode != 0
+    message = denied.stderr
+    assert 'admission webhook "guard.opsledger.io" denied the request' in message
+    assert "Deployment guarded/web" in message
+    assert "ConfigurationItem web" in message
+    assert "criticality high" in message
+    assert "The next open window is" in message
+    assert "spec.type: emergency" in message
+    assert _image(kubectl) == "web:1.0"
+
+    scaled = kubectl.run("scale", "deployment/web", "--replicas=3", "-n", NS, check=False)
+    assert scaled.returncode != 0, "the scale subresource must be guarded too"
+    assert "guard.opsledger.io" in scaled.stderr
+    deleted = kubectl.run("delete", "deployment/web", "-n", NS, "--wait=false", check=False)
+    assert deleted.returncode != 0
+    assert "delete Deployment guarded/web" in deleted.stderr
+
+    # What does not change the workload passes: a label, an annotation.
+    kubectl("label", "deployment/web", "-n", NS, "team=checkout")
+    kubectl("annotate", "deployment/web", "-n", NS, "note=reviewed")
+
+
+def test_a_permit_in_progress_opens_the_workload_until_it_is_done(
+    kubectl: Kubectl, shop: None
+) -> None:
+    kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=f"""
+apiVersion: opsledger.io/v1alpha1
+kind: Change
+metadata: {{name: hotfix, namespace: {NS}}}
+spec:
+  type: emergency
+  summary: Hotfix web by hand
+  service: shop
+  targets: [web]
+""",
+    )
+    wait_for(
+        lambda: (
+            kubectl.json("get", "change", "hotfix", "-n", NS).get("status", {}).get("phase")
+            == "InProgress"
+        ),
+        timeout=60,
+        what="the permit in progress",
+    )
+    kubectl("set", "image", "deployment/web", "app=web:1.1", "-n", NS)
+    assert _image(kubectl) == "web:1.1"
+
+    kubectl("patch", "change", "hotfix", "-n", NS, "--type=merge", "-p", '{"spec":{"done":true}}')
+    wait_for(
+        lambda: (
+            kubectl.json("get", "change", "hotfix", "-n", NS).get("status", {}).get("phase")
+            == "Completed"
+        ),
+        timeout=60,
+        what="the permit completed",
+    )
+    again = kubectl.run("set", "image", "deployment/web", "app=web:1.2", "-n", NS, check=False)
+    assert again.returncode != 0
+    assert _image(kubectl) == "web:1.1"
+
+
+def test_a_label_protects_a_workload_without_an_item(kubectl: Kubectl, shop: None) -> None:
+    kubectl("create", "deployment", "cache", "--image=cache:1", "-n", NS, "--replicas=1")
+    kubectl("label", "deployment/cache", "-n", NS, "opsledger.io/protected=true")
+    denied = kubectl.run("set", "image", "deployment/cache", "cache=cache:2", "-n", NS, check=False)
+    assert denied.returncode != 0
+    assert "labelled opsledger.io/protected=true" in denied.stderr
+    # Taking the label off is itself guarded: it would switch the guard off.
+    unlabel = kubectl.run(
+        "label", "deployment/cache", "-n", NS, "opsledger.io/protected-", check=False
+    )
+    assert unlabel.returncode != 0
+
+
+def test_a_bad_time_zone_is_rejected_by_the_api_server_naming_the_field(
+    kubectl: Kubectl, operator: OperatorProcess
+) -> None:
+    kubectl("create", "namespace", "guarded-bad")
+    result = kubectl.run(
+        "apply",
+        "-f",
+        "-",
+        input="""
+apiVersion: opsledger.io/v1alpha1
+kind: ServiceLevel
+metadata: {name: mars, namespace: guarded-bad}
+spec:
+  service: mars
+  maintenanceWindows: [{schedule: "0 22 * * 6", duration: 4h, timeZone: Mars/Olympus}]
+""",
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "spec.maintenanceWindows.0.timeZone" in result.stderr
+    assert "'Mars/Olympus' is not an IANA time zone" in result.stderr
+    assert kubectl.run("get", "slo", "mars", "-n", "guarded-bad", check=False).returncode != 0
+
+
+def test_a_change_naming_items_that_do_not_exist_is_rejected(kubectl: Kubectl, shop: None) -> None:
+    result = kubectl.run(
+        "apply",
+        "-f",
+        "-",
+        input=f"""
+apiVersion: opsledger.io/v1alpha1
+kind: Change
+metadata: {{name: typo, namespace: {NS}}}
+spec:
+  type: normal
+  summary: Upgrade the wbe
+  service: shop
+  targets: [web, wbe]
+""",
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "spec.targets names ConfigurationItems that do not exist" in result.stderr
+    assert "wbe" in result.stderr
+
+
+def test_stopping_the_operator_removes_its_webhook(
+    kubectl: Kubectl, operator: OperatorProcess, shop: None
+) -> None:
+    operator.stop()
+    gone = kubectl.run("get", "validatingwebhookconfiguration", "opsledger", check=False)
+    assert gone.returncode != 0, "a webhook left behind would deadlock every Deployment update"
+    kubectl("set", "image", "deployment/web", "app=web:1.3", "-n", NS)
+    operator.start()
+    wait_for(
+        lambda: (
+            kubectl.run(
+                "get", "validatingwebhookconfiguration", "opsledger", check=False
+            ).returncode
+            == 0
+        ),
+        what="the webhook registered again",
+    )
+    again = kubectl.run("set", "image", "deployment/web", "app=web:1.4", "-n", NS, check=False)
+    assert again.returncode != 0
