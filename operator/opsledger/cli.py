@@ -7,6 +7,7 @@ import json
 import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 from opsledger import __version__
 
@@ -68,6 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_cmdb(sub)
     _add_slo(sub)
     _add_window(sub)
+    _add_change(sub)
     _add_dev(sub)
     return parser
 
@@ -119,6 +121,26 @@ def _add_window(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     window.add_argument("--emergency", action="store_true", help="answer for an emergency change")
     window.add_argument("-o", "--output", choices=["text", "json"], default="text")
     window.set_defaults(func=_window)
+
+
+def _add_change(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """opsledger change plan"""
+    change = sub.add_parser("change", help="changes")
+    change_sub = change.add_subparsers(metavar="ACTION", required=True)
+    plan = change_sub.add_parser(
+        "plan",
+        help="evaluate a Change manifest against the cluster and Prometheus without applying "
+        "it: windows, conflicts, health, risk (exit 1 when something blocks it)",
+    )
+    plan.add_argument("file", type=Path, help="a Change manifest (YAML)")
+    plan.add_argument("--kubeconfig", help="kubeconfig path (default: $KUBECONFIG)")
+    plan.add_argument(
+        "--prometheus", help="Prometheus URL (default: $OPSLEDGER_PROMETHEUS_URL; unset: no health)"
+    )
+    plan.add_argument("-n", "--namespace", help="namespace (default: the manifest's, or default)")
+    plan.add_argument("--at", help="evaluate at this time (RFC 3339; default: now)")
+    plan.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    plan.set_defaults(func=_change_plan)
 
 
 def _add_dev(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -363,6 +385,72 @@ def _window(args: argparse.Namespace) -> int:
         label = "window" if decision.allowed else "next"
         print(f"{label}: {rfc3339(decision.next.start)} to {rfc3339(decision.next.end)}")
     return 0
+
+
+def _change_plan(args: argparse.Namespace) -> int:
+    import asyncio  # noqa: PLC0415
+    import os  # noqa: PLC0415
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from opsledger.adapters import kube  # noqa: PLC0415
+    from opsledger.adapters.prometheus import Prometheus  # noqa: PLC0415
+    from opsledger.handlers.change import plan  # noqa: PLC0415
+    from opsledger.models.change import ChangeSpec  # noqa: PLC0415
+
+    manifest = _one_manifest(args.file, "Change")
+    spec = _validated(ChangeSpec, manifest, args.file)
+    meta = manifest.get("metadata")
+    meta = meta if isinstance(meta, dict) else {}
+    namespace = args.namespace or str(meta.get("namespace") or "default")
+    url = args.prometheus or os.environ.get("OPSLEDGER_PROMETHEUS_URL")
+    at = _moment(args.at) if args.at else datetime.now(UTC)
+    api = kube.api_client(args.kubeconfig or os.environ.get("KUBECONFIG"))
+    try:
+        report = asyncio.run(
+            plan(
+                kube.Kube(api),
+                Prometheus(url) if url else None,
+                namespace=namespace,
+                name=str(meta.get("name") or args.file.stem),
+                spec=spec,
+                now=at,
+            )
+        )
+    finally:
+        api.close()  # type: ignore[no-untyped-call]
+    if args.output == "json":
+        print(json.dumps(report, indent=2))
+    else:
+        _print_plan(report)
+    return 0 if report["ok"] else 1
+
+
+def _print_plan(report: dict[str, Any]) -> None:
+    print(f"change {report['change']} ({report['type']})")
+    window = report.get("window")
+    if window is None:
+        print("  window:    none (no ServiceLevel for the service)")
+    else:
+        state = "open now" if window["allowed"] else "closed now"
+        print(f"  window:    {state}: {window['reason']}")
+        if window.get("next"):
+            print(f"             {window['next']['start']} to {window['next']['end']}")
+    conflicts = report["conflicts"]
+    print(f"  conflicts: {', '.join(c['change'] for c in conflicts) or 'none'}")
+    health = report["health"]
+    print(
+        f"  health:    {health['status']}"
+        + (f" ({'; '.join(health['reasons'])})" if health["reasons"] else "")
+    )
+    risk = report["risk"]
+    factors = ", ".join(risk["factors"]) or "no factors"
+    print(f"  risk:      {risk['level']} (score {risk['score']}: {factors})")
+    if report["blockers"]:
+        print("blocked:")
+        for blocker in report["blockers"]:
+            print(f"  - {blocker}")
+    else:
+        print("ok: nothing blocks this change")
 
 
 def _one_manifest(path: Path, kind: str) -> dict[str, object]:

@@ -3,8 +3,10 @@ Prometheus, execution against the real API server, rollback and the Incident it 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -458,3 +460,113 @@ def test_a_failing_post_check_restores_the_exact_prior_spec_and_opens_an_inciden
     assert incident["spec"]["origin"] == {"type": "change", "reference": "bad-release"}
     assert incident["spec"]["configurationItems"] == ["web"]
     assert "rolled back" in incident["spec"]["title"]
+
+
+def _plan(devenv: DevEnvironment, manifest: Path) -> tuple[int, dict[str, Any]]:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "opsledger",
+            "change",
+            "plan",
+            str(manifest),
+            "--prometheus",
+            devenv.url("prometheus"),
+            "-o",
+            "json",
+        ],
+        env={**os.environ, "KUBECONFIG": str(devenv.kubeconfig)},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode in (0, 1), result.stderr
+    return result.returncode, json.loads(result.stdout)
+
+
+def test_change_plan_and_status_show_conflicts_and_risk(
+    devenv: DevEnvironment, kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path
+) -> None:
+    ns = "chg-plan"
+    _setup(kubectl, ns)
+    kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=f"""
+apiVersion: opsledger.io/v1alpha1
+kind: ConfigurationItem
+metadata: {{name: web, namespace: {ns}}}
+spec:
+  service: shop
+  criticality: critical
+  source: {{apiVersion: apps/v1, kind: Deployment, name: web}}
+---
+apiVersion: opsledger.io/v1alpha1
+kind: ConfigurationItem
+metadata: {{name: checkout, namespace: {ns}}}
+spec:
+  service: shop
+  relationships: [{{type: dependsOn, target: web}}]
+"""
+        + _change(
+            ns,
+            "hands-on",
+            """
+  type: emergency
+  summary: Fix web by hand
+  service: shop
+  targets: [web]
+""",
+        ),
+    )
+    wait_for(
+        lambda: _in_phase(kubectl, ns, "hands-on", "InProgress"), what="the permit in progress"
+    )
+    manifest = tmp_path / "upgrade.yaml"
+    manifest.write_text(
+        _change(
+            ns,
+            "upgrade",
+            """
+  type: normal
+  summary: Upgrade checkout's backend
+  service: shop
+  targets: [web]
+  checks:
+    pre: [{name: prometheus-up, query: 'vector(1)', above: 0}]
+""",
+        )
+    )
+    code, report = _plan(devenv, manifest)
+    assert code == 1
+    assert [c["change"] for c in report["conflicts"]] == ["hands-on"]
+    assert report["conflicts"][0]["inProgress"] is True
+    assert "change hands-on is in progress on the same items" in report["blockers"]
+    assert report["health"]["status"] == "Healthy"
+    assert report["window"]["next"] is not None
+    assert report["risk"]["level"] == "high"
+    assert "criticality critical" in report["risk"]["factors"]
+    assert "1 dependent item(s)" in report["risk"]["factors"]
+
+    kubectl("apply", "-f", str(manifest))
+
+    def flagged() -> dict[str, Any] | None:
+        obj = _get(kubectl, ns, "upgrade")
+        status = obj.get("status", {})
+        return obj if status.get("conflicts") == ["hands-on"] and status.get("risk") else None
+
+    obj = wait_for(flagged, what="the conflict and risk in status")
+    conflict = _condition(obj, "Conflict")
+    assert conflict["status"] == "True"
+    assert "hands-on (in progress)" in conflict["message"]
+    assert obj["status"]["risk"] == "high"
+
+    kubectl("patch", "change", "hands-on", "-n", ns, "--type=merge", "-p", '{"spec":{"done":true}}')
+    wait_for(lambda: _in_phase(kubectl, ns, "hands-on", "Completed"), what="the permit done")
+    code, report = _plan(devenv, manifest)
+    assert report["conflicts"] == []
+    assert code == 0, report["blockers"]
+    assert report["ok"] is True
