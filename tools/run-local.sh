@@ -5,6 +5,8 @@ cd "$(dirname "$0")/.."
 opsledger=.venv/bin/opsledger
 $opsledger dev up
 eval "$($opsledger dev env)"
+# A webhook left registered by an operator that was killed (not stopped) would refuse everything.
+kubectl delete validatingwebhookconfiguration opsledger --ignore-not-found >/dev/null
 kubectl apply -f crds/ >/dev/null
 kubectl wait --for=condition=Established --timeout=60s -f crds/ >/dev/null
 kubectl apply -f examples/

@@ -93,7 +93,9 @@ class Step:
         )
         self.status["conditions"] = [c.to_wire() for c in self._conditions]
         changed = before is None or before.status != value or before.reason != reason
-        if changed and type_ != READY and value != ConditionStatus.TRUE:
+        # Conflict is bad when True; the others are bad when not True.
+        bad = (value == ConditionStatus.TRUE) == (type_ == CONFLICT)
+        if changed and type_ != READY and bad:
             kind = "Normal" if reason in QUIET_REASONS else "Warning"
             self.events.append((kind, reason, message))
 
