@@ -100,12 +100,16 @@ def exempt(review: Review, operator: str | None) -> str | None:
 
 
 def _metadata_only(review: Review) -> bool:
-    """Whether only metadata (or status) differs, and the protection label itself is untouched."""
+    """Whether only metadata (or status) differs, and the protection label is not taken off
+    (adding it is fine: that only makes the guard stricter)."""
     old, new = review.old or {}, review.new or {}
     workload = {k for k in {*old, *new} if k not in NOT_WORKLOAD}
     if any(old.get(k) != new.get(k) for k in workload):
         return False
-    return _labels(old).get(PROTECTED_LABEL) == _labels(new).get(PROTECTED_LABEL)
+    unprotects = (
+        _labels(old).get(PROTECTED_LABEL) == "true" and _labels(new).get(PROTECTED_LABEL) != "true"
+    )
+    return not unprotects
 
 
 def _labels(obj: Mapping[str, Any] | None) -> Mapping[str, str]:

@@ -161,3 +161,8 @@ def test_the_denial_says_why_no_window_is_open() -> None:
     message = denial(review, None, window=None, window_reason="frozen until Monday")
     assert "labelled opsledger.io/protected=true" in message
     assert "No window is open: frozen until Monday." in message
+
+
+def test_adding_the_protection_label_is_a_harmless_metadata_update() -> None:
+    verdict = judge(_update(_deployment(), _deployment(labels={PROTECTED_LABEL: "true"})), Facts())
+    assert verdict.allowed
