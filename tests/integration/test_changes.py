@@ -510,7 +510,7 @@ metadata: {{name: checkout, namespace: {ns}}}
 spec:
   service: shop
   relationships: [{{type: dependsOn, target: web}}]
-"""
+---"""
         + _change(
             ns,
             "hands-on",
@@ -547,9 +547,9 @@ spec:
     assert "change hands-on is in progress on the same items" in report["blockers"]
     assert report["health"]["status"] == "Healthy"
     assert report["window"]["next"] is not None
+    assert "criticality critical" in report["risk"]["factors"], report["risk"]
+    assert "1 dependent item(s)" in report["risk"]["factors"], report["risk"]
     assert report["risk"]["level"] == "high"
-    assert "criticality critical" in report["risk"]["factors"]
-    assert "1 dependent item(s)" in report["risk"]["factors"]
 
     kubectl("apply", "-f", str(manifest))
 

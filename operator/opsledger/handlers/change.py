@@ -517,6 +517,10 @@ async def _seek_approval(
                 "proposalBranch": branch,
                 "proposalCommit": commit,
                 "specHash": wanted,
+                # Kopf writes status as a merge patch: a stale approval's keys must be nulled.
+                "commit": None,
+                "approver": None,
+                "approvedAt": None,
             }
             step.condition(
                 APPROVED,
