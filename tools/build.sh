@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Build the pinned Go tools OpsLedger runs locally (control plane, etcd, helm, kwok, Prometheus).
+# Build the pinned Go tools OpsLedger runs locally (control plane, etcd, helm, kwok, Prometheus,
+# and Gitea, the forge the pull-request tests run against).
 #
-#   tools/build.sh [kubernetes|etcd|helm|prometheus ...]   (default: all)
+#   tools/build.sh [kubernetes|etcd|helm|prometheus|gitea ...]   (default: all)
 #
 # Binaries land in $OPSLEDGER_CACHE/bin/<component>-<version>/ (default cache: ~/.cache/opsledger),
 # with the Go module and build caches beside them, so a warm machine rebuilds nothing.
@@ -85,13 +86,19 @@ build_prometheus() {
     "promtool=github.com/prometheus/prometheus/cmd/promtool|$pv"
 }
 
+build_gitea() {
+  # sqlite through cgo (mattn/go-sqlite3): the forge tests run Gitea on a file database.
+  CGO_ENABLED=1 BUILD_TAGS="sqlite sqlite_unlock_notify" build gitea "$GITEA_VERSION" 4 \
+    "gitea=code.gitea.io/gitea|-s -w -X main.Version=$GITEA_VERSION"
+}
+
 components=("$@")
-[[ ${#components[@]} -eq 0 ]] && components=(kubernetes etcd helm prometheus)
+[[ ${#components[@]} -eq 0 ]] && components=(kubernetes etcd helm prometheus gitea)
 total=$SECONDS
 for c in "${components[@]}"; do
   case "$c" in
-    kubernetes|etcd|helm|prometheus) "build_$c" ;;
-    *) say "unknown component '$c' (choose from: kubernetes etcd helm prometheus)"; exit 2 ;;
+    kubernetes|etcd|helm|prometheus|gitea) "build_$c" ;;
+    *) say "unknown component '$c' (choose from: kubernetes etcd helm prometheus gitea)"; exit 2 ;;
   esac
 done
 say "tools ready in $((SECONDS - total))s"

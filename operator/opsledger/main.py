@@ -13,6 +13,7 @@ from typing import Any
 import kopf
 
 from opsledger.adapters import kube
+from opsledger.adapters.forge import Gitea
 from opsledger.adapters.gitcmdb import GitCMDB, credentials_from_env
 from opsledger.adapters.metrics import Metrics
 from opsledger.adapters.prometheus import Prometheus
@@ -106,6 +107,7 @@ async def run(settings: Settings) -> None:
         if settings.discovery_kinds
         else None,
         prometheus=Prometheus(settings.prometheus_url) if settings.prometheus_url else None,
+        forge=_forge(settings),
     )
     memo = kopf.Memo(ctx=ctx)
     await kopf.operator(
@@ -138,6 +140,17 @@ def _cmdb(settings: Settings) -> GitCMDB | None:
         max_batch=settings.cmdb_max_batch,
         author=("OpsLedger", f"opsledger@{settings.cluster}"),
     )
+
+
+def _forge(settings: Settings) -> Gitea | None:
+    """The forge's client, when one is configured; its token comes from a mounted file."""
+    if settings.forge != "gitea":
+        return None
+    assert settings.forge_url
+    assert settings.forge_repository
+    assert settings.forge_token_file
+    token = Path(settings.forge_token_file).read_text().strip()
+    return Gitea(settings.forge_url, settings.forge_repository, token)
 
 
 def configure_logging(*, verbose: bool) -> None:

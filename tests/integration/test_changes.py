@@ -570,3 +570,100 @@ spec:
     assert report["conflicts"] == []
     assert code == 0, report["blockers"]
     assert report["ok"] is True
+
+
+def test_standard_emergency_and_cancelled_changes(
+    devenv: DevEnvironment, kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path
+) -> None:
+    ns = "chg-types"
+    _setup(kubectl, ns)
+    kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=_change(
+            ns,
+            "restart-web",
+            """
+  type: standard
+  template: restart-workload
+  summary: Restart web
+  service: shop
+  targets: [web]
+""",
+        )
+        + "\n---"
+        + _change(
+            ns,
+            "firefight",
+            """
+  type: emergency
+  summary: Stop the bleeding
+  service: shop
+  targets: [api]
+""",
+        )
+        + "\n---"
+        + _change(
+            ns,
+            "someday",
+            """
+  type: normal
+  summary: Maybe later
+  service: shop
+  targets: [db]
+  cancelled: true
+""",
+        ),
+    )
+
+    def no_template() -> dict[str, Any] | None:
+        obj = _get(kubectl, ns, "restart-web")
+        approved = next(
+            (c for c in obj.get("status", {}).get("conditions", []) if c["type"] == "Approved"), {}
+        )
+        return obj if approved.get("reason") == "TemplateNotFound" else None
+
+    waiting = wait_for(no_template, what="the standard change waiting for its template")
+    assert waiting["status"]["phase"] == "PendingApproval"
+    assert "standard-changes/restart-workload.yaml" in _condition(waiting, "Approved")["message"]
+
+    # The change manager adds the template to the CMDB's protected branch.
+    work = tmp_path / "cmdb"
+    _git("clone", "--quiet", str(devenv.cmdb_remote), str(work))
+    (work / "standard-changes").mkdir(exist_ok=True)
+    (work / "standard-changes" / "restart-workload.yaml").write_text(
+        "summary: Rolling restart of a workload\nrisk: low\n"
+    )
+    _git("add", "-A", cwd=work)
+    who = ("Dana Manager", "dana@example.com")
+    _git("commit", "--quiet", "-m", "Add the restart-workload standard change", cwd=work, who=who)
+    for _ in range(5):
+        if subprocess.run(["git", "push", "--quiet"], cwd=work, check=False).returncode == 0:
+            break
+        _git("pull", "--quiet", "--rebase", cwd=work)
+
+    running = wait_for(
+        lambda: _in_phase(kubectl, ns, "restart-web", "InProgress"),
+        timeout=90,
+        what="the standard change pre-approved and started",
+    )
+    assert running["status"]["approval"]["approver"].startswith(
+        "standard-change template restart-workload (by Dana Manager"
+    )
+
+    emergency = wait_for(
+        lambda: _in_phase(kubectl, ns, "firefight", "InProgress"), what="the emergency started"
+    )
+    assert emergency["status"]["reviewRequired"] is True
+    assert "review" in emergency["status"]["approval"]["approver"]
+    assert [t["phase"] for t in emergency["status"]["transitions"]] == [
+        "PendingApproval",
+        "Approved",
+        "Scheduled",
+        "InProgress",
+    ]
+
+    cancelled = wait_for(lambda: _in_phase(kubectl, ns, "someday", "Cancelled"), what="cancelled")
+    assert "cancelled" in cancelled["status"]["transitions"][-1]["reason"]
+    assert "changes/test/chg-types/someday" not in _branches(devenv)  # nothing was proposed

@@ -15,6 +15,7 @@ twice.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -23,6 +24,7 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
+from opsledger.adapters.forge import ForgeError
 from opsledger.adapters.gitcmdb import CMDBError
 from opsledger.adapters.kube import Kube
 from opsledger.adapters.prometheus import Prometheus, PrometheusUnavailableError
@@ -69,6 +71,7 @@ class Step:
 
     def __post_init__(self) -> None:
         self.blocked_by: list[str] = []  # conflicting changes in progress now
+        self.affected: list[str] = []  # targets and what depends on them
         self._conditions = parse_conditions(self.body.status.get("conditions"))
         self.phase = _phase(self.body.status.get("phase"))
         self.transitions = list(self.body.status.get("transitions") or [])
@@ -232,7 +235,7 @@ async def advance(
         step.status["approval"] = None
         step.status["window"] = None
     if step.phase == ChangePhase.PENDING_APPROVAL:
-        await _seek_approval(ctx, step, spec, wanted, approval)
+        await _seek_approval(ctx, step, spec, level, wanted=wanted, approval=approval)
     if step.phase == ChangePhase.APPROVED:
         step.enter(ChangePhase.SCHEDULED, "approved: waiting for an eligible window and health")
     if step.phase == ChangePhase.SCHEDULED:
@@ -362,6 +365,8 @@ def assess(
     else:
         step.condition(CONFLICT, ConditionStatus.FALSE, "NoConflict", "no overlapping change")
     step.blocked_by = [c.name for c in found if c.active]
+    dependents = set().union(*(graph.dependents(t) for t in me.targets)) - me.targets
+    step.affected = sorted(t.removeprefix(f"{namespace}/") for t in {*me.targets, *dependents})
     step.status.update(
         {"risk": risk.level, "riskScore": risk.score, "riskFactors": list(risk.factors)}
     )
@@ -478,8 +483,47 @@ async def plan(
 # -- approval ----------------------------------------------------------------------------
 
 
+async def _open_pull_request(
+    ctx: Context, step: Step, approval: dict[str, Any], message: str
+) -> None:
+    """Open (or update) the proposal's pull request where a forge is configured; say where to
+    approve either way."""
+    assert ctx.cmdb is not None
+    branch = str(approval["proposalBranch"])
+    where = f"branch {branch} of the CMDB"
+    if ctx.forge is not None:
+        title, _, body = message.partition("\n")
+        try:
+            pull = await asyncio.to_thread(
+                ctx.forge.open, branch, ctx.cmdb.branch, title, body.strip() + "\n"
+            )
+        except ForgeError as exc:
+            step.condition(
+                APPROVED,
+                ConditionStatus.FALSE,
+                "ForgeUnavailable",
+                f"proposed on {where}, but the pull request could not be opened: {exc}; retrying",
+            )
+            return
+        approval.update({"pullRequest": pull.url, "pullRequestNumber": pull.number})
+        step.status["approval"] = approval
+        where = f"pull request #{pull.number} ({pull.url})"
+    step.condition(
+        APPROVED,
+        ConditionStatus.FALSE,
+        "AwaitingApproval",
+        f"proposed in {where}; merge it into {ctx.cmdb.branch} to approve",
+    )
+
+
 async def _seek_approval(
-    ctx: Context, step: Step, spec: ChangeSpec, wanted: str, approval: dict[str, Any]
+    ctx: Context,
+    step: Step,
+    spec: ChangeSpec,
+    level: Mapping[str, Any] | None,
+    *,
+    wanted: str,
+    approval: dict[str, Any],
 ) -> None:
     meta = step.body.metadata
     namespace, name = str(meta.get("namespace")), str(meta.get("name"))
@@ -511,9 +555,9 @@ async def _seek_approval(
         path = record_path(ctx.settings.cluster, namespace, "changes", name)
         if approval.get("specHash") != wanted or not approval.get("proposalCommit"):
             content = to_yaml(_record(ctx, step, spec, wanted, proposal=True))
-            message = _proposal_message(ctx, step, spec, namespace, name)
+            message = _proposal_message(ctx, step, spec, level)
             commit = await asyncio.to_thread(cmdb.propose, branch, path, content, message)
-            step.status["approval"] = {
+            approval = {
                 "proposalBranch": branch,
                 "proposalCommit": commit,
                 "specHash": wanted,
@@ -521,13 +565,16 @@ async def _seek_approval(
                 "commit": None,
                 "approver": None,
                 "approvedAt": None,
+                "reviewers": None,
+                "pullRequest": None,
+                "pullRequestNumber": None,
             }
-            step.condition(
-                APPROVED,
-                ConditionStatus.FALSE,
-                "AwaitingApproval",
-                f"proposed on branch {branch} of the CMDB; merge it into {cmdb.branch} to approve",
-            )
+            step.status["approval"] = approval
+            await _open_pull_request(ctx, step, approval, message)
+            return
+        if ctx.forge is not None and not approval.get("pullRequestNumber"):
+            message = _proposal_message(ctx, step, spec, level)
+            await _open_pull_request(ctx, step, approval, message)
             return
         await asyncio.to_thread(cmdb.refresh)
         raw = await asyncio.to_thread(cmdb.history, path)
@@ -536,19 +583,34 @@ async def _seek_approval(
             for sha, who, when, content in raw
         ]
         found = changes.find_approval(history, wanted)
+        pull = None
+        if ctx.forge is not None and approval.get("pullRequestNumber"):
+            pull = await asyncio.to_thread(ctx.forge.get, int(approval["pullRequestNumber"]))
         if found is not None:
+            reviewers = list(pull.approvers) if pull else []
             step.status["approval"] = {
                 **approval,
                 "commit": found.sha,
                 "approver": found.committer,
                 "approvedAt": rfc3339(found.committed_at),
+                "reviewers": reviewers or None,
             }
+            by = found.committer + (f", reviewed by {', '.join(reviewers)}" if reviewers else "")
+            step.condition(APPROVED, ConditionStatus.TRUE, "Merged", f"approved by {by}")
+            step.enter(
+                ChangePhase.APPROVED, f"approved by {by}: {branch} merged in {found.sha[:12]}"
+            )
+        elif pull is not None and not pull.open and not pull.merged:
             step.condition(
-                APPROVED, ConditionStatus.TRUE, "Merged", f"approved by {found.committer}"
+                APPROVED,
+                ConditionStatus.FALSE,
+                "PullRequestClosed",
+                f"pull request #{pull.number} was closed without merging",
             )
             step.enter(
-                ChangePhase.APPROVED,
-                f"approved by {found.committer}: {branch} merged in {found.sha[:12]}",
+                ChangePhase.REJECTED,
+                f"pull request #{pull.number} ({pull.url}) was closed without merging",
+                warning=True,
             )
         elif not await asyncio.to_thread(cmdb.branch_exists, branch):
             step.condition(
@@ -562,6 +624,8 @@ async def _seek_approval(
                 f"the proposal branch {branch} was deleted without being merged",
                 warning=True,
             )
+    except ForgeError as exc:
+        step.condition(APPROVED, ConditionStatus.UNKNOWN, "ForgeUnavailable", f"{exc}; retrying")
     except CMDBError as exc:
         step.condition(APPROVED, ConditionStatus.UNKNOWN, "CMDBUnavailable", f"{exc}; retrying")
 
@@ -592,28 +656,67 @@ async def _standard_approval(ctx: Context, step: Step, spec: ChangeSpec, wanted:
     step.enter(ChangePhase.APPROVED, f"pre-approved by standard-change template {spec.template}")
 
 
-def _proposal_message(ctx: Context, step: Step, spec: ChangeSpec, namespace: str, name: str) -> str:
-    """The proposal commit's message, which forges use as the pull request's body."""
+def _proposal_message(
+    ctx: Context, step: Step, spec: ChangeSpec, level: Mapping[str, Any] | None
+) -> str:
+    """The proposal commit's message; a forge's pull request takes its title and body from it."""
+    status = step.merged_status()
+    meta = step.body.metadata
+    namespace, name = meta.get("namespace"), meta.get("name")
     lines = [
         f"change({ctx.settings.cluster}/{namespace}/{name}): {spec.summary}"[:120],
         "",
-        f"Type: {spec.type}",
-        f"Service: {spec.service}",
-        f"Targets: {', '.join(spec.targets) or 'none'}",
+        f"- **Type:** {spec.type}",
+        f"- **Service:** {spec.service}",
+        f"- **Targets:** {', '.join(spec.targets) or 'none'}",
+        f"- **Affected items:** {', '.join(step.affected) or 'none'}",
     ]
-    window = step.merged_status().get("window") or {}
-    if window.get("start"):
-        lines.append(f"Window: {window['start']} to {window.get('end')}")
-    if step.merged_status().get("risk"):
-        lines.append(f"Risk: {step.merged_status()['risk']}")
+    window = _next_window(step, spec, level)
+    lines.append(f"- **Window:** {window}")
+    if status.get("risk"):
+        factors = ", ".join(status.get("riskFactors") or []) or "no factors"
+        lines.append(f"- **Risk:** {status['risk']} (score {status.get('riskScore')}: {factors})")
+    if status.get("conflicts"):
+        lines.append(f"- **Conflicts:** {', '.join(status['conflicts'])}")
     lines.append("")
     if spec.plan:
         lines.append("Plan:")
-        lines += [f"- {p.patch_type} patch of {p.target.kind} {p.target.name}" for p in spec.plan]
+        for p in spec.plan:
+            lines.append(f"1. {p.patch_type} patch of {p.target.kind} {p.target.name}:")
+            lines.append(f"   `{json.dumps(p.patch, sort_keys=True)[:500]}`")
     else:
         lines.append("No plan: a permit for manual work while the change is in progress.")
-    lines += ["", "Merge this branch to approve the change; delete it to reject it."]
+    if spec.checks and (spec.checks.pre or spec.checks.post):
+        lines.append("")
+        lines.append("Health checks:")
+        for when, checks in (("pre", spec.checks.pre), ("post", spec.checks.post)):
+            for c in checks:
+                bound = f"below {c.below:g}" if c.below is not None else f"above {c.above:g}"
+                lines.append(f"- {when}: {c.name} `{c.query}` {bound}")
+    lines += ["", "Merge this proposal to approve the change; close or delete it to reject it."]
     return "\n".join(lines) + "\n"
+
+
+def _next_window(step: Step, spec: ChangeSpec, level: Mapping[str, Any] | None) -> str:
+    """The window the change would run in, as text for reviewers."""
+    if level is None:
+        return f"unknown: no ServiceLevel for service {spec.service}"
+    try:
+        sl = ServiceLevelSpec.model_validate(level.get("spec") or {})
+    except ValidationError:
+        return "unknown: the service's ServiceLevel is invalid"
+    schedule = spec.schedule
+    decision = decide(
+        step.now,
+        windows=sl.maintenance_windows,
+        freezes=sl.freezes,
+        not_before=schedule.not_before if schedule else None,
+        not_after=schedule.not_after if schedule else None,
+        emergency=spec.type == ChangeType.EMERGENCY,
+    )
+    if decision.next is None:
+        return f"none: {decision.reason}"
+    return f"{rfc3339(decision.next.start)} to {rfc3339(decision.next.end)}"
 
 
 # -- starting ----------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import kopf
 from pydantic import BaseModel, ValidationError
 
+from opsledger.adapters.forge import Forge
 from opsledger.adapters.gitcmdb import GitCMDB
 from opsledger.adapters.kube import Kube
 from opsledger.adapters.metrics import Metrics
@@ -37,6 +38,7 @@ class Context:
     redactor: Redactor = field(default_factory=Redactor)
     discovery: Selector | None = None  # set when discovery is configured
     prometheus: Prometheus | None = None
+    forge: Forge | None = None  # set when a forge is configured
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     # "namespace/name" → the lock one ConfigurationItem's sync holds, created on first use
     item_locks: dict[str, asyncio.Lock] = field(default_factory=dict)

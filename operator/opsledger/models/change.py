@@ -230,6 +230,13 @@ class Approval(CamelModel):
         default=None, description="The commit that brought the record onto the protected branch."
     )
     approver: str | None = Field(default=None, description="Who merged the proposal.")
+    pull_request: str | None = Field(
+        default=None, description="The proposal's pull request on the forge, where one is set."
+    )
+    pull_request_number: int | None = Field(default=None, description="Its number.")
+    reviewers: list[str] = Field(
+        default_factory=list, description="Who approved the pull request in a review."
+    )
     approved_at: datetime | None = Field(default=None, description="When it was merged.")
     spec_hash: str | None = Field(
         default=None, description="Hash of the approved spec; an edit voids the approval."

@@ -99,6 +99,18 @@ class Settings(BaseModel):
         description="The operator's own username (its requests pass the guard); default: asked "
         "of the API server with a SelfSubjectReview.",
     )
+    forge: Literal["gitea"] | None = Field(
+        default=None,
+        description="The forge that hosts the CMDB repository, for pull requests: gitea (also "
+        "Forgejo); unset: proposals are branches only.",
+    )
+    forge_url: str | None = Field(default=None, description="The forge's base URL.")
+    forge_repository: str | None = Field(
+        default=None, description="The CMDB repository on the forge, as owner/name."
+    )
+    forge_token_file: str | None = Field(
+        default=None, description="File holding the forge's access token (a mounted Secret)."
+    )
     redact_keys: list[str] = Field(
         default_factory=list, description="Extra regexes: values under matching keys are redacted."
     )
@@ -116,6 +128,11 @@ class Settings(BaseModel):
         if self.webhook_register_url and not self.webhook_ca_file:
             raise ValueError(
                 "OPSLEDGER_WEBHOOK_REGISTER_URL needs OPSLEDGER_WEBHOOK_CA_FILE (the caBundle)"
+            )
+        if self.forge and not (self.forge_url and self.forge_repository and self.forge_token_file):
+            raise ValueError(
+                "OPSLEDGER_FORGE needs OPSLEDGER_FORGE_URL, OPSLEDGER_FORGE_REPOSITORY "
+                "(owner/name) and OPSLEDGER_FORGE_TOKEN_FILE"
             )
         return self
 
@@ -152,6 +169,10 @@ class Settings(BaseModel):
             "OPSLEDGER_WEBHOOK_FAILURE_POLICY": "webhook_failure_policy",
             "OPSLEDGER_WEBHOOK_TIMEOUT": "webhook_timeout",
             "OPSLEDGER_OPERATOR_USERNAME": "operator_username",
+            "OPSLEDGER_FORGE": "forge",
+            "OPSLEDGER_FORGE_URL": "forge_url",
+            "OPSLEDGER_FORGE_REPOSITORY": "forge_repository",
+            "OPSLEDGER_FORGE_TOKEN_FILE": "forge_token_file",
         }
         for var, name in plain.items():
             if env.get(var):

@@ -1,0 +1,108 @@
+"""The forge behind a small interface: open a change's pull request, read what became of it.
+
+Approval itself is read from Git (the protected branch holding the record with the spec's hash),
+so a forge is optional: it gives reviewers a pull request to look at, names the reviewers who
+approved it, and tells when a pull request was closed without merging.
+
+Only Gitea (and Forgejo, which keeps Gitea's API) is implemented: it is the forge the tests run
+for real. GitHub and GitLab adapters are left out until they can be tested against something real.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import quote
+
+import requests
+
+
+class ForgeError(RuntimeError):
+    """The forge could not be asked; the message names the forge, the call and the reason."""
+
+
+@dataclass(frozen=True)
+class PullRequest:
+    number: int
+    url: str
+    open: bool
+    merged: bool
+    merged_by: str | None = None
+    approvers: tuple[str, ...] = ()
+
+
+class Forge(Protocol):
+    def open(self, head: str, base: str, title: str, body: str) -> PullRequest: ...
+
+    def get(self, number: int) -> PullRequest: ...
+
+
+class Gitea:
+    """Gitea's (and Forgejo's) REST API v1, authenticated with an access token."""
+
+    def __init__(self, url: str, repository: str, token: str, *, timeout: float = 15.0) -> None:
+        if repository.count("/") != 1:
+            raise ValueError(f"the forge repository must be owner/name, not {repository!r}")
+        self.url = url.rstrip("/")
+        self.repository = repository
+        self.timeout = timeout
+        self._session = requests.Session()
+        self._session.headers.update(
+            {"Authorization": f"token {token}", "Accept": "application/json"}
+        )
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        owner, name = self.repository.split("/")
+        url = f"{self.url}/api/v1/repos/{quote(owner)}/{quote(name)}{path}"
+        try:
+            response = self._session.request(method, url, timeout=self.timeout, **kwargs)
+        except requests.RequestException as exc:
+            raise ForgeError(f"Gitea at {self.url} did not answer {method} {path}: {exc}") from exc
+        if response.status_code >= 400:
+            detail = response.text.strip().replace("\n", " ")[:300]
+            raise ForgeError(
+                f"Gitea at {self.url} refused {method} {path}: HTTP {response.status_code} {detail}"
+            )
+        return response.json() if response.content else None
+
+    def open(self, head: str, base: str, title: str, body: str) -> PullRequest:
+        """The open pull request of `head` into `base`, created or its text brought up to date
+        (so an edited change's proposal does not open a second one)."""
+        for pull in self._call("GET", "/pulls", params={"state": "open", "limit": 50}) or []:
+            if (pull.get("head") or {}).get("ref") == head and (pull.get("base") or {}).get(
+                "ref"
+            ) == base:
+                if pull.get("title") != title or pull.get("body") != body:
+                    updated = self._call(
+                        "PATCH", f"/pulls/{pull['number']}", json={"title": title, "body": body}
+                    )
+                    return self._pull(updated, approvers=())
+                return self._pull(pull, approvers=())
+        created = self._call(
+            "POST", "/pulls", json={"head": head, "base": base, "title": title, "body": body}
+        )
+        return self._pull(created, approvers=())
+
+    def get(self, number: int) -> PullRequest:
+        """A pull request's state, and who approved it in a review."""
+        pull = self._call("GET", f"/pulls/{number}")
+        reviews = self._call("GET", f"/pulls/{number}/reviews") or []
+        latest: dict[str, str] = {}
+        for review in reviews:  # oldest first: a later review of the same person counts
+            login = (review.get("user") or {}).get("login")
+            if login and review.get("state") in ("APPROVED", "REQUEST_CHANGES"):
+                latest[login] = str(review["state"])
+        approvers = tuple(sorted(u for u, state in latest.items() if state == "APPROVED"))
+        return self._pull(pull, approvers=approvers)
+
+    @staticmethod
+    def _pull(pull: dict[str, Any], *, approvers: tuple[str, ...]) -> PullRequest:
+        merged_by = (pull.get("merged_by") or {}).get("login")
+        return PullRequest(
+            number=int(pull["number"]),
+            url=str(pull.get("html_url") or ""),
+            open=pull.get("state") == "open",
+            merged=bool(pull.get("merged")),
+            merged_by=str(merged_by) if merged_by else None,
+            approvers=approvers,
+        )
