@@ -48,15 +48,17 @@ def test_the_examples_become_ready(kubectl: Kubectl, operator: OperatorProcess) 
     }
     for kind in KINDS:
         ready = _wait_ready(kubectl, kind, names[kind], "shop", "True")
-        assert ready["reason"] == ("Recorded" if kind == "configurationitem" else "Accepted")
+        # A Change's Ready reason is its phase: the example waits for its approval.
+        expected = {"configurationitem": "Recorded", "change": "PendingApproval"}
+        assert ready["reason"] == expected.get(kind, "Accepted")
 
-    def accepted_event() -> bool:
+    def proposed_event() -> bool:
         events = kubectl.json(
             "get", "events", "-n", "shop", "--field-selector", "involvedObject.name=web-1-5-0"
         )["items"]
-        return any(e["type"] == "Normal" and e["reason"] == "Accepted" for e in events)
+        return any(e["type"] == "Normal" and e["reason"] == "PendingApproval" for e in events)
 
-    wait_for(accepted_event, timeout=30, what="a Normal Accepted event on the Change")
+    wait_for(proposed_event, timeout=30, what="a Normal PendingApproval event on the Change")
     assert (
         kubectl.json("get", "incident", "checkout-slow", "-n", "shop")["status"]["priority"] == "P2"
     )
@@ -135,7 +137,7 @@ def test_metrics_are_served_and_scraped_by_prometheus(
 
     def scraped() -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = prometheus.custom_query(
-            'opsledger_object_ready{job="opsledger",kind="ServiceLevel",name="shop"}'
+            'opsledger_object_ready{job="opsledger",kind="ServiceLevel",namespace="shop",name="shop"}'
         )
         return result
 

@@ -20,9 +20,6 @@ from opsledger.devenv.history import (
 from opsledger.devenv.paths import Toolbox
 from tests.support import Kubectl, OperatorProcess, wait_for
 
-END = int(time.time()) // 60 * 60  # history runs up to (about) now: the operator measures now
-ERRORS = lambda t: 0.2 if t > END - 3600 else 0.002  # noqa: E731  a fast burn in the last hour
-
 SERVICE_LEVEL = """
 apiVersion: opsledger.io/v1alpha1
 kind: ServiceLevel
@@ -52,15 +49,21 @@ class History:
 
     def __init__(self, folder: Path) -> None:
         tools = Toolbox.locate()
+        # The history runs up to (about) now, when the test starts: the operator measures now.
+        end = int(time.time()) // 60 * 60
+
+        def errors(t: float) -> float:
+            return 0.2 if t > end - 3600 else 0.002  # a fast burn in the last hour
+
         write_openmetrics(
             folder / "h.om",
             "http_requests",
             [
                 CounterSeries({"service": "checkout", "code": "200"}, lambda t: 10.0),
-                CounterSeries({"service": "checkout", "code": "500"}, ERRORS),
+                CounterSeries({"service": "checkout", "code": "500"}, errors),
             ],
-            start=END - 31 * 86400,
-            end=END,
+            start=end - 31 * 86400,
+            end=end,
             step=60,
         )
         create_blocks(tools, folder / "h.om", folder / "tsdb")
