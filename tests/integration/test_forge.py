@@ -155,6 +155,12 @@ def test_a_pull_request_approved_and_squash_merged_on_gitea_approves_the_change(
         {"event": "APPROVED", "body": "Looks safe."},
         user=REVIEWER,
     )
+    # Gitea checks mergeability in the background; the merge button waits for it too.
+    wait_for(
+        lambda: gitea.api("GET", f"/repos/{gitea.repository}/pulls/{number}").get("mergeable"),
+        timeout=60,
+        what="Gitea to find the pull request mergeable",
+    )
     gitea.api(
         "POST",
         f"/repos/{gitea.repository}/pulls/{number}/merge",

@@ -10,6 +10,7 @@ reviewer with write access) — and the repository `opsledger/cmdb`, seeded from
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import shutil
 import subprocess
@@ -193,7 +194,7 @@ LEVEL = Warn
                 str(self.dir),
                 *list(args),
             ],
-            env={**self._env(), "PATH": "/usr/bin:/bin"},
+            env={**os.environ, **self._env()},
             cwd=self.dir,
             capture_output=True,
             text=True,
@@ -201,7 +202,8 @@ LEVEL = Warn
             check=False,
         )
         if result.returncode != 0:
-            raise RuntimeError(f"gitea {' '.join(args[:3])} failed: {result.stderr.strip()}")
+            output = (result.stderr + result.stdout).strip()[-1500:]
+            raise RuntimeError(f"gitea {' '.join(args[:3])} failed: {output}")
         return result.stdout.strip()
 
     def _user(self, name: str, *, admin: bool) -> User:
