@@ -157,6 +157,19 @@ def test_a_normal_change_is_approved_by_merge_and_runs_in_its_window(
 ) -> None:
     ns = "chg-happy"
     _setup(kubectl, ns)
+    kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=f"""
+apiVersion: opsledger.io/v1alpha1
+kind: ConfigurationItem
+metadata: {{name: web, namespace: {ns}}}
+spec:
+  service: shop
+  source: {{apiVersion: apps/v1, kind: Deployment, name: web}}
+""",
+    )
     not_before = _now() + timedelta(seconds=25)
     kubectl(
         "apply",
@@ -241,6 +254,24 @@ def test_a_normal_change_is_approved_by_merge_and_runs_in_its_window(
         return record if record and record["phase"] == "Completed" else None
 
     record = wait_for(recorded, what="the Completed record on main")
+
+    def stamped() -> str | None:
+        log = _git(
+            "--git-dir",
+            str(devenv.cmdb_remote),
+            "log",
+            "--format=%B",
+            "main",
+            "--",
+            "clusters/test/chg-happy/configurationitems/web.yaml",
+        )
+        return log if "during Change chg-happy/upgrade-web" in log else None
+
+    # The item's record follows the patched Deployment, its commit naming the change.
+    wait_for(stamped, what="the item's record committed with the change's name")
+    item = _remote_file(devenv, "main", "clusters/test/chg-happy/configurationitems/web.yaml")
+    assert item is not None
+    assert "web:2.0" in yaml.safe_dump(item["observed"])
     assert record["approval"]["approver"] == "Alice Approver <alice@example.com>"
     assert record["specHash"] == proposal["specHash"]
     assert [t["phase"] for t in record["transitions"]][-1] == "Completed"

@@ -34,9 +34,14 @@ from opsledger.domain.conditions import READY, find, parse_conditions, set_condi
 from opsledger.domain.durations import go_duration
 from opsledger.domain.impact import ImpactGraph
 from opsledger.domain.records import record_path, to_yaml
-from opsledger.domain.validation import describe
 from opsledger.domain.windows import decide, rfc3339
-from opsledger.handlers.common import Context, context, forget_on_delete, write_ready
+from opsledger.handlers.common import (
+    CHANGE_PLANS,
+    Context,
+    context,
+    forget_on_delete,
+    validated_spec,
+)
 from opsledger.handlers.configitem import RELATIONS
 from opsledger.models import CHANGE
 from opsledger.models.change import ChangePhase, ChangeSpec, ChangeType, HealthCheck
@@ -51,7 +56,7 @@ HEALTH_GATE = "HealthGate"
 CMDB_SYNCED = "CMDBSynced"
 STEP_ANNOTATION = "opsledger.io/change-step"  # "<change uid>/<step index>" on each patched target
 SERVICE_LEVELS = "change_service_levels"
-PLANS = "change_plans"  # namespace → (name, targets, start, end, phase, finished at)
+PLANS = CHANGE_PLANS
 CRITICALITY = "change_item_criticality"  # "namespace/name" → the item's criticality
 CONFLICT = "Conflict"
 QUIET_REASONS = frozenset({"AwaitingApproval", "OutsideWindow"})  # waiting, not wrong
@@ -168,19 +173,9 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     ) -> None:
         ctx = context(memo)
         step = Step(body=body, now=ctx.clock())
-        try:
-            spec = ChangeSpec.model_validate(dict(body.spec or {}))
-        except ValidationError as exc:
-            write_ready(
-                info=CHANGE,
-                ctx=ctx,
-                body=body,
-                patch=patch,
-                ready=False,
-                reason="InvalidSpec",
-                message=f"{describe(exc)}. Fix the manifest and apply it again.",
-            )
-            return
+        spec = validated_spec(info=CHANGE, ctx=ctx, body=body, patch=patch)
+        if not isinstance(spec, ChangeSpec):
+            return  # InvalidSpec reported
         namespace = str(body.metadata.get("namespace"))
         levels = list(kwargs[SERVICE_LEVELS].get((namespace, spec.service), ()))
         level = levels[0] if levels else None
@@ -765,6 +760,7 @@ async def _try_start(
     if not _report_health(step, verdict, "pre-checks"):
         return
     prior = await asyncio.to_thread(_capture, ctx, spec, str(step.body.metadata.get("namespace")))
+    step.now = ctx.clock()  # it starts now, once the gates passed (they take a moment)
     step.status["execution"] = {"startedAt": rfc3339(step.now), "appliedSteps": 0, "prior": prior}
     step.enter(
         ChangePhase.IN_PROGRESS,
@@ -1075,7 +1071,10 @@ def _record(
             "spec": redacted,
             "specHash": wanted,
             "phase": ChangePhase.PENDING_APPROVAL if proposal else step.phase,
-            "approval": None if proposal else status.get("approval"),
+            # (None values only null stale keys in status' merge patch)
+            "approval": None
+            if proposal
+            else {k: v for k, v in (status.get("approval") or {}).items() if v is not None},
             "window": status.get("window"),
             "risk": status.get("risk"),
             "affected": list(spec.targets),

@@ -35,7 +35,14 @@ from opsledger.domain.observe import (
     source_key,
 )
 from opsledger.domain.records import ci_record, record_path, to_yaml
-from opsledger.handlers.common import Context, context, on_spec, validated_spec
+from opsledger.handlers.common import (
+    CHANGE_PLANS,
+    Context,
+    changes_in_progress,
+    context,
+    on_spec,
+    validated_spec,
+)
 from opsledger.models import CONFIGURATION_ITEM
 from opsledger.models.common import API_GROUP, API_VERSION, ConditionStatus, ObjectReference
 from opsledger.models.configitem import (
@@ -776,11 +783,15 @@ def _register_source_watch(
         _, namespace, name = claims[0]  # the elder claim owns the source
         deleted = event.get("type") == "DELETED"
         what = "deleted" if deleted else f"changed (generation {metadata.get('generation')})"
+        reason = f"ConfigurationItem {namespace}/{name}: {kind} {metadata.get('name')} {what}"
+        during = changes_in_progress(kwargs.get(CHANGE_PLANS), namespace, name)
+        if during:
+            reason += " during " + ", ".join(f"Change {namespace}/{c}" for c in during)
         await _resync(
             ctx,
             namespace,
             name,
-            reason=f"ConfigurationItem {namespace}/{name}: {kind} {metadata.get('name')} {what}",
+            reason=reason,
             source=None if deleted else dict(body),
             indexes=_indexes(kwargs),
         )
