@@ -65,6 +65,13 @@ spec:
   service: shop
   maintenanceWindows:
   - {{schedule: "* * * * *", duration: 2m}}{freezes}
+---
+apiVersion: opsledger.io/v1alpha1
+kind: ConfigurationItem
+metadata: {{name: web, namespace: {namespace}}}
+spec:
+  service: shop
+  source: {{apiVersion: apps/v1, kind: Deployment, name: web}}
 """,
     )
 
@@ -157,19 +164,6 @@ def test_a_normal_change_is_approved_by_merge_and_runs_in_its_window(
 ) -> None:
     ns = "chg-happy"
     _setup(kubectl, ns)
-    kubectl(
-        "apply",
-        "-f",
-        "-",
-        input=f"""
-apiVersion: opsledger.io/v1alpha1
-kind: ConfigurationItem
-metadata: {{name: web, namespace: {ns}}}
-spec:
-  service: shop
-  source: {{apiVersion: apps/v1, kind: Deployment, name: web}}
-""",
-    )
     not_before = _now() + timedelta(seconds=25)
     kubectl(
         "apply",

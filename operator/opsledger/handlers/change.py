@@ -77,6 +77,7 @@ class Step:
     def __post_init__(self) -> None:
         self.blocked_by: list[str] = []  # conflicting changes in progress now
         self.affected: list[str] = []  # targets and what depends on them
+        self.unknown_targets: list[str] = []  # targets no ConfigurationItem is known for
         self._conditions = parse_conditions(self.body.status.get("conditions"))
         self.phase = _phase(self.body.status.get("phase"))
         self.transitions = list(self.body.status.get("transitions") or [])
@@ -360,6 +361,8 @@ def assess(
     else:
         step.condition(CONFLICT, ConditionStatus.FALSE, "NoConflict", "no overlapping change")
     step.blocked_by = [c.name for c in found if c.active]
+    known = indexes.get(CRITICALITY) or {}
+    step.unknown_targets = [t for t in spec.targets if f"{namespace}/{t}" not in known]
     dependents = set().union(*(graph.dependents(t) for t in me.targets)) - me.targets
     step.affected = sorted(t.removeprefix(f"{namespace}/") for t in {*me.targets, *dependents})
     step.status.update(
@@ -549,6 +552,8 @@ async def _seek_approval(
         branch = changes.proposal_branch(ctx.settings.cluster, namespace, name)
         path = record_path(ctx.settings.cluster, namespace, "changes", name)
         if approval.get("specHash") != wanted or not approval.get("proposalCommit"):
+            if not _ready_to_propose(step, spec, level):
+                return
             content = to_yaml(_record(ctx, step, spec, wanted, proposal=True))
             message = _proposal_message(ctx, step, spec, level)
             commit = await asyncio.to_thread(cmdb.propose, branch, path, content, message)
@@ -623,6 +628,31 @@ async def _seek_approval(
         step.condition(APPROVED, ConditionStatus.UNKNOWN, "ForgeUnavailable", f"{exc}; retrying")
     except CMDBError as exc:
         step.condition(APPROVED, ConditionStatus.UNKNOWN, "CMDBUnavailable", f"{exc}; retrying")
+
+
+def _ready_to_propose(step: Step, spec: ChangeSpec, level: Mapping[str, Any] | None) -> bool:
+    """A proposal tells reviewers the window, the risk and the affected items: it waits until the
+    service's ServiceLevel and the target items are known, rather than tell them wrong."""
+    namespace = step.body.metadata.get("namespace")
+    if level is None:
+        step.condition(
+            APPROVED,
+            ConditionStatus.FALSE,
+            "ServiceLevelNotFound",
+            f"not proposed yet: no ServiceLevel with spec.service={spec.service!r} in {namespace} "
+            "(its windows and budget go into the proposal); create it or fix spec.service",
+        )
+        return False
+    if step.unknown_targets:
+        step.condition(
+            APPROVED,
+            ConditionStatus.FALSE,
+            "TargetsNotFound",
+            f"not proposed yet: no ConfigurationItem {', '.join(step.unknown_targets)} in "
+            f"{namespace}; create them or fix spec.targets",
+        )
+        return False
+    return True
 
 
 async def _standard_approval(ctx: Context, step: Step, spec: ChangeSpec, wanted: str) -> None:
