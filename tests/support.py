@@ -119,3 +119,43 @@ class OperatorProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+def git(*args: str, cwd: Path | None = None, who: tuple[str, str] | None = None) -> str:
+    env = dict(os.environ)
+    if who:
+        env.update(
+            GIT_AUTHOR_NAME=who[0],
+            GIT_AUTHOR_EMAIL=who[1],
+            GIT_COMMITTER_NAME=who[0],
+            GIT_COMMITTER_EMAIL=who[1],
+        )
+    return subprocess.run(
+        ["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=True
+    ).stdout
+
+
+def approve_proposal(
+    devenv: DevEnvironment, tmp_path: Path, branch: str, who: tuple[str, str], how: str = "merge"
+) -> None:
+    """What a reviewer does on a forge: merge (or squash) the proposal into main and push."""
+    work = tmp_path / f"review-{time.monotonic_ns()}"
+    git("clone", "--quiet", str(devenv.cmdb_remote), str(work))
+    for _ in range(5):  # the operator pushes too: a lost race is merged again
+        git("fetch", "--quiet", "origin", cwd=work)
+        git("reset", "--quiet", "--hard", "origin/main", cwd=work)
+        if how == "squash":
+            git("merge", "--squash", f"origin/{branch}", cwd=work, who=who)
+            git("commit", "--quiet", "-m", f"Approve {branch} (squash)", cwd=work, who=who)
+        else:
+            git("merge", "--no-ff", "-m", f"Merge {branch}", f"origin/{branch}", cwd=work, who=who)
+        push = subprocess.run(
+            ["git", "push", "--quiet", "origin", "HEAD:main"],
+            cwd=work,
+            capture_output=True,
+            check=False,
+        )
+        if push.returncode == 0:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"could not push the approval of {branch}")

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from opsledger.devenv.environment import DevEnvironment
-from tests.support import Kubectl, OperatorProcess, wait_for
+from tests.support import Kubectl, OperatorProcess, approve_proposal, git, wait_for
 
 
 def _now() -> datetime:
@@ -99,46 +99,6 @@ def _condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
     return next(c for c in obj["status"]["conditions"] if c["type"] == type_)
 
 
-def _git(*args: str, cwd: Path | None = None, who: tuple[str, str] | None = None) -> str:
-    env = dict(os.environ)
-    if who:
-        env.update(
-            GIT_AUTHOR_NAME=who[0],
-            GIT_AUTHOR_EMAIL=who[1],
-            GIT_COMMITTER_NAME=who[0],
-            GIT_COMMITTER_EMAIL=who[1],
-        )
-    return subprocess.run(
-        ["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=True
-    ).stdout
-
-
-def _approve(
-    devenv: DevEnvironment, tmp_path: Path, branch: str, who: tuple[str, str], how: str = "merge"
-) -> None:
-    """What a reviewer does on a forge: merge (or squash) the proposal into main and push."""
-    work = tmp_path / f"review-{time.monotonic_ns()}"
-    _git("clone", "--quiet", str(devenv.cmdb_remote), str(work))
-    for _ in range(5):  # the operator pushes too: a lost race is merged again
-        _git("fetch", "--quiet", "origin", cwd=work)
-        _git("reset", "--quiet", "--hard", "origin/main", cwd=work)
-        if how == "squash":
-            _git("merge", "--squash", f"origin/{branch}", cwd=work, who=who)
-            _git("commit", "--quiet", "-m", f"Approve {branch} (squash)", cwd=work, who=who)
-        else:
-            _git("merge", "--no-ff", "-m", f"Merge {branch}", f"origin/{branch}", cwd=work, who=who)
-        push = subprocess.run(
-            ["git", "push", "--quiet", "origin", "HEAD:main"],
-            cwd=work,
-            capture_output=True,
-            check=False,
-        )
-        if push.returncode == 0:
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"could not push the approval of {branch}")
-
-
 def _remote_file(devenv: DevEnvironment, ref: str, path: str) -> dict[str, Any] | None:
     result = subprocess.run(
         ["git", "--git-dir", str(devenv.cmdb_remote), "show", f"{ref}:{path}"],
@@ -150,7 +110,7 @@ def _remote_file(devenv: DevEnvironment, ref: str, path: str) -> dict[str, Any] 
 
 
 def _branches(devenv: DevEnvironment) -> list[str]:
-    out = _git("--git-dir", str(devenv.cmdb_remote), "branch", "--format=%(refname:short)")
+    out = git("--git-dir", str(devenv.cmdb_remote), "branch", "--format=%(refname:short)")
     return out.split()
 
 
@@ -207,13 +167,13 @@ def test_a_normal_change_is_approved_by_merge_and_runs_in_its_window(
     assert branch in _condition(obj, "Approved")["message"]
     assert pending == proposal_commit(devenv, branch)
 
-    _approve(devenv, tmp_path, branch, ("Alice Approver", "alice@example.com"))
+    approve_proposal(devenv, tmp_path, branch, ("Alice Approver", "alice@example.com"))
     scheduled = wait_for(
         lambda: _in_phase(kubectl, ns, "upgrade-web", "Scheduled"), what="approved and scheduled"
     )
     approval = scheduled["status"]["approval"]
     assert approval["approver"] == "Alice Approver <alice@example.com>"
-    merges = _git("--git-dir", str(devenv.cmdb_remote), "log", "--merges", "--format=%H %cn")
+    merges = git("--git-dir", str(devenv.cmdb_remote), "log", "--merges", "--format=%H %cn")
     assert f"{approval['commit']} Alice Approver" in merges  # the merge commit, not the proposal
     # Inside the maintenance window, but before schedule.notBefore: it waits for that.
     assert scheduled["status"]["window"]["start"] == _rfc(not_before)
@@ -250,7 +210,7 @@ def test_a_normal_change_is_approved_by_merge_and_runs_in_its_window(
     record = wait_for(recorded, what="the Completed record on main")
 
     def stamped() -> str | None:
-        log = _git(
+        log = git(
             "--git-dir",
             str(devenv.cmdb_remote),
             "log",
@@ -272,7 +232,7 @@ def test_a_normal_change_is_approved_by_merge_and_runs_in_its_window(
 
 
 def proposal_commit(devenv: DevEnvironment, branch: str) -> str:
-    return _git("--git-dir", str(devenv.cmdb_remote), "rev-parse", branch).strip()
+    return git("--git-dir", str(devenv.cmdb_remote), "rev-parse", branch).strip()
 
 
 def test_a_freeze_holds_an_approved_change_and_an_edit_voids_its_approval(
@@ -302,7 +262,7 @@ def test_a_freeze_holds_an_approved_change_and_an_edit_voids_its_approval(
         ),
         what="the proposal pushed",
     )
-    _approve(devenv, tmp_path, branch, ("Bob Reviewer", "bob@example.com"), how="squash")
+    approve_proposal(devenv, tmp_path, branch, ("Bob Reviewer", "bob@example.com"), how="squash")
     held = wait_for(
         lambda: _in_phase(kubectl, ns, "rotate-certs", "Scheduled"), what="approved (squash)"
     )
@@ -345,7 +305,7 @@ def test_a_freeze_holds_an_approved_change_and_an_edit_voids_its_approval(
     time.sleep(3)  # the stale approval on main does not count
     assert _get(kubectl, ns, "rotate-certs")["status"]["phase"] == "PendingApproval"
 
-    _git("--git-dir", str(devenv.cmdb_remote), "branch", "-D", branch)
+    git("--git-dir", str(devenv.cmdb_remote), "branch", "-D", branch)
     rejected = wait_for(lambda: _in_phase(kubectl, ns, "rotate-certs", "Rejected"), what="rejected")
     assert "deleted without being merged" in rejected["status"]["transitions"][-1]["reason"]
 
@@ -385,7 +345,9 @@ def test_unknown_or_bad_health_keeps_a_change_waiting_until_health_returns(
             ),
             what="the proposal pushed",
         )
-        _approve(devenv, tmp_path, "changes/test/chg-health/scale-web", ("Carol", "carol@ex.com"))
+        approve_proposal(
+            devenv, tmp_path, "changes/test/chg-health/scale-web", ("Carol", "carol@ex.com")
+        )
 
         def unknown() -> dict[str, Any] | None:
             obj = _in_phase(kubectl, ns, "scale-web", "Scheduled")
@@ -470,7 +432,9 @@ def test_a_failing_post_check_restores_the_exact_prior_spec_and_opens_an_inciden
         ),
         what="the proposal pushed",
     )
-    _approve(devenv, tmp_path, "changes/test/chg-rollback/bad-release", ("Dan", "dan@ex.com"))
+    approve_proposal(
+        devenv, tmp_path, "changes/test/chg-rollback/bad-release", ("Dan", "dan@ex.com")
+    )
     done = wait_for(
         lambda: _in_phase(kubectl, ns, "bad-release", "Completed", "Failed", "RolledBack"),
         timeout=90,
@@ -655,18 +619,18 @@ def test_standard_emergency_and_cancelled_changes(
 
     # The change manager adds the template to the CMDB's protected branch.
     work = tmp_path / "cmdb"
-    _git("clone", "--quiet", str(devenv.cmdb_remote), str(work))
+    git("clone", "--quiet", str(devenv.cmdb_remote), str(work))
     (work / "standard-changes").mkdir(exist_ok=True)
     (work / "standard-changes" / "restart-workload.yaml").write_text(
         "summary: Rolling restart of a workload\nrisk: low\n"
     )
-    _git("add", "-A", cwd=work)
+    git("add", "-A", cwd=work)
     who = ("Dana Manager", "dana@example.com")
-    _git("commit", "--quiet", "-m", "Add the restart-workload standard change", cwd=work, who=who)
+    git("commit", "--quiet", "-m", "Add the restart-workload standard change", cwd=work, who=who)
     for _ in range(5):
         if subprocess.run(["git", "push", "--quiet"], cwd=work, check=False).returncode == 0:
             break
-        _git("pull", "--quiet", "--rebase", cwd=work)
+        git("pull", "--quiet", "--rebase", cwd=work)
 
     running = wait_for(
         lambda: _in_phase(kubectl, ns, "restart-web", "InProgress"),

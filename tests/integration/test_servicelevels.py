@@ -18,7 +18,7 @@ from opsledger.devenv.history import (
     write_openmetrics,
 )
 from opsledger.devenv.paths import Toolbox
-from tests.support import Kubectl, OperatorProcess, wait_for
+from tests.support import Kubectl, OperatorProcess, approve_proposal, wait_for
 
 SERVICE_LEVEL = """
 apiVersion: opsledger.io/v1alpha1
@@ -133,6 +133,7 @@ def test_service_levels_are_measured_and_unknown_when_prometheus_stops(
             return any(e["reason"] == reason for e in events)
 
         wait_for(lambda: event("BudgetExhausted"), timeout=30, what="a BudgetExhausted event")
+        _an_approved_normal_change_is_held_by_the_exhausted_budget(devenv, kubectl, tmp_path)
 
         history.stop()
 
@@ -148,3 +149,54 @@ def test_service_levels_are_measured_and_unknown_when_prometheus_stops(
     finally:
         measuring.stop()
         operator.start()
+
+
+def _an_approved_normal_change_is_held_by_the_exhausted_budget(
+    devenv: DevEnvironment, kubectl: Kubectl, tmp_path: Path
+) -> None:
+    """The budget policy blocks normal changes: approved, inside a window, healthy checks, and
+    still it waits, saying why."""
+    kubectl(
+        "apply",
+        "-f",
+        "-",
+        input="""
+apiVersion: opsledger.io/v1alpha1
+kind: ConfigurationItem
+metadata: {name: checkout-api, namespace: slo-live}
+spec: {service: checkout}
+---
+apiVersion: opsledger.io/v1alpha1
+kind: Change
+metadata: {name: tune-checkout, namespace: slo-live}
+spec:
+  type: normal
+  summary: Tune checkout's connection pool
+  service: checkout
+  targets: [checkout-api]
+""",
+    )
+
+    def proposed() -> bool:
+        obj = kubectl.json("get", "change", "tune-checkout", "-n", "slo-live")
+        return bool((obj.get("status", {}).get("approval") or {}).get("proposalCommit"))
+
+    wait_for(proposed, timeout=60, what="the proposal pushed")
+    approve_proposal(
+        devenv, tmp_path, "changes/test/slo-live/tune-checkout", ("Erin", "erin@example.com")
+    )
+
+    def held() -> dict[str, Any] | None:
+        obj = kubectl.json("get", "change", "tune-checkout", "-n", "slo-live")
+        gate = _condition(obj, "HealthGate")
+        return obj if gate and gate["status"] == "False" else None
+
+    obj = wait_for(held, timeout=60, what="the change held by the exhausted budget")
+    assert obj["status"]["phase"] == "Scheduled"
+    message = (_condition(obj, "HealthGate") or {})["message"]
+    assert "error budget exhausted" in message
+    assert "availability" in message
+    time.sleep(3)
+    assert kubectl.json("get", "change", "tune-checkout", "-n", "slo-live")["status"]["phase"] == (
+        "Scheduled"
+    )
