@@ -433,7 +433,7 @@ def _print_plan(report: dict[str, Any]) -> None:
     else:
         state = "open now" if window["allowed"] else "closed now"
         print(f"  window:    {state}: {window['reason']}")
-        if window.get("next"):
+        if window.get("next") and window["next"]["start"] not in window["reason"]:
             print(f"             {window['next']['start']} to {window['next']['end']}")
     conflicts = report["conflicts"]
     print(f"  conflicts: {', '.join(c['change'] for c in conflicts) or 'none'}")

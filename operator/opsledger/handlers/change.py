@@ -792,10 +792,12 @@ async def _try_start(
     prior = await asyncio.to_thread(_capture, ctx, spec, str(step.body.metadata.get("namespace")))
     step.now = ctx.clock()  # it starts now, once the gates passed (they take a moment)
     step.status["execution"] = {"startedAt": rfc3339(step.now), "appliedSteps": 0, "prior": prior}
-    step.enter(
-        ChangePhase.IN_PROGRESS,
-        f"started in the window ending {rfc3339(decision.next.end) if decision.next else '?'}",
-    )
+    if spec.type == ChangeType.EMERGENCY:
+        started = "started now: an emergency change skips the windows"
+    else:
+        ends = rfc3339(decision.next.end) if decision.next else "?"
+        started = f"started in the window ending {ends}"
+    step.enter(ChangePhase.IN_PROGRESS, started)
 
 
 def _budget(level: Mapping[str, Any], sl: ServiceLevelSpec, verdict: Verdict) -> None:
@@ -934,7 +936,8 @@ async def _carry_out(ctx: Context, step: Step, spec: ChangeSpec) -> None:
     execution["verifyAfter"] = rfc3339(step.now + soak)
     step.status["execution"] = execution
     what = "plan applied" if spec.plan else "permit finished"
-    step.enter(ChangePhase.VERIFYING, f"{what}; post-checks after a soak of {soak}")
+    when = f"after a soak of {spec.soak}" if spec.soak else "now (no soak)"
+    step.enter(ChangePhase.VERIFYING, f"{what}; post-checks {when}")
 
 
 def _apply_plan(ctx: Context, step: Step, spec: ChangeSpec, execution: dict[str, Any]) -> int:

@@ -45,7 +45,7 @@ CHANGE = KindInfo(
         PrinterColumn(
             "Window",
             ".status.window.start",
-            type="date",
+            # a string, not a date: kubectl shows a future date as <invalid>
             description="Start of the window it runs in, or the next eligible one.",
         ),
         PrinterColumn("Risk", ".status.risk", description="Assessed risk: low, medium or high."),
