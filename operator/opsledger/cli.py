@@ -394,7 +394,7 @@ def _change_plan(args: argparse.Namespace) -> int:
 
     from opsledger.adapters import kube  # noqa: PLC0415
     from opsledger.adapters.prometheus import Prometheus  # noqa: PLC0415
-    from opsledger.handlers.change import plan  # noqa: PLC0415
+    from opsledger.handlers.change_assessment import plan  # noqa: PLC0415
     from opsledger.models.change import ChangeSpec  # noqa: PLC0415
 
     manifest = _one_manifest(args.file, "Change")

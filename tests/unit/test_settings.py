@@ -1,3 +1,5 @@
+import pytest
+
 from opsledger.models.settings import Settings
 
 
@@ -25,3 +27,32 @@ def test_defaults_watch_all_namespaces_standalone() -> None:
     assert settings.namespaces == []
     assert settings.peering is None
     assert settings.cmdb_branch == "main"
+
+
+def test_the_operator_s_own_kubeconfig_wins_over_kubectl_s() -> None:
+    settings = Settings.from_env({"KUBECONFIG": "/tmp/admin", "OPSLEDGER_KUBECONFIG": "/tmp/op"})
+    assert settings.kubeconfig == "/tmp/op"
+
+
+def test_the_webhook_serves_https_only() -> None:
+    with pytest.raises(ValueError, match="OPSLEDGER_WEBHOOK_CERT_FILE"):
+        Settings.from_env({"OPSLEDGER_WEBHOOK_PORT": "9443"})
+    settings = Settings.from_env(
+        {
+            "OPSLEDGER_WEBHOOK_PORT": "9443",
+            "OPSLEDGER_WEBHOOK_CERT_FILE": "/tls/tls.crt",
+            "OPSLEDGER_WEBHOOK_KEY_FILE": "/tls/tls.key",
+            "OPSLEDGER_WEBHOOK_FAILURE_POLICY": "Ignore",
+        }
+    )
+    assert settings.webhook_port == 9443
+    assert settings.webhook_failure_policy == "Ignore"
+    with pytest.raises(ValueError, match="Fail"):
+        Settings.from_env({"OPSLEDGER_WEBHOOK_FAILURE_POLICY": "Maybe"})
+
+
+def test_a_forge_needs_its_url_repository_and_token() -> None:
+    with pytest.raises(ValueError, match="OPSLEDGER_FORGE_TOKEN_FILE"):
+        Settings.from_env({"OPSLEDGER_FORGE": "gitea", "OPSLEDGER_FORGE_URL": "http://git"})
+    with pytest.raises(ValueError, match="gitea"):
+        Settings.from_env({"OPSLEDGER_FORGE": "bitbucket"})
