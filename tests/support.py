@@ -159,3 +159,50 @@ def approve_proposal(
             return
         time.sleep(0.5)
     raise AssertionError(f"could not push the approval of {branch}")
+
+
+def shop(
+    namespace: str,
+    *,
+    replicas: int = 2,
+    window: str = '{schedule: "* * * * *", duration: 2m}',
+    freezes: str = "",
+    item: str = "",
+) -> str:
+    """The manifests most change tests start from: a namespace, the `web` Deployment, the `shop`
+    ServiceLevel with one maintenance window, and the `web` item following the Deployment (its
+    extra spec lines in `item`, e.g. "protected: true")."""
+    return f"""
+apiVersion: v1
+kind: Namespace
+metadata: {{name: {namespace}}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web, namespace: {namespace}, labels: {{app: web}}}}
+spec:
+  replicas: {replicas}
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      containers:
+      - name: app
+        image: web:1.0
+        env: [{{name: MODE, value: blue}}]
+---
+apiVersion: opsledger.io/v1alpha1
+kind: ServiceLevel
+metadata: {{name: shop, namespace: {namespace}}}
+spec:
+  service: shop
+  maintenanceWindows: [{window}]{freezes}
+---
+apiVersion: opsledger.io/v1alpha1
+kind: ConfigurationItem
+metadata: {{name: web, namespace: {namespace}}}
+spec:
+  service: shop
+  source: {{apiVersion: apps/v1, kind: Deployment, name: web}}
+  {item}
+"""

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from opsledger.devenv.environment import DevEnvironment
-from tests.support import Kubectl, OperatorProcess, wait_for, webhook_settings
+from tests.support import Kubectl, OperatorProcess, shop, wait_for, webhook_settings
 
 NS = "guarded"
 
@@ -39,43 +39,14 @@ def operator(
 
 
 @pytest.fixture(scope="module")
-def shop(kubectl: Kubectl, operator: OperatorProcess) -> None:
-    kubectl(
-        "apply",
-        "-f",
-        "-",
-        input=f"""
-apiVersion: v1
-kind: Namespace
-metadata: {{name: {NS}}}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: web, namespace: {NS}}}
-spec:
-  replicas: 1
-  selector: {{matchLabels: {{app: web}}}}
-  template:
-    metadata: {{labels: {{app: web}}}}
-    spec: {{containers: [{{name: app, image: "web:1.0"}}]}}
----
-apiVersion: opsledger.io/v1alpha1
-kind: ServiceLevel
-metadata: {{name: shop, namespace: {NS}}}
-spec:
-  service: shop
-  maintenanceWindows: [{{schedule: "0 22 * * 6", duration: 4h, timeZone: Europe/Berlin}}]
----
-apiVersion: opsledger.io/v1alpha1
-kind: ConfigurationItem
-metadata: {{name: web, namespace: {NS}}}
-spec:
-  service: shop
-  criticality: high
-  protected: true
-  source: {{apiVersion: apps/v1, kind: Deployment, name: web}}
-""",
+def shop_with_web(kubectl: Kubectl, operator: OperatorProcess) -> None:
+    manifests = shop(
+        NS,
+        replicas=1,
+        window='{schedule: "0 22 * * 6", duration: 4h, timeZone: Europe/Berlin}',
+        item="criticality: high\n  protected: true",
     )
+    kubectl("apply", "-f", "-", input=manifests)
 
 
 def _image(kubectl: Kubectl) -> str:
@@ -84,7 +55,7 @@ def _image(kubectl: Kubectl) -> str:
 
 
 def test_a_protected_deployment_cannot_be_changed_outside_a_change(
-    kubectl: Kubectl, shop: None
+    kubectl: Kubectl, shop_with_web: None
 ) -> None:
     denied = kubectl.run("set", "image", "deployment/web", "app=web:2.0", "-n", NS, check=False)
     assert denied.returncode != 0
@@ -110,7 +81,7 @@ def test_a_protected_deployment_cannot_be_changed_outside_a_change(
 
 
 def test_a_permit_in_progress_opens_the_workload_until_it_is_done(
-    kubectl: Kubectl, shop: None
+    kubectl: Kubectl, shop_with_web: None
 ) -> None:
     kubectl(
         "apply",
@@ -152,7 +123,7 @@ spec:
     assert _image(kubectl) == "web:1.1"
 
 
-def test_a_label_protects_a_workload_without_an_item(kubectl: Kubectl, shop: None) -> None:
+def test_a_label_protects_a_workload_without_an_item(kubectl: Kubectl, shop_with_web: None) -> None:
     kubectl("create", "deployment", "cache", "--image=cache:1", "-n", NS, "--replicas=1")
     kubectl("label", "deployment/cache", "-n", NS, "opsledger.io/protected=true")
     denied = kubectl.run("set", "image", "deployment/cache", "cache=cache:2", "-n", NS, check=False)
@@ -189,7 +160,9 @@ spec:
     assert kubectl.run("get", "slo", "mars", "-n", "guarded-bad", check=False).returncode != 0
 
 
-def test_a_change_naming_items_that_do_not_exist_is_rejected(kubectl: Kubectl, shop: None) -> None:
+def test_a_change_naming_items_that_do_not_exist_is_rejected(
+    kubectl: Kubectl, shop_with_web: None
+) -> None:
     result = kubectl.run(
         "apply",
         "-f",
@@ -212,7 +185,7 @@ spec:
 
 
 def test_stopping_the_operator_removes_its_webhook(
-    kubectl: Kubectl, operator: OperatorProcess, shop: None
+    kubectl: Kubectl, operator: OperatorProcess, shop_with_web: None
 ) -> None:
     operator.stop()
     gone = kubectl.run("get", "validatingwebhookconfiguration", "opsledger", check=False)

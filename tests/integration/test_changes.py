@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from opsledger.devenv.environment import DevEnvironment
-from tests.support import Kubectl, OperatorProcess, approve_proposal, git, wait_for
+from tests.support import Kubectl, OperatorProcess, approve_proposal, git, shop, wait_for
 
 
 def _now() -> datetime:
@@ -26,54 +26,14 @@ def _rfc(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _setup(
-    kubectl: Kubectl, namespace: str, *, freeze: bool = False, image: str = "web:1.0"
-) -> None:
+def _setup(kubectl: Kubectl, namespace: str, *, freeze: bool = False) -> None:
     freezes = ""
     if freeze:
         start, end = _rfc(_now() - timedelta(minutes=5)), _rfc(_now() + timedelta(hours=1))
         freezes = f"""
   freezes:
   - {{start: "{start}", end: "{end}", reason: "release freeze for the holidays"}}"""
-    kubectl(
-        "apply",
-        "-f",
-        "-",
-        input=f"""
-apiVersion: v1
-kind: Namespace
-metadata: {{name: {namespace}}}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: web, namespace: {namespace}, labels: {{app: web}}}}
-spec:
-  replicas: 2
-  selector: {{matchLabels: {{app: web}}}}
-  template:
-    metadata: {{labels: {{app: web}}}}
-    spec:
-      containers:
-      - name: app
-        image: {image}
-        env: [{{name: MODE, value: blue}}]
----
-apiVersion: opsledger.io/v1alpha1
-kind: ServiceLevel
-metadata: {{name: shop, namespace: {namespace}}}
-spec:
-  service: shop
-  maintenanceWindows:
-  - {{schedule: "* * * * *", duration: 2m}}{freezes}
----
-apiVersion: opsledger.io/v1alpha1
-kind: ConfigurationItem
-metadata: {{name: web, namespace: {namespace}}}
-spec:
-  service: shop
-  source: {{apiVersion: apps/v1, kind: Deployment, name: web}}
-""",
-    )
+    kubectl("apply", "-f", "-", input=shop(namespace, freezes=freezes))
 
 
 def _change(namespace: str, name: str, body: str) -> str:

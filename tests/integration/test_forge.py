@@ -14,7 +14,7 @@ import pytest
 
 from opsledger.devenv.environment import DevEnvironment
 from opsledger.devenv.gitea import OWNER, REVIEWER, GiteaServer
-from tests.support import Kubectl, OperatorProcess, wait_for
+from tests.support import Kubectl, OperatorProcess, shop, wait_for
 
 NS = "forge"
 
@@ -58,42 +58,8 @@ def operator(
 
 
 @pytest.fixture(scope="module")
-def shop(kubectl: Kubectl, operator: OperatorProcess) -> None:
-    kubectl(
-        "apply",
-        "-f",
-        "-",
-        input=f"""
-apiVersion: v1
-kind: Namespace
-metadata: {{name: {NS}}}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: web, namespace: {NS}}}
-spec:
-  replicas: 1
-  selector: {{matchLabels: {{app: web}}}}
-  template:
-    metadata: {{labels: {{app: web}}}}
-    spec: {{containers: [{{name: app, image: "web:1.0"}}]}}
----
-apiVersion: opsledger.io/v1alpha1
-kind: ServiceLevel
-metadata: {{name: shop, namespace: {NS}}}
-spec:
-  service: shop
-  maintenanceWindows: [{{schedule: "* * * * *", duration: 2m}}]
----
-apiVersion: opsledger.io/v1alpha1
-kind: ConfigurationItem
-metadata: {{name: web, namespace: {NS}}}
-spec:
-  service: shop
-  criticality: high
-  source: {{apiVersion: apps/v1, kind: Deployment, name: web}}
-""",
-    )
+def shop_with_web(kubectl: Kubectl, operator: OperatorProcess) -> None:
+    kubectl("apply", "-f", "-", input=shop(NS, replicas=1, item="criticality: high"))
 
 
 def _change(name: str, summary: str, image: str) -> str:
@@ -132,7 +98,7 @@ def _pull_number(kubectl: Kubectl, name: str) -> int:
 
 
 def test_a_pull_request_approved_and_squash_merged_on_gitea_approves_the_change(
-    gitea: GiteaServer, kubectl: Kubectl, shop: None
+    gitea: GiteaServer, kubectl: Kubectl, shop_with_web: None
 ) -> None:
     kubectl("apply", "-f", "-", input=_change("upgrade-web", "Upgrade web to 2.0", "web:2.0"))
     number = _pull_number(kubectl, "upgrade-web")
@@ -185,7 +151,7 @@ def test_a_pull_request_approved_and_squash_merged_on_gitea_approves_the_change(
 
 
 def test_a_pull_request_closed_without_merging_rejects_the_change(
-    gitea: GiteaServer, kubectl: Kubectl, shop: None
+    gitea: GiteaServer, kubectl: Kubectl, shop_with_web: None
 ) -> None:
     kubectl("apply", "-f", "-", input=_change("risky", "Try web 3.0", "web:3.0"))
     number = _pull_number(kubectl, "risky")
