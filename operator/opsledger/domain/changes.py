@@ -20,7 +20,9 @@ from typing import Any
 import yaml
 
 from opsledger.domain.impact import ImpactGraph
-from opsledger.models.change import ChangePhase, ChangeSpec, HealthCheck
+from opsledger.domain.windows import Decision, decide
+from opsledger.models.change import ChangePhase, ChangeSpec, ChangeType, HealthCheck
+from opsledger.models.servicelevel import ServiceLevelSpec
 
 # Fields people set to steer a change (finish a permit, cancel); they are not what is approved.
 STEERING_FIELDS = frozenset({"done", "cancelled"})
@@ -46,6 +48,20 @@ def spec_hash(spec: ChangeSpec) -> str:
     )
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def change_window(at: datetime, spec: ChangeSpec, level: ServiceLevelSpec) -> Decision:
+    """May this change start at `at` under its service's windows and freezes, narrowed by its
+    own schedule (emergency changes skip the windows), and the window it runs in or waits for."""
+    schedule = spec.schedule
+    return decide(
+        at,
+        windows=level.maintenance_windows,
+        freezes=level.freezes,
+        not_before=schedule.not_before if schedule else None,
+        not_after=schedule.not_after if schedule else None,
+        emergency=spec.type == ChangeType.EMERGENCY,
+    )
 
 
 def proposal_branch(cluster: str, namespace: str, name: str) -> str:

@@ -17,7 +17,7 @@ from opsledger.adapters.gitcmdb import CMDBError
 from opsledger.domain import changes
 from opsledger.domain.changes import RecordVersion
 from opsledger.domain.records import record_path, to_yaml
-from opsledger.domain.windows import decide, rfc3339
+from opsledger.domain.windows import rfc3339
 from opsledger.handlers.change_steps import (
     APPROVED,
     CMDB_SYNCED,
@@ -283,15 +283,7 @@ def _next_window(step: Step, spec: ChangeSpec, level: Mapping[str, Any] | None) 
         sl = ServiceLevelSpec.model_validate(level.get("spec") or {})
     except ValidationError:
         return "unknown: the service's ServiceLevel is invalid"
-    schedule = spec.schedule
-    decision = decide(
-        step.now,
-        windows=sl.maintenance_windows,
-        freezes=sl.freezes,
-        not_before=schedule.not_before if schedule else None,
-        not_after=schedule.not_after if schedule else None,
-        emergency=spec.type == ChangeType.EMERGENCY,
-    )
+    decision = changes.change_window(step.now, spec, sl)
     if decision.next is None:
         return f"none: {decision.reason}"
     return f"{rfc3339(decision.next.start)} to {rfc3339(decision.next.end)}"

@@ -12,7 +12,7 @@ from opsledger.adapters.prometheus import Prometheus
 from opsledger.domain import changes
 from opsledger.domain.changes import Health
 from opsledger.domain.impact import ImpactGraph
-from opsledger.domain.windows import decide, rfc3339
+from opsledger.domain.windows import rfc3339
 from opsledger.handlers.change_execution import budget_verdict, gate
 from opsledger.handlers.change_steps import (
     CONFLICT,
@@ -192,15 +192,7 @@ async def plan(
         report["window"] = None
     else:
         sl = ServiceLevelSpec.model_validate(level.get("spec") or {})
-        schedule = spec.schedule
-        decision = decide(
-            now,
-            windows=sl.maintenance_windows,
-            freezes=sl.freezes,
-            not_before=schedule.not_before if schedule else None,
-            not_after=schedule.not_after if schedule else None,
-            emergency=spec.type == ChangeType.EMERGENCY,
-        )
+        decision = changes.change_window(now, spec, sl)
         report["window"] = decision.to_json()
         if decision.next is None:
             blockers.append(f"no eligible window: {decision.reason}")

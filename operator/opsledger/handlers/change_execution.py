@@ -13,7 +13,7 @@ from opsledger.domain import changes
 from opsledger.domain.changes import Health, Verdict
 from opsledger.domain.conditions import find, parse_conditions
 from opsledger.domain.durations import go_duration
-from opsledger.domain.windows import decide, rfc3339
+from opsledger.domain.windows import rfc3339
 from opsledger.handlers.change_steps import (
     HEALTH_GATE,
     STEP_ANNOTATION,
@@ -44,14 +44,7 @@ async def try_start(
         return
     sl = ServiceLevelSpec.model_validate(level.get("spec") or {})
     schedule = spec.schedule
-    decision = decide(
-        step.now,
-        windows=sl.maintenance_windows,
-        freezes=sl.freezes,
-        not_before=schedule.not_before if schedule else None,
-        not_after=schedule.not_after if schedule else None,
-        emergency=spec.type == ChangeType.EMERGENCY,
-    )
+    decision = changes.change_window(step.now, spec, sl)
     step.status["window"] = (
         {"start": rfc3339(decision.next.start), "end": rfc3339(decision.next.end)}
         if decision.next

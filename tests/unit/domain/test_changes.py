@@ -12,6 +12,7 @@ from opsledger.domain import changes
 from opsledger.domain.changes import Health, Planned, RecordVersion, Verdict
 from opsledger.domain.impact import ImpactGraph
 from opsledger.models.change import ChangeSpec, HealthCheck
+from opsledger.models.servicelevel import ServiceLevelSpec
 
 T0 = datetime(2026, 11, 25, 12, tzinfo=UTC)
 
@@ -205,3 +206,20 @@ def test_risk_grows_with_criticality_blast_radius_failures_and_burn() -> None:
     assert "4 dependent item(s)" in loud.factors
     assert "error budget burning at 6.0x" in loud.factors
     assert "manual work (permit)" in loud.factors
+
+
+def test_a_change_s_window_comes_from_its_service_narrowed_by_its_schedule() -> None:
+    level = ServiceLevelSpec.model_validate(
+        {"service": "shop", "maintenanceWindows": [{"schedule": "0 22 * * *", "duration": "2h"}]}
+    )
+    noon = datetime(2026, 11, 25, 12, tzinfo=UTC)
+    normal = changes.change_window(noon, _spec(), level)
+    assert not normal.allowed
+    assert normal.next is not None
+    assert normal.next.start == datetime(2026, 11, 25, 22, tzinfo=UTC)
+    later = _spec(schedule={"notBefore": "2026-11-27T00:00:00Z"})
+    narrowed = changes.change_window(noon, later, level)
+    assert narrowed.next is not None
+    assert narrowed.next.start == datetime(2026, 11, 27, 22, tzinfo=UTC)
+    emergency = changes.change_window(noon, _spec(type="emergency"), level)
+    assert emergency.allowed
