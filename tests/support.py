@@ -206,3 +206,14 @@ spec:
   source: {{apiVersion: apps/v1, kind: Deployment, name: web}}
   {item}
 """
+
+
+def proposed(kubectl: Kubectl, namespace: str, name: str, timeout: float = 60.0) -> str:
+    """Wait until the operator pushed the change's proposal; its commit."""
+
+    def commit() -> str | None:
+        change = kubectl.json("get", "change", name, "-n", namespace)
+        return (change.get("status", {}).get("approval") or {}).get("proposalCommit")
+
+    result: str = wait_for(commit, timeout=timeout, what=f"the proposal of {namespace}/{name}")
+    return result

@@ -15,7 +15,15 @@ from typing import Any
 import yaml
 
 from opsledger.devenv.environment import DevEnvironment
-from tests.support import Kubectl, OperatorProcess, approve_proposal, git, shop, wait_for
+from tests.support import (
+    Kubectl,
+    OperatorProcess,
+    approve_proposal,
+    git,
+    proposed,
+    shop,
+    wait_for,
+)
 
 
 def _now() -> datetime:
@@ -110,12 +118,7 @@ def test_a_normal_change_is_approved_by_merge_and_runs_in_its_window(
         ),
     )
     branch = "changes/test/chg-happy/upgrade-web"
-    pending = wait_for(
-        lambda: (_get(kubectl, ns, "upgrade-web").get("status", {}).get("approval") or {}).get(
-            "proposalCommit"
-        ),
-        what="the proposal pushed",
-    )
+    pending = proposed(kubectl, ns, "upgrade-web")
     assert branch in _branches(devenv)
     proposal = _remote_file(devenv, branch, "clusters/test/chg-happy/changes/upgrade-web.yaml")
     assert proposal is not None
@@ -216,12 +219,7 @@ def test_a_freeze_holds_an_approved_change_and_an_edit_voids_its_approval(
         ),
     )
     branch = "changes/test/chg-frozen/rotate-certs"
-    first = wait_for(
-        lambda: (_get(kubectl, ns, "rotate-certs").get("status", {}).get("approval") or {}).get(
-            "proposalCommit"
-        ),
-        what="the proposal pushed",
-    )
+    first = proposed(kubectl, ns, "rotate-certs")
     approve_proposal(devenv, tmp_path, branch, ("Bob Reviewer", "bob@example.com"), how="squash")
     held = wait_for(
         lambda: _in_phase(kubectl, ns, "rotate-certs", "Scheduled"), what="approved (squash)"
@@ -299,12 +297,7 @@ def test_unknown_or_bad_health_keeps_a_change_waiting_until_health_returns(
 """,
             ),
         )
-        wait_for(
-            lambda: (_get(kubectl, ns, "scale-web").get("status", {}).get("approval") or {}).get(
-                "proposalCommit"
-            ),
-            what="the proposal pushed",
-        )
+        proposed(kubectl, ns, "scale-web")
         approve_proposal(
             devenv, tmp_path, "changes/test/chg-health/scale-web", ("Carol", "carol@ex.com")
         )
@@ -386,12 +379,7 @@ def test_a_failing_post_check_restores_the_exact_prior_spec_and_opens_an_inciden
 """,
         ),
     )
-    wait_for(
-        lambda: (_get(kubectl, ns, "bad-release").get("status", {}).get("approval") or {}).get(
-            "proposalCommit"
-        ),
-        what="the proposal pushed",
-    )
+    proposed(kubectl, ns, "bad-release")
     approve_proposal(
         devenv, tmp_path, "changes/test/chg-rollback/bad-release", ("Dan", "dan@ex.com")
     )

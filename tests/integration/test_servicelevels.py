@@ -18,7 +18,7 @@ from opsledger.devenv.history import (
     write_openmetrics,
 )
 from opsledger.devenv.paths import Toolbox
-from tests.support import Kubectl, OperatorProcess, approve_proposal, wait_for
+from tests.support import Kubectl, OperatorProcess, approve_proposal, proposed, wait_for
 
 SERVICE_LEVEL = """
 apiVersion: opsledger.io/v1alpha1
@@ -177,11 +177,7 @@ spec:
 """,
     )
 
-    def proposed() -> bool:
-        obj = kubectl.json("get", "change", "tune-checkout", "-n", "slo-live")
-        return bool((obj.get("status", {}).get("approval") or {}).get("proposalCommit"))
-
-    wait_for(proposed, timeout=60, what="the proposal pushed")
+    proposed(kubectl, "slo-live", "tune-checkout")
     approve_proposal(
         devenv, tmp_path, "changes/test/slo-live/tune-checkout", ("Erin", "erin@example.com")
     )

@@ -19,9 +19,11 @@ from typing import Any
 
 import yaml
 
+from opsledger.domain.conditions import find, parse_conditions
 from opsledger.domain.impact import ImpactGraph
 from opsledger.domain.windows import Decision, decide
 from opsledger.models.change import ChangePhase, ChangeSpec, ChangeType, HealthCheck
+from opsledger.models.common import ConditionStatus
 from opsledger.models.servicelevel import ServiceLevelSpec
 
 # Fields people set to steer a change (finish a permit, cancel); they are not what is approved.
@@ -178,6 +180,25 @@ def judge_check(check: HealthCheck, samples: Sequence[Mapping[str, Any]], verdic
         worst = min(values)
         if not worst > check.above:
             verdict.fail(f"{check.name} is {worst:g}, must be above {check.above:g}")
+
+
+def judge_budget(
+    level_status: Mapping[str, Any], level: ServiceLevelSpec, verdict: Verdict
+) -> None:
+    """An exhausted error budget holds normal changes; an unmeasured one is unknown health."""
+    policy = level.error_budget_policy
+    if not level.objectives or (policy is not None and not policy.block_normal_changes):
+        return
+    conditions = parse_conditions(level_status.get("conditions"))
+    measured = find(conditions, "Measured")
+    exhausted = find(conditions, "BudgetExhausted")
+    if measured is None or measured.status != ConditionStatus.TRUE:
+        verdict.unknown(
+            "the service's error budget is not measured yet"
+            + (f" ({measured.message})" if measured else "")
+        )
+    elif exhausted is not None and exhausted.status == ConditionStatus.TRUE:
+        verdict.fail(f"error budget exhausted: {exhausted.message}")
 
 
 def critical_alerts_query(service: str) -> str:

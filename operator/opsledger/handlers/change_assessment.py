@@ -13,7 +13,7 @@ from opsledger.domain import changes
 from opsledger.domain.changes import Health
 from opsledger.domain.impact import ImpactGraph
 from opsledger.domain.windows import rfc3339
-from opsledger.handlers.change_execution import budget_verdict, gate
+from opsledger.handlers.change_execution import gate
 from opsledger.handlers.change_steps import (
     CONFLICT,
     CRITICALITY,
@@ -236,7 +236,8 @@ async def plan(
     else:
         verdict = await gate(prometheus, pre, spec.service if alerts else None)
         if spec.type == ChangeType.NORMAL and level is not None:
-            budget_verdict(level, ServiceLevelSpec.model_validate(level.get("spec") or {}), verdict)
+            sl = ServiceLevelSpec.model_validate(level.get("spec") or {})
+            changes.judge_budget(level.get("status") or {}, sl, verdict)
         report["health"] = {"status": verdict.health.value, "reasons": verdict.reasons}
         if verdict.health is not Health.HEALTHY:
             blockers.append(f"health is {verdict.health.value.lower()}: {verdict.message}")

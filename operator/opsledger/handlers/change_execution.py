@@ -11,7 +11,6 @@ from typing import Any
 from opsledger.adapters.prometheus import Prometheus, PrometheusUnavailableError
 from opsledger.domain import changes
 from opsledger.domain.changes import Health, Verdict
-from opsledger.domain.conditions import find, parse_conditions
 from opsledger.domain.durations import go_duration
 from opsledger.domain.windows import rfc3339
 from opsledger.handlers.change_steps import (
@@ -62,7 +61,7 @@ async def try_start(
     alerts = spec.checks.no_critical_alerts if spec.checks else True
     verdict = await gate(ctx.prometheus, pre, spec.service if alerts else None)
     if spec.type == ChangeType.NORMAL:
-        budget_verdict(level, sl, verdict)
+        changes.judge_budget(level.get("status") or {}, sl, verdict)
     if not report_health(step, verdict, "pre-checks"):
         return
     prior = await asyncio.to_thread(_capture, ctx, spec, str(step.body.metadata.get("namespace")))
@@ -74,23 +73,6 @@ async def try_start(
         ends = rfc3339(decision.next.end) if decision.next else "?"
         started = f"started in the window ending {ends}"
     step.enter(ChangePhase.IN_PROGRESS, started)
-
-
-def budget_verdict(level: Mapping[str, Any], sl: ServiceLevelSpec, verdict: Verdict) -> None:
-    """An exhausted error budget holds normal changes; an unmeasured one is unknown health."""
-    policy = sl.error_budget_policy
-    if not sl.objectives or (policy is not None and not policy.block_normal_changes):
-        return
-    conditions = parse_conditions((level.get("status") or {}).get("conditions"))
-    measured = find(conditions, "Measured")
-    exhausted = find(conditions, "BudgetExhausted")
-    if measured is None or measured.status != ConditionStatus.TRUE:
-        verdict.unknown(
-            "the service's error budget is not measured yet"
-            + (f" ({measured.message})" if measured else "")
-        )
-    elif exhausted is not None and exhausted.status == ConditionStatus.TRUE:
-        verdict.fail(f"error budget exhausted: {exhausted.message}")
 
 
 async def gate(

@@ -223,3 +223,49 @@ def test_a_change_s_window_comes_from_its_service_narrowed_by_its_schedule() -> 
     assert narrowed.next.start == datetime(2026, 11, 27, 22, tzinfo=UTC)
     emergency = changes.change_window(noon, _spec(type="emergency"), level)
     assert emergency.allowed
+
+
+def _level(policy: bool = True) -> ServiceLevelSpec:
+    return ServiceLevelSpec.model_validate(
+        {
+            "service": "shop",
+            "errorBudgetPolicy": {"blockNormalChanges": policy},
+            "objectives": [
+                {
+                    "name": "availability",
+                    "objective": 99.9,
+                    "window": "30d",
+                    "sli": {"events": {"errorQuery": "e", "totalQuery": "t"}},
+                }
+            ],
+        }
+    )
+
+
+def _conditions(measured: str, exhausted: str) -> dict[str, Any]:
+    at = "2026-11-25T12:00:00Z"
+    return {
+        "conditions": [
+            {"type": t, "status": v, "reason": "R", "message": m, "lastTransitionTime": at}
+            for t, v, m in (
+                ("Measured", measured, "no data"),
+                ("BudgetExhausted", exhausted, "0.2 left"),
+            )
+        ]
+    }
+
+
+def test_an_exhausted_budget_holds_and_an_unmeasured_one_is_unknown() -> None:
+    held = Verdict()
+    changes.judge_budget(_conditions("True", "True"), _level(), held)
+    assert held.health is Health.UNHEALTHY
+    assert "error budget exhausted: 0.2 left" in held.message
+    unknown = Verdict()
+    changes.judge_budget(_conditions("False", "False"), _level(), unknown)
+    assert unknown.health is Health.UNKNOWN
+    fine = Verdict()
+    changes.judge_budget(_conditions("True", "False"), _level(), fine)
+    assert fine.health is Health.HEALTHY
+    off = Verdict()
+    changes.judge_budget(_conditions("True", "True"), _level(policy=False), off)
+    assert off.health is Health.HEALTHY
