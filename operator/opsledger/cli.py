@@ -61,6 +61,12 @@ def _parser() -> argparse.ArgumentParser:
     crds = sub.add_parser("crds", help="write the CRDs generated from the models")
     crds.add_argument("-d", "--output-dir", default="crds", help="folder to write (default crds/)")
     crds.add_argument(
+        "--chart-dir",
+        default="charts/opsledger/files/crds",
+        help="the Helm chart's copy, written and checked too (default "
+        "charts/opsledger/files/crds/; empty: none)",
+    )
+    crds.add_argument(
         "--check", action="store_true", help="exit 1 when the folder differs from the models"
     )
     crds.add_argument("--stdout", action="store_true", help="print them as one YAML stream")
@@ -201,30 +207,38 @@ def _crds(args: argparse.Namespace) -> int:
     if args.stdout:
         sys.stdout.write("---\n".join(files.values()))
         return 0
-    folder = Path(args.output_dir)
+    # The chart carries the same files (templated with helm.sh/resource-policy: keep, so a
+    # `helm upgrade` upgrades them); both copies are written and checked together.
+    folders = [Path(args.output_dir)] + ([Path(args.chart_dir)] if args.chart_dir else [])
     if args.check:
-        stale = [
-            name
-            for name, text in files.items()
-            if not (folder / name).exists() or (folder / name).read_text() != text
-        ]
-        extra = (
-            sorted(p.name for p in folder.glob("*.yaml") if p.name not in files)
-            if folder.exists()
-            else []
-        )
-        if stale or extra:
-            print(
-                f"{folder}/ differs from the models: {', '.join(stale + extra)}. "
-                "Run `opsledger crds` and commit the result.",
-                file=sys.stderr,
+        drifted = False
+        for folder in folders:
+            stale = [
+                name
+                for name, text in files.items()
+                if not (folder / name).exists() or (folder / name).read_text() != text
+            ]
+            extra = (
+                sorted(p.name for p in folder.glob("*.yaml") if p.name not in files)
+                if folder.exists()
+                else []
             )
-            return 1
-        return 0
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, text in files.items():
-        (folder / name).write_text(text)
-        print(folder / name)
+            if stale or extra:
+                drifted = True
+                print(
+                    f"{folder}/ differs from the models: {', '.join(stale + extra)}. "
+                    "Run `opsledger crds` and commit the result.",
+                    file=sys.stderr,
+                )
+        return 1 if drifted else 0
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale_file in folder.glob("*.yaml"):
+            if stale_file.name not in files:
+                stale_file.unlink()
+        for name, text in files.items():
+            (folder / name).write_text(text)
+            print(folder / name)
     return 0
 
 
