@@ -19,7 +19,14 @@ from opsledger.adapters.metrics import Metrics
 from opsledger.adapters.prometheus import Prometheus
 from opsledger.domain import selectors
 from opsledger.domain.redaction import Redactor
-from opsledger.handlers import admission, change, configitem, incident, servicelevel
+from opsledger.handlers import (
+    admission,
+    change,
+    configitem,
+    incident,
+    receiver,
+    servicelevel,
+)
 from opsledger.handlers.common import Context
 from opsledger.models import API_GROUP, KINDS
 from opsledger.models.settings import Settings
@@ -40,6 +47,7 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
     incident.register(registry, settings)
     configitem.register(registry, settings)
     admission.register(registry, settings)
+    receiver.register(registry, settings)
 
     @kopf.on.startup(registry=registry, id="configure")
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:

@@ -50,6 +50,14 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.alerts = Counter(
+            "opsledger_alerts_received",
+            "Alerts received from Alertmanager, by what they asked (open, resolve, invalid) "
+            "and what was done (opened, duplicate, resolved, already-resolved, unknown, refused).",
+            ["action", "outcome"],
+            registry=self.registry,
+        )
+
     def serve(self, address: str, port: int) -> None:
         start_http_server(port, addr=address, registry=self.registry)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import secrets
 import shutil
 import ssl
 import subprocess
@@ -95,6 +96,11 @@ class DevEnvironment:
     def rules_dir(self) -> Path:
         return self.dir / "prometheus" / "rules"
 
+    @property
+    def receiver_token_file(self) -> Path:
+        """The bearer token Alertmanager sends to the operator's receiver."""
+        return self.pki / "receiver.token"
+
     def ports(self) -> dict[str, int]:
         """Ports chosen on the first `up` and kept, so kubeconfigs and URLs stay valid."""
         path = self.dir / "ports.json"
@@ -130,6 +136,8 @@ class DevEnvironment:
             "OPSLEDGER_WEBHOOK_KEY_FILE": str(self.pki / "operator-webhook.key"),
             "OPSLEDGER_WEBHOOK_CA_FILE": str(self.pki / "ca.crt"),
             "OPSLEDGER_WEBHOOK_REGISTER_URL": f"https://127.0.0.1:{ports['operator-webhook']}",
+            "OPSLEDGER_RECEIVER_PORT": str(ports["operator-receiver"]),
+            "OPSLEDGER_RECEIVER_TOKEN_FILE": str(self.receiver_token_file),
         }
 
     def path_entries(self) -> list[str]:
@@ -212,6 +220,9 @@ class DevEnvironment:
             server=True,
         )
         service_account_keys(self.pki)
+        if not self.receiver_token_file.exists():
+            self.receiver_token_file.write_text(secrets.token_urlsafe(32) + "\n")
+            self.receiver_token_file.chmod(0o600)
         ca.issue(
             "operator-webhook", common_name="opsledger-webhook", hosts=("127.0.0.1",), server=True
         )
@@ -454,6 +465,12 @@ class DevEnvironment:
                         {
                             "url": f"http://127.0.0.1:{p['operator-receiver']}/alertmanager",
                             "send_resolved": True,
+                            "http_config": {
+                                "authorization": {
+                                    "type": "Bearer",
+                                    "credentials_file": str(self.receiver_token_file),
+                                }
+                            },
                         }
                     ],
                 }

@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from opsledger.models.common import GoDuration
+
 
 class Settings(BaseModel):
     """Everything `opsledger run` needs to know about its surroundings."""
@@ -111,6 +113,46 @@ class Settings(BaseModel):
     forge_token_file: str | None = Field(
         default=None, description="File holding the forge's access token (a mounted Secret)."
     )
+    receiver_port: int | None = Field(
+        default=None,
+        description="Port of the Alertmanager receiver (HTTP, path /alertmanager); unset: off.",
+    )
+    receiver_token_file: str | None = Field(
+        default=None,
+        description="File holding the bearer token Alertmanager must send (a mounted Secret).",
+    )
+    receiver_namespace: str = Field(
+        default="default",
+        description="Namespace for Incidents from alerts without a namespace label, or whose "
+        "namespace does not exist.",
+    )
+    receiver_resolve: bool = Field(
+        default=True, description="Resolve an alert's Incident when the alert resolves."
+    )
+    receiver_service_label: str = Field(
+        default="service", description="Alert label naming the affected service."
+    )
+    receiver_item_label: str = Field(
+        default="configuration_item",
+        description="Alert label naming the affected ConfigurationItems (comma-separated).",
+    )
+    problem_threshold: int = Field(
+        default=3, ge=2, description="Incidents on one item or service that make a problem."
+    )
+    problem_period: GoDuration = Field(
+        default="168h", description="Within how long (Go duration) those incidents must open."
+    )
+    suspect_window: GoDuration = Field(
+        default="2h",
+        description="An incident this soon (Go duration) after a change completed on its items "
+        "or their dependencies names that change as suspectedCause.",
+    )
+    kpi_window: GoDuration = Field(
+        default="720h", description="Look-back (Go duration) of the KPI and DORA figures."
+    )
+    kpi_interval: float = Field(
+        default=30.0, gt=0, description="Seconds between recomputations of the KPIs."
+    )
     redact_keys: list[str] = Field(
         default_factory=list, description="Extra regexes: values under matching keys are redacted."
     )
@@ -128,6 +170,11 @@ class Settings(BaseModel):
         if self.webhook_register_url and not self.webhook_ca_file:
             raise ValueError(
                 "OPSLEDGER_WEBHOOK_REGISTER_URL needs OPSLEDGER_WEBHOOK_CA_FILE (the caBundle)"
+            )
+        if self.receiver_port is not None and not self.receiver_token_file:
+            raise ValueError(
+                "the Alertmanager receiver (OPSLEDGER_RECEIVER_PORT) only accepts authenticated "
+                "requests: set OPSLEDGER_RECEIVER_TOKEN_FILE to a file holding the bearer token"
             )
         if self.forge and not (self.forge_url and self.forge_repository and self.forge_token_file):
             raise ValueError(
@@ -173,6 +220,17 @@ class Settings(BaseModel):
             "OPSLEDGER_FORGE_URL": "forge_url",
             "OPSLEDGER_FORGE_REPOSITORY": "forge_repository",
             "OPSLEDGER_FORGE_TOKEN_FILE": "forge_token_file",
+            "OPSLEDGER_RECEIVER_PORT": "receiver_port",
+            "OPSLEDGER_RECEIVER_TOKEN_FILE": "receiver_token_file",
+            "OPSLEDGER_RECEIVER_NAMESPACE": "receiver_namespace",
+            "OPSLEDGER_RECEIVER_RESOLVE": "receiver_resolve",
+            "OPSLEDGER_RECEIVER_SERVICE_LABEL": "receiver_service_label",
+            "OPSLEDGER_RECEIVER_ITEM_LABEL": "receiver_item_label",
+            "OPSLEDGER_PROBLEM_THRESHOLD": "problem_threshold",
+            "OPSLEDGER_PROBLEM_PERIOD": "problem_period",
+            "OPSLEDGER_SUSPECT_WINDOW": "suspect_window",
+            "OPSLEDGER_KPI_WINDOW": "kpi_window",
+            "OPSLEDGER_KPI_INTERVAL": "kpi_interval",
         }
         for var, name in plain.items():
             if env.get(var):
