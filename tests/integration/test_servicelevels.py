@@ -133,6 +133,7 @@ def test_service_levels_are_measured_and_unknown_when_prometheus_stops(
             return any(e["reason"] == reason for e in events)
 
         wait_for(lambda: event("BudgetExhausted"), timeout=30, what="a BudgetExhausted event")
+        _the_fast_burn_opens_exactly_one_p1_incident(kubectl)
         _an_approved_normal_change_is_held_by_the_exhausted_budget(devenv, kubectl, tmp_path)
 
         history.stop()
@@ -149,6 +150,24 @@ def test_service_levels_are_measured_and_unknown_when_prometheus_stops(
     finally:
         measuring.stop()
         operator.start()
+
+
+def _the_fast_burn_opens_exactly_one_p1_incident(kubectl: Kubectl) -> None:
+    def burn_incidents() -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = kubectl.json("get", "incidents", "-n", "slo-live")["items"]
+        return [i for i in items if i["spec"].get("origin", {}).get("type") == "sloBurn"]
+
+    def prioritised() -> dict[str, Any] | None:
+        found = burn_incidents()
+        return found[0] if found and found[0].get("status", {}).get("priority") else None
+
+    incident = wait_for(prioritised, timeout=60, what="an Incident opened by the fast burn")
+    assert incident["status"]["priority"] == "P1"  # a page: high impact, high urgency
+    assert incident["spec"]["service"] == "checkout"
+    assert incident["spec"]["origin"]["reference"] == "checkout/availability"
+    assert "1h/5m above 14.4×" in incident["spec"]["description"]
+    time.sleep(6)  # three more evaluations, each still paging
+    assert [i["metadata"]["name"] for i in burn_incidents()] == [incident["metadata"]["name"]]
 
 
 def _an_approved_normal_change_is_held_by_the_exhausted_budget(

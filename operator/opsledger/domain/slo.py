@@ -166,3 +166,53 @@ def exhausted(evaluations: list[Evaluation], min_remaining: float) -> list[str]:
         for e in evaluations
         if e.error_budget_remaining is not None and e.error_budget_remaining < min_remaining
     ]
+
+
+@dataclass(frozen=True)
+class BurnIncident:
+    """The Incident a burn-rate alert opens: a page is urgent, a ticket can wait for hours."""
+
+    severity: str  # page | ticket
+    impact: str
+    urgency: str
+    title: str
+    description: str
+
+
+BURN_LEVELS = {"page": ("high", "high"), "ticket": ("medium", "medium")}
+
+
+def burn_incident(
+    service: str, objective: float, window: str, e: Evaluation
+) -> BurnIncident | None:
+    """What `e`'s alerts call for (the page when both fire), or None when nothing burns."""
+    severity = next((s for s in ("page", "ticket") if s in e.alerts), None)
+    if severity is None:
+        return None
+    impact, urgency = BURN_LEVELS[severity]
+    rates = ", ".join(f"{w} {r:.1f}×" for w, r in e.burn_rates.items() if r is not None)
+    fired = [
+        f"{rule.long}/{rule.short} above {threshold(rule, window):.1f}×"
+        for rule in ALERT_RULES
+        if rule.severity == severity
+        and (e.burn_rates.get(rule.long) or 0) > threshold(rule, window)
+        and (e.burn_rates.get(rule.short) or 0) > threshold(rule, window)
+    ]
+    remaining = (
+        f"{e.error_budget_remaining:.0%}" if e.error_budget_remaining is not None else "unknown"
+    )
+    return BurnIncident(
+        severity=severity,
+        impact=impact,
+        urgency=urgency,
+        title=f"{service}: error budget of {e.name} burning fast ({severity})"[:200],
+        description=(
+            f"Objective {e.name} ({objective:g} % over {window}) burns its error budget: "
+            f"{'; '.join(fired)}. Burn rates: {rates}. Budget left: {remaining}."
+        ),
+    )
+
+
+def escalates(open_severity: str | None, new: BurnIncident) -> bool:
+    """A ticket already open is raised to a page; a page is never lowered."""
+    return open_severity == "ticket" and new.severity == "page"

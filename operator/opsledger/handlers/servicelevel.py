@@ -14,10 +14,19 @@ import kopf
 
 from opsledger.adapters.prometheus import Prometheus, PrometheusUnavailableError
 from opsledger.domain.conditions import find, parse_conditions, set_condition
-from opsledger.domain.slo import Evaluation, batched_query, evaluate, exhausted, split_result
+from opsledger.domain.slo import (
+    Evaluation,
+    batched_query,
+    burn_incident,
+    escalates,
+    evaluate,
+    exhausted,
+    split_result,
+)
 from opsledger.handlers.common import Context, context, register_spec_reconciler
-from opsledger.models import SERVICE_LEVEL
+from opsledger.models import API_GROUP, API_VERSION, INCIDENT, SERVICE_LEVEL
 from opsledger.models.common import ConditionStatus
+from opsledger.models.incident import RESOLVED_STATES
 from opsledger.models.servicelevel import ErrorBudgetPolicy, ServiceLevelSpec
 
 log = logging.getLogger(__name__)
@@ -153,7 +162,92 @@ async def evaluate_once(ctx: Context) -> int:
             updates,
             [_objective_status(e, stamp) for e in evaluations],
         )
+        await _burn_incidents(ctx, ref, objects[(ref.namespace, ref.name)], evaluations, now)
     return len(refs)
+
+
+SERVICE_LEVEL_LABEL = "opsledger.io/servicelevel"
+OBJECTIVE_LABEL = "opsledger.io/objective"
+
+
+async def _burn_incidents(
+    ctx: Context,
+    ref: ServiceLevelRef,
+    obj: Mapping[str, Any],
+    evaluations: list[Evaluation],
+    now: datetime,
+) -> None:
+    """One open Incident per burning objective: opened on the first alert, raised from ticket
+    to page, never duplicated (the open one is found by its labels, also after a restart).
+    Once people resolve it, a burn that goes on opens a new one."""
+    assert ctx.kube is not None
+    kube = ctx.kube
+    burning = {
+        o.name: burn
+        for o, e in zip(ref.spec.objectives, evaluations, strict=True)
+        if (burn := burn_incident(ref.spec.service, o.objective, o.window, e)) is not None
+    }
+    if not burning:
+        return
+    existing = await asyncio.to_thread(kube.list_namespaced_custom, INCIDENT.plural, ref.namespace)
+    for objective, burn in burning.items():
+        open_ = [
+            i
+            for i in existing
+            if (i["metadata"].get("labels") or {}).get(SERVICE_LEVEL_LABEL) == ref.name
+            and (i["metadata"].get("labels") or {}).get(OBJECTIVE_LABEL) == objective
+            and (i.get("spec") or {}).get("state") not in RESOLVED_STATES
+        ]
+        if open_:
+            spec = open_[0].get("spec") or {}
+            severity = (
+                "page"
+                if (spec.get("impact"), spec.get("urgency")) == ("high", "high")
+                else "ticket"
+            )
+            if escalates(severity, burn):
+                await asyncio.to_thread(
+                    kube.patch_spec,
+                    INCIDENT.plural,
+                    open_[0]["metadata"]["name"],
+                    ref.namespace,
+                    {
+                        "impact": burn.impact,
+                        "urgency": burn.urgency,
+                        "description": burn.description,
+                    },
+                )
+            continue
+        name = f"{ref.name}-{objective}-burn-{now:%Y%m%d%H%M%S}"[:253]
+        await asyncio.to_thread(
+            kube.create_custom,
+            INCIDENT.plural,
+            ref.namespace,
+            {
+                "apiVersion": f"{API_GROUP}/{API_VERSION}",
+                "kind": INCIDENT.kind,
+                "metadata": {
+                    "name": name,
+                    "labels": {SERVICE_LEVEL_LABEL: ref.name, OBJECTIVE_LABEL: objective},
+                },
+                "spec": {
+                    "title": burn.title,
+                    "description": burn.description,
+                    "service": ref.spec.service,
+                    "impact": burn.impact,
+                    "urgency": burn.urgency,
+                    "origin": {"type": "sloBurn", "reference": f"{ref.name}/{objective}"},
+                },
+            },
+        )
+        await asyncio.to_thread(
+            kube.post_event,
+            obj,
+            type="Warning",
+            reason="ErrorBudgetBurn",
+            message=f"objective {objective}: {burn.severity} alert; Incident {name} opened",
+            component="opsledger",
+        )
 
 
 def _measured(evaluations: list[Evaluation]) -> tuple[str, ConditionStatus, str, str]:

@@ -10,6 +10,8 @@ from opsledger.domain.slo import (
     ALERT_RULES,
     BURN_WINDOWS,
     batched_query,
+    burn_incident,
+    escalates,
     evaluate,
     exhausted,
     render,
@@ -125,3 +127,39 @@ def test_exhausted_names_the_objectives_below_the_policy() -> None:
     ]
     assert exhausted(evals, 0.0) == []
     assert exhausted(evals, 0.2) == ["availability"]
+
+
+def test_a_page_calls_for_a_p1_incident_naming_the_windows_that_fired() -> None:
+    e = evaluate("availability", 99.9, "30d", {"30d": 0.0005, **dict.fromkeys(BURN_WINDOWS, 0.02)})
+    assert e.alerts == ["page", "ticket"]
+    burn = burn_incident("checkout", 99.9, "30d", e)
+    assert burn is not None
+    assert (burn.severity, burn.impact, burn.urgency) == ("page", "high", "high")
+    assert "1h/5m above 14.4×" in burn.description
+    assert "6h/30m above 6.0×" in burn.description
+    assert "Budget left: 50%" in burn.description
+
+
+def test_a_ticket_alone_calls_for_a_lower_priority_incident_and_is_raised_by_a_page() -> None:
+    slow = {"30d": 0.0005, **dict.fromkeys(BURN_WINDOWS, 0.002)}  # 2× everywhere: tickets only
+    e = evaluate("availability", 99.9, "30d", slow)
+    burn = burn_incident("checkout", 99.9, "30d", e)
+    assert burn is not None
+    assert (burn.severity, burn.impact, burn.urgency) == ("ticket", "medium", "medium")
+    page = burn_incident(
+        "checkout",
+        99.9,
+        "30d",
+        evaluate("availability", 99.9, "30d", dict.fromkeys(BURN_WINDOWS, 0.02)),
+    )
+    assert page is not None
+    assert escalates("ticket", page)
+    assert not escalates("page", burn)
+    assert not escalates("page", page)
+
+
+def test_nothing_burning_calls_for_no_incident() -> None:
+    calm = evaluate(
+        "availability", 99.9, "30d", {"30d": 0.0001, **dict.fromkeys(BURN_WINDOWS, 0.0001)}
+    )
+    assert burn_incident("checkout", 99.9, "30d", calm) is None
