@@ -11,6 +11,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from opsledger.devenv.environment import DevEnvironment
 
 
@@ -217,3 +219,14 @@ def proposed(kubectl: Kubectl, namespace: str, name: str, timeout: float = 60.0)
 
     result: str = wait_for(commit, timeout=timeout, what=f"the proposal of {namespace}/{name}")
     return result
+
+
+def remote_record(env: DevEnvironment, path: str, ref: str = "main") -> Any:
+    """The YAML document at `path` on `ref` of the CMDB remote, or None when it is not there."""
+    result = subprocess.run(
+        ["git", "--git-dir", str(env.cmdb_remote), "show", f"{ref}:{path}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return yaml.safe_load(result.stdout) if result.returncode == 0 else None

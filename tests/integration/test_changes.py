@@ -21,6 +21,7 @@ from tests.support import (
     approve_proposal,
     git,
     proposed,
+    remote_record,
     shop,
     wait_for,
 )
@@ -67,16 +68,6 @@ def _condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
     return next(c for c in obj["status"]["conditions"] if c["type"] == type_)
 
 
-def _remote_file(devenv: DevEnvironment, ref: str, path: str) -> dict[str, Any] | None:
-    result = subprocess.run(
-        ["git", "--git-dir", str(devenv.cmdb_remote), "show", f"{ref}:{path}"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return yaml.safe_load(result.stdout) if result.returncode == 0 else None
-
-
 def _branches(devenv: DevEnvironment) -> list[str]:
     out = git("--git-dir", str(devenv.cmdb_remote), "branch", "--format=%(refname:short)")
     return out.split()
@@ -120,11 +111,13 @@ def test_a_normal_change_is_approved_by_merge_and_runs_in_its_window(
     branch = "changes/test/chg-happy/upgrade-web"
     pending = proposed(kubectl, ns, "upgrade-web")
     assert branch in _branches(devenv)
-    proposal = _remote_file(devenv, branch, "clusters/test/chg-happy/changes/upgrade-web.yaml")
+    proposal = remote_record(
+        devenv, ref=branch, path="clusters/test/chg-happy/changes/upgrade-web.yaml"
+    )
     assert proposal is not None
     assert proposal["phase"] == "PendingApproval"
     assert proposal["specHash"].startswith("sha256:")
-    assert _remote_file(devenv, "main", "clusters/test/chg-happy/changes/upgrade-web.yaml") is None
+    assert remote_record(devenv, "clusters/test/chg-happy/changes/upgrade-web.yaml") is None
     obj = _get(kubectl, ns, "upgrade-web")
     assert obj["status"]["phase"] == "PendingApproval"
     assert branch in _condition(obj, "Approved")["message"]
@@ -167,7 +160,9 @@ def test_a_normal_change_is_approved_by_merge_and_runs_in_its_window(
     assert patched["spec"]["replicas"] == 2  # a merge patch: what it does not name stays
 
     def recorded() -> dict[str, Any] | None:
-        record = _remote_file(devenv, "main", "clusters/test/chg-happy/changes/upgrade-web.yaml")
+        record = remote_record(
+            devenv, ref="main", path="clusters/test/chg-happy/changes/upgrade-web.yaml"
+        )
         return record if record and record["phase"] == "Completed" else None
 
     record = wait_for(recorded, what="the Completed record on main")
@@ -186,7 +181,9 @@ def test_a_normal_change_is_approved_by_merge_and_runs_in_its_window(
 
     # The item's record follows the patched Deployment, its commit naming the change.
     wait_for(stamped, what="the item's record committed with the change's name")
-    item = _remote_file(devenv, "main", "clusters/test/chg-happy/configurationitems/web.yaml")
+    item = remote_record(
+        devenv, ref="main", path="clusters/test/chg-happy/configurationitems/web.yaml"
+    )
     assert item is not None
     assert "web:2.0" in yaml.safe_dump(item["observed"])
     assert record["approval"]["approver"] == "Alice Approver <alice@example.com>"
@@ -257,7 +254,9 @@ def test_a_freeze_holds_an_approved_change_and_an_edit_voids_its_approval(
         t["phase"] == "PendingApproval" and "approval is void" in (t.get("reason") or "")
         for t in obj["status"]["transitions"]
     )
-    proposal = _remote_file(devenv, branch, "clusters/test/chg-frozen/changes/rotate-certs.yaml")
+    proposal = remote_record(
+        devenv, ref=branch, path="clusters/test/chg-frozen/changes/rotate-certs.yaml"
+    )
     assert proposal is not None
     assert proposal["spec"]["summary"] == "Rotate the web and api certificates by hand"
     time.sleep(3)  # the stale approval on main does not count

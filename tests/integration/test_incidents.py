@@ -7,10 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from opsledger.devenv.environment import DevEnvironment
-from tests.support import Kubectl, OperatorProcess, wait_for
+from tests.support import Kubectl, OperatorProcess, remote_record, wait_for
 
 SETUP = """
 apiVersion: v1
@@ -133,13 +131,7 @@ def test_acknowledge_and_resolve_through_kubectl_patch(
     path = "clusters/test/oncall/incidents/refunds-slow.yaml"
 
     def record() -> dict[str, Any] | None:
-        shown = subprocess.run(
-            ["git", "--git-dir", str(devenv.cmdb_remote), "show", f"main:{path}"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        doc = yaml.safe_load(shown.stdout) if shown.returncode == 0 else None
+        doc = remote_record(devenv, path)
         return doc if doc and doc.get("state") == "Resolved" else None
 
     committed = wait_for(record, timeout=30, what="the resolved incident's record")

@@ -172,9 +172,15 @@ class Kube:
         return obj
 
     def patch_status(self, plural: str, name: str, namespace: str, status: dict[str, Any]) -> None:
-        client.CustomObjectsApi(self.api).patch_namespaced_custom_object_status(
-            API_GROUP, API_VERSION, namespace, plural, name, {"status": status}
-        )
+        """Merge `status` into the object's status; LookupError when the object is gone."""
+        try:
+            client.CustomObjectsApi(self.api).patch_namespaced_custom_object_status(
+                API_GROUP, API_VERSION, namespace, plural, name, {"status": status}
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                raise LookupError(f"{plural} {namespace}/{name} does not exist") from exc
+            raise
 
     def patch_spec(self, plural: str, name: str, namespace: str, spec: dict[str, Any]) -> None:
         client.CustomObjectsApi(self.api).patch_namespaced_custom_object(

@@ -190,3 +190,8 @@ class ConfigurationItemStatus(StatusBase):
         default=None, ge=0, description="How many items depend on this one, transitively."
     )
     cmdb: CMDBRecordStatus | None = Field(default=None, description="The CMDB record.")
+    problem: str | None = Field(
+        default=None,
+        description="The problem recurring incidents on this item flagged (its CMDB record is "
+        "problems/<name>.yaml beside the item's).",
+    )

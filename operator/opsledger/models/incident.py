@@ -144,3 +144,11 @@ class IncidentStatus(StatusBase):
         default=None, description="When the next SLA target falls due, if one is pending."
     )
     timeline: list[TimelineEntry] = Field(default_factory=list, description="What happened.")
+    problem: str | None = Field(
+        default=None, description="The problem this incident recurs under, if it is one of several."
+    )
+    suspected_cause: str | None = Field(
+        default=None,
+        description="A Change that completed on the incident's items (or what they depend on) "
+        "shortly before it opened.",
+    )

@@ -67,6 +67,8 @@ class IncidentRecord(CamelModel):
     time_to_resolve: str | None = Field(default=None, description="Opened → resolved.")
     sla: SLAStatus | None = Field(default=None, description="Due times and breaches.")
     timeline: list[TimelineEntry] = Field(default_factory=list, description="What happened.")
+    problem: str | None = Field(default=None, description="The problem it recurs under.")
+    suspected_cause: str | None = Field(default=None, description="A change suspected of it.")
 
 
 class ChangeRecord(CamelModel):
@@ -98,9 +100,42 @@ class ChangeRecord(CamelModel):
     transitions: list[Transition] = Field(default_factory=list, description="What happened.")
 
 
+class ProblemIncident(CamelModel):
+    """One of the incidents a problem groups."""
+
+    name: K8sName = Field(description="The Incident's name.")
+    opened_at: datetime = Field(description="When it was opened.")
+    state: IncidentState = Field(description="Its state when the record was written.")
+    root_cause: str | None = Field(default=None, description="Its root cause, if found.")
+
+
+class ProblemRecord(CamelModel):
+    """Recurring incidents on one configuration item or service, and what is known of them."""
+
+    api_version: Literal["opsledger.io/v1alpha1"] = Field(
+        default="opsledger.io/v1alpha1", description="Record format version."
+    )
+    kind: Literal["ProblemRecord"] = Field(default="ProblemRecord", description="Record kind.")
+    metadata: RecordMetadata = Field(description="Cluster, namespace and problem name.")
+    subject_kind: Literal["ConfigurationItem", "Service"] = Field(
+        description="What the incidents recur on."
+    )
+    subject: str = Field(description="The item's or the service's name.")
+    state: Literal["Open", "KnownError"] = Field(
+        description="Open; KnownError once a root cause is known."
+    )
+    detected_at: datetime = Field(description="When the incidents first recurred enough.")
+    known_error: str | None = Field(default=None, description="The root cause, once known.")
+    workaround: str | None = Field(
+        default=None, description="How the incident with that root cause was resolved."
+    )
+    incidents: list[ProblemIncident] = Field(description="The incidents, oldest first.")
+
+
 # folder under clusters/<cluster>/<namespace>/ → the record model kept there
 RECORD_FOLDERS: dict[str, type[CamelModel]] = {
     "configurationitems": ConfigurationItemRecord,
     "incidents": IncidentRecord,
     "changes": ChangeRecord,
+    "problems": ProblemRecord,
 }
