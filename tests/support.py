@@ -67,6 +67,7 @@ TEST_SETTINGS = {
     "OPSLEDGER_IMPACT_INTERVAL": "2",
     "OPSLEDGER_INCIDENT_INTERVAL": "1",
     "OPSLEDGER_CHANGE_INTERVAL": "1",
+    "OPSLEDGER_KPI_INTERVAL": "2",
     "OPSLEDGER_DISCOVERY_KINDS": "Deployment,StatefulSet",
     "OPSLEDGER_DISCOVERY_SELECTOR": "opsledger.io/discover=true",
     # The admission webhook is off unless a test module turns it on (WEBHOOK_SETTINGS): with

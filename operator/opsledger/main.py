@@ -24,6 +24,7 @@ from opsledger.handlers import (
     change,
     configitem,
     incident,
+    kpi,
     receiver,
     servicelevel,
 )
@@ -48,6 +49,7 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
     configitem.register(registry, settings)
     admission.register(registry, settings)
     receiver.register(registry, settings)
+    kpi.register(registry)
 
     @kopf.on.startup(registry=registry, id="configure")
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -42,6 +43,15 @@ def _condition(obj: dict[str, Any], type_: str) -> dict[str, Any] | None:
     return next(
         (c for c in obj.get("status", {}).get("conditions", []) if c["type"] == type_), None
     )
+
+
+def _exported(devenv: DevEnvironment, prefix: str) -> float:
+    """A sample from the operator's /metrics, by the start of its line."""
+    port = devenv.ports()["operator-metrics"]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        lines = response.read().decode().splitlines()
+    [line] = [x for x in lines if x.startswith(prefix)]
+    return float(line.rsplit(" ", 1)[1])
 
 
 class History:
@@ -112,6 +122,8 @@ def test_service_levels_are_measured_and_unknown_when_prometheus_stops(
         assert objective["errorBudgetRemaining"] == pytest.approx(1 - month_ratio / 0.001, rel=0.01)
         assert objective["burnRates"]["1h"] == pytest.approx(0.2 / 10.2 / 0.001, rel=0.02)
         assert objective["alerts"] == ["page"]
+        exported = _exported(devenv, 'opsledger_slo_error_budget_remaining{namespace="slo-live"')
+        assert exported == pytest.approx(objective["errorBudgetRemaining"])
         exhausted = _condition(obj, "BudgetExhausted")
         assert exhausted is not None
         assert exhausted["status"] == "True"

@@ -58,6 +58,138 @@ class Metrics:
             registry=self.registry,
         )
 
+        self._kpis()
+        self._slos()
+        self._slo_series: set[tuple[str, str, str, str]] = set()
+        self._slo_windows: set[str] = set()
+
+    def _kpis(self) -> None:
+        """Service-management KPIs and DORA, recomputed from the objects (see domain.kpi)."""
+        r = self.registry
+        self.incidents_open = Gauge(
+            "opsledger_incidents_open",
+            "Incidents not yet resolved, by priority.",
+            ["priority"],
+            registry=r,
+        )
+        self.incidents_opened = Gauge(
+            "opsledger_incidents_opened",
+            "Incidents opened in the KPI window, by priority.",
+            ["priority"],
+            registry=r,
+        )
+        self.time_to_acknowledge = Gauge(
+            "opsledger_incident_mean_time_to_acknowledge_seconds",
+            "Mean time from opening to acknowledgement of incidents opened in the KPI window.",
+            ["priority"],
+            registry=r,
+        )
+        self.time_to_resolve = Gauge(
+            "opsledger_incident_mean_time_to_resolve_seconds",
+            "Mean time from opening to resolution of incidents opened in the KPI window.",
+            ["priority"],
+            registry=r,
+        )
+        self.sla_breaches = Gauge(
+            "opsledger_incident_sla_breaches",
+            "Incidents opened in the KPI window that missed a target (response or resolution).",
+            ["priority", "target"],
+            registry=r,
+        )
+        self.change_outcomes = Gauge(
+            "opsledger_changes_finished",
+            "Changes that reached a final phase in the KPI window, by type and outcome.",
+            ["type", "outcome"],
+            registry=r,
+        )
+        self.deployment_frequency = Gauge(
+            "opsledger_dora_deployment_frequency_per_day",
+            "DORA: changes completed per day over the KPI window.",
+            registry=r,
+        )
+        self.lead_time = Gauge(
+            "opsledger_dora_lead_time_seconds",
+            "DORA: median time from a Change's creation to its completion (NaN: none completed).",
+            registry=r,
+        )
+        self.change_failure_rate = Gauge(
+            "opsledger_dora_change_failure_ratio",
+            "DORA: failed or rolled-back changes over all changes carried out (NaN: none).",
+            registry=r,
+        )
+        self.time_to_restore = Gauge(
+            "opsledger_dora_time_to_restore_seconds",
+            "DORA: median time to resolve incidents caused by changes (NaN: none resolved).",
+            registry=r,
+        )
+        self.kpi_window = Gauge(
+            "opsledger_kpi_window_seconds", "The look-back window of the KPIs.", registry=r
+        )
+
+    def _slos(self) -> None:
+        """Each objective's latest evaluation, for dashboards and generic burn-rate alerts."""
+        labels = ["namespace", "servicelevel", "service", "objective"]
+        r = self.registry
+        self.slo_target = Gauge(
+            "opsledger_slo_objective_percent",
+            "The objective's target, in percent.",
+            labels,
+            registry=r,
+        )
+        self.slo_sli = Gauge(
+            "opsledger_slo_sli_percent",
+            "Good events over the objective's window, in percent.",
+            labels,
+            registry=r,
+        )
+        self.slo_budget = Gauge(
+            "opsledger_slo_error_budget_remaining",
+            "Share of the error budget left: 1 untouched, 0 spent, negative overspent.",
+            labels,
+            registry=r,
+        )
+        self.slo_burn = Gauge(
+            "opsledger_slo_burn_rate",
+            "How fast the error budget burns over a window (1 spends it exactly in the window).",
+            [*labels, "window"],
+            registry=r,
+        )
+
+    def publish_slos(
+        self,
+        rows: list[
+            tuple[
+                tuple[str, str, str, str],
+                float,
+                float | None,
+                float | None,
+                dict[str, float | None],
+            ]
+        ],
+    ) -> None:
+        """Set each objective's gauges; drop those of objectives no longer there.
+
+        A row: ((namespace, servicelevel, service, objective), target, SLI, budget, burn rates).
+        """
+        nan = float("nan")
+        current = set()
+        for labels, target, sli, budget, burn in rows:
+            current.add(labels)
+            self.slo_target.labels(*labels).set(target)
+            self.slo_sli.labels(*labels).set(nan if sli is None else sli)
+            self.slo_budget.labels(*labels).set(nan if budget is None else budget)
+            for window, rate in burn.items():
+                self.slo_burn.labels(*labels, window).set(nan if rate is None else rate)
+        for labels in self._slo_series - current:
+            for gauge in (self.slo_target, self.slo_sli, self.slo_budget):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(*labels)
+            for window in self._slo_windows:
+                with contextlib.suppress(KeyError):
+                    self.slo_burn.remove(*labels, window)
+        self._slo_series = current
+        self._slo_windows |= {w for *_, burn in rows for w in burn}
+
     def serve(self, address: str, port: int) -> None:
         start_http_server(port, addr=address, registry=self.registry)
 

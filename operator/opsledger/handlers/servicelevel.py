@@ -152,6 +152,19 @@ async def evaluate_once(ctx: Context) -> int:
         for ref in refs:
             await _write(ctx, ref, objects[(ref.namespace, ref.name)], [down], None)
         return 0
+    ctx.metrics.publish_slos(
+        [
+            (
+                (ref.namespace, ref.name, ref.spec.service, o.name),
+                o.objective,
+                e.sli,
+                e.error_budget_remaining,
+                e.burn_rates,
+            )
+            for ref in refs
+            for o, e in zip(ref.spec.objectives, results[(ref.namespace, ref.name)], strict=True)
+        ]
+    )
     for ref in refs:
         evaluations = results[(ref.namespace, ref.name)]
         updates = [_measured(evaluations), _budget(ref.spec, evaluations)]
