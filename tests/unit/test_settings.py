@@ -1,4 +1,5 @@
 import pytest
+from pydantic import ValidationError
 
 from opsledger.models.settings import Settings
 
@@ -56,3 +57,28 @@ def test_a_forge_needs_its_url_repository_and_token() -> None:
         Settings.from_env({"OPSLEDGER_FORGE": "gitea", "OPSLEDGER_FORGE_URL": "http://git"})
     with pytest.raises(ValueError, match="gitea"):
         Settings.from_env({"OPSLEDGER_FORGE": "bitbucket"})
+
+
+def test_the_priority_matrix_and_the_receiver_come_from_the_environment() -> None:
+    settings = Settings.from_env(
+        {
+            "OPSLEDGER_PRIORITY_MATRIX": "high/medium=P1, low/high=P2",
+            "OPSLEDGER_RECEIVER_PORT": "9095",
+            "OPSLEDGER_RECEIVER_TOKEN_FILE": "/var/run/secrets/opsledger/receiver/token",
+            "OPSLEDGER_RECEIVER_RESOLVE": "false",
+            "OPSLEDGER_PROBLEM_PERIOD": "72h",
+        }
+    )
+    assert settings.priority_matrix == {"high/medium": "P1", "low/high": "P2"}
+    assert settings.receiver_port == 9095
+    assert settings.receiver_resolve is False
+    assert settings.problem_period == "72h"
+
+
+def test_wrong_correlation_and_receiver_settings_say_what_to_set() -> None:
+    with pytest.raises(ValidationError, match="OPSLEDGER_RECEIVER_TOKEN_FILE"):
+        Settings.from_env({"OPSLEDGER_RECEIVER_PORT": "9095"})
+    with pytest.raises(ValidationError, match="impact/urgency"):
+        Settings.from_env({"OPSLEDGER_PRIORITY_MATRIX": "urgent/high=P1"})
+    with pytest.raises(ValidationError, match="problem_period"):
+        Settings.from_env({"OPSLEDGER_PROBLEM_PERIOD": "a week"})

@@ -26,3 +26,12 @@ ITIL_DEFAULT: Matrix = {
 def priority(impact: str, urgency: str, matrix: Matrix = ITIL_DEFAULT) -> Priority:
     """The priority of an incident with this impact and urgency."""
     return matrix[(Level(impact), Level(urgency))]
+
+
+def matrix_with(cells: Mapping[str, Priority], base: Matrix = ITIL_DEFAULT) -> Matrix:
+    """`base` with some cells replaced; `cells` maps "impact/urgency" to a priority."""
+    matrix = dict(base)
+    for cell, value in cells.items():
+        impact, _, urgency = cell.partition("/")
+        matrix[(Level(impact), Level(urgency))] = Priority(value)
+    return matrix

@@ -34,7 +34,7 @@ from opsledger.domain.incidents import (
     sla,
     targets_for,
 )
-from opsledger.domain.priority import priority
+from opsledger.domain.priority import matrix_with, priority
 from opsledger.domain.records import record_path, to_yaml
 from opsledger.handlers.common import (
     CHANGE_PLANS,
@@ -140,7 +140,8 @@ def render(
 ) -> tuple[dict[str, Any], list[tuple[str, ConditionStatus, str, str]], IncidentRecord]:
     """Status fields, condition updates and the CMDB record for the incident as it is now."""
     now = ctx.clock()
-    prio = priority(spec.impact, spec.urgency).value
+    matrix = matrix_with(ctx.settings.priority_matrix)
+    prio = priority(spec.impact, spec.urgency, matrix).value
     life = advance(
         lifecycle_from(body), state=spec.state, assignee=spec.assignee, priority=prio, now=now
     )

@@ -6,9 +6,10 @@ import os
 from collections.abc import Mapping
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from opsledger.models.common import GoDuration
+from opsledger.models.servicelevel import Priority
 
 
 class Settings(BaseModel):
@@ -153,12 +154,60 @@ class Settings(BaseModel):
     kpi_interval: float = Field(
         default=30.0, gt=0, description="Seconds between recomputations of the KPIs."
     )
+    health_interval: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds between evaluations of every item's health, availability, "
+        "performance and capacity.",
+    )
+    health_checks_file: str | None = Field(
+        default=None,
+        description="YAML file of check templates per CI class, replacing the defaults of the "
+        "classes it names (kube-state-metrics and cAdvisor queries).",
+    )
+    capacity_lookback: GoDuration = Field(
+        default="168h", description="Look-back (Go duration) the usage trend is fitted over."
+    )
+    capacity_horizon: GoDuration = Field(
+        default="336h",
+        description="CapacityRisk when a resource is predicted to run out within this.",
+    )
+    capacity_incident_within: GoDuration = Field(
+        default="72h",
+        description="A low-priority Incident when a resource is predicted to run out within this.",
+    )
+    latency_metric: str = Field(
+        default="http_request_duration_seconds",
+        description="Histogram (without _bucket) whose quantiles are an item's latency.",
+    )
+    request_metric: str = Field(
+        default="http_requests_total",
+        description="Counter of requests (label code) whose 5xx share is a service's error ratio.",
+    )
+    priority_matrix: dict[str, Priority] = Field(
+        default_factory=dict,
+        description="Cells of the impact × urgency matrix that differ from ITIL's default, as "
+        "impact/urgency → priority, e.g. {'high/medium': 'P1'}.",
+    )
     redact_keys: list[str] = Field(
         default_factory=list, description="Extra regexes: values under matching keys are redacted."
     )
     redact_values: list[str] = Field(
         default_factory=list, description="Extra regexes: matching values are redacted."
     )
+
+    @field_validator("priority_matrix")
+    @classmethod
+    def _cells(cls, cells: dict[str, Priority]) -> dict[str, Priority]:
+        levels = ("high", "medium", "low")
+        for cell in cells:
+            impact, _, urgency = cell.partition("/")
+            if impact not in levels or urgency not in levels:
+                raise ValueError(
+                    f"priority matrix cell {cell!r} is not impact/urgency with each of high, "
+                    "medium or low, e.g. high/medium=P1"
+                )
+        return cells
 
     @model_validator(mode="after")
     def _webhook_needs_tls(self) -> Settings:
@@ -231,6 +280,13 @@ class Settings(BaseModel):
             "OPSLEDGER_SUSPECT_WINDOW": "suspect_window",
             "OPSLEDGER_KPI_WINDOW": "kpi_window",
             "OPSLEDGER_KPI_INTERVAL": "kpi_interval",
+            "OPSLEDGER_HEALTH_INTERVAL": "health_interval",
+            "OPSLEDGER_HEALTH_CHECKS_FILE": "health_checks_file",
+            "OPSLEDGER_CAPACITY_LOOKBACK": "capacity_lookback",
+            "OPSLEDGER_CAPACITY_HORIZON": "capacity_horizon",
+            "OPSLEDGER_CAPACITY_INCIDENT_WITHIN": "capacity_incident_within",
+            "OPSLEDGER_LATENCY_METRIC": "latency_metric",
+            "OPSLEDGER_REQUEST_METRIC": "request_metric",
         }
         for var, name in plain.items():
             if env.get(var):
@@ -244,6 +300,14 @@ class Settings(BaseModel):
         ):
             if env.get(var):
                 values[name] = [n.strip() for n in env[var].split(",") if n.strip()]
+        if env.get("OPSLEDGER_PRIORITY_MATRIX"):  # high/medium=P1,low/high=P2
+            values["priority_matrix"] = {
+                cell.strip(): value.strip()
+                for cell, _, value in (
+                    part.partition("=") for part in env["OPSLEDGER_PRIORITY_MATRIX"].split(",")
+                )
+                if cell.strip()
+            }
         if env.get("OPSLEDGER_DISCOVERY_SELECTOR"):
             values["discovery_selector"] = env["OPSLEDGER_DISCOVERY_SELECTOR"]
         for var, name in (

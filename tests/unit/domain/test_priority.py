@@ -1,6 +1,6 @@
 import pytest
 
-from opsledger.domain.priority import ITIL_DEFAULT, priority
+from opsledger.domain.priority import ITIL_DEFAULT, matrix_with, priority
 from opsledger.models.incident import Level
 from opsledger.models.servicelevel import Priority
 
@@ -38,3 +38,10 @@ def test_the_matrix_is_complete_and_monotonic() -> None:
 def test_a_custom_matrix_replaces_the_default() -> None:
     everything_urgent = dict.fromkeys(ITIL_DEFAULT, Priority.P1)
     assert priority("low", "low", everything_urgent) == "P1"
+
+
+def test_cells_from_the_settings_replace_only_those_cells() -> None:
+    matrix = matrix_with({"high/medium": Priority.P1, "low/high": Priority.P2})
+    assert priority("high", "medium", matrix) == Priority.P1
+    assert priority("low", "high", matrix) == Priority.P2
+    assert priority("medium", "medium", matrix) == Priority.P3  # the default's
