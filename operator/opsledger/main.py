@@ -23,6 +23,7 @@ from opsledger.handlers import (
     admission,
     change,
     configitem,
+    health,
     incident,
     kpi,
     receiver,
@@ -47,6 +48,7 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
     change.register(registry, settings)
     incident.register(registry, settings)
     configitem.register(registry, settings)
+    health.register(registry, settings)
     admission.register(registry, settings)
     receiver.register(registry, settings)
     kpi.register(registry)

@@ -201,6 +201,29 @@ def judge_budget(
         verdict.fail(f"error budget exhausted: {exhausted.message}")
 
 
+def judge_targets(items: Mapping[str, Mapping[str, Any] | None], verdict: Verdict) -> None:
+    """The target items' measured health (status.health, the Healthy condition) in the gate.
+
+    Down holds the change. Unknown because Prometheus does not answer makes the gate unknown
+    (the change waits: never start on unknown health). An item without any health signal
+    (Unknown, NoData), one not measured yet, or a missing one does not hold it: no data for an
+    optional signal must not block forever, and the change's own pre-checks and the critical
+    alert check still apply. Degraded does not hold it either: a change is often the fix.
+    """
+    for name in sorted(items):
+        status = items[name] or {}
+        condition = find(parse_conditions(status.get("conditions")), "Healthy")
+        detail = f": {condition.message}" if condition is not None else ""
+        if status.get("health") == "Down":
+            verdict.fail(f"target {name} is Down{detail}")
+        elif (
+            status.get("health") == "Unknown"
+            and condition is not None
+            and condition.reason == "PrometheusUnavailable"
+        ):
+            verdict.unknown(f"health of target {name} is unknown{detail}")
+
+
 def critical_alerts_query(service: str) -> str:
     escaped = service.replace("\\", "\\\\").replace('"', '\\"')
     return f'ALERTS{{alertstate="firing",severity="critical",service="{escaped}"}}'

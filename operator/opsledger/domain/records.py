@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import yaml
@@ -11,7 +11,12 @@ from opsledger.domain.classes import effective_class
 from opsledger.domain.drift import drifted
 from opsledger.domain.redaction import Redactor
 from opsledger.models.common import CamelModel
-from opsledger.models.configitem import ConfigurationItemSpec, Lifecycle, Relationship
+from opsledger.models.configitem import (
+    Availability,
+    ConfigurationItemSpec,
+    Lifecycle,
+    Relationship,
+)
 from opsledger.models.records import ConfigurationItemRecord, RecordMetadata
 
 
@@ -30,11 +35,13 @@ def ci_record(
     discovered: Iterable[Relationship] = (),
     retired_reason: str | None = None,
     redactor: Redactor | None = None,
+    availability: Mapping[str, Any] | None = None,
 ) -> ConfigurationItemRecord:
     """The record of a configuration item: declared fields, observation, relationships.
 
     `observed` is redacted already (by `observe`); the declared attributes are redacted here, by
-    the same `redactor`, and drift compares the two as written.
+    the same `redactor`, and drift compares the two as written. `availability` is the item's
+    status.availability (already rounded to 0.01 %, so the record changes when a figure does).
     """
     observed = observed or {}
     attributes = (redactor or Redactor()).mapping(spec.attributes)
@@ -54,6 +61,7 @@ def ci_record(
         observed=observed,
         drift=drifted(attributes, observed),
         retired_reason=retired_reason,
+        availability=Availability.model_validate(availability) if availability else None,
     )
 
 

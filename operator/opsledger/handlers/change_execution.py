@@ -62,6 +62,9 @@ async def try_start(
     verdict = await gate(ctx.prometheus, pre, spec.service if alerts else None)
     if spec.type == ChangeType.NORMAL:
         changes.judge_budget(level.get("status") or {}, sl, verdict)
+    if spec.type != ChangeType.EMERGENCY:  # an emergency change may be the fix of a Down item
+        namespace = str(step.body.metadata.get("namespace"))
+        changes.judge_targets(await asyncio.to_thread(_targets, ctx, spec, namespace), verdict)
     if not report_health(step, verdict, "pre-checks"):
         return
     prior = await asyncio.to_thread(_capture, ctx, spec, str(step.body.metadata.get("namespace")))
@@ -115,6 +118,14 @@ async def gate(
     except PrometheusUnavailableError as exc:
         verdict.unknown(str(exc))
     return verdict
+
+
+def _targets(ctx: Context, spec: ChangeSpec, namespace: str) -> dict[str, Any]:
+    """Each target item's status (None when it does not exist), for its measured health."""
+    if ctx.kube is None:
+        return {}
+    items = {t: ctx.kube.get_custom("configurationitems", t, namespace) for t in spec.targets}
+    return {t: (ci or {}).get("status") for t, ci in items.items()}
 
 
 def report_health(step: Step, verdict: Verdict, what: str) -> bool:

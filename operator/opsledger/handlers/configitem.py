@@ -160,6 +160,7 @@ async def sync_item(
         discovered=discovered,
         retired_reason=retired_reason,
         redactor=ctx.redactor,
+        availability=status.get("availability"),
     )
     out.status.update(
         {
@@ -684,6 +685,42 @@ async def _resync(
         await asyncio.to_thread(_amend, ctx.kube, namespace, name, out)
     _post(ci, previous, out)
     _record_ready(ctx, namespace, name, out)
+
+
+async def rerecord(ctx: Context, namespace: str, name: str, *, reason: str) -> None:
+    """Write the item's record again from what its status shows, without observing the source
+    (status holds the last observation): for figures measured elsewhere, such as availability.
+
+    An item never recorded yet is left to its own reconciliation, which includes them."""
+    if ctx.kube is None or ctx.cmdb is None:
+        return
+    async with item_lock(ctx, namespace, name):
+        ci = await asyncio.to_thread(ctx.kube.get_custom, PLURAL, name, namespace)
+        metadata = (ci or {}).get("metadata") or {}
+        if ci is None or metadata.get("deletionTimestamp"):
+            return
+        try:
+            spec = ConfigurationItemSpec.model_validate(dict(ci.get("spec") or {}))
+        except ValueError:
+            return
+        previous = dict(ci.get("status") or {})
+        if not previous.get("cmdb") or spec.lifecycle == Lifecycle.RETIRED:
+            return
+        live, discovered = _last_seen(previous)
+        record = ci_record(
+            cluster=ctx.settings.cluster,
+            namespace=namespace,
+            name=name,
+            spec=spec,
+            observed=recorded(live),
+            discovered=discovered,
+            redactor=ctx.redactor,
+            availability=previous.get("availability"),
+        )
+        out = Outcome()
+        await _commit(ctx, out, namespace=namespace, name=name, text=to_yaml(record), reason=reason)
+        status = render_status(ctx, previous, metadata.get("generation"), out)
+        await asyncio.to_thread(ctx.kube.patch_status, PLURAL, name, namespace, status)
 
 
 async def _latest_status(

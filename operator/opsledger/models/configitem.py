@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, model_validator
 
-from opsledger.models.common import CamelModel, ObjectReference, StatusBase
+from opsledger.models.common import CamelModel, GoDuration, ObjectReference, StatusBase
 
 
 class CIClass(StrEnum):
@@ -52,6 +52,116 @@ class Health(StrEnum):
     DEGRADED = "Degraded"
     DOWN = "Down"
     UNKNOWN = "Unknown"
+
+
+class Threshold(CamelModel):
+    """A bound on a check's value: breached when the value is below or above it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.below) != has(self.above)",
+                    "message": "set exactly one of below or above",
+                }
+            ]
+        }
+    )
+
+    below: float | None = Field(default=None, description="Breached while the value is below.")
+    above: float | None = Field(default=None, description="Breached while the value is above.")
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> Threshold:
+        if (self.below is None) == (self.above is None):
+            raise ValueError("a threshold takes exactly one of below or above")
+        return self
+
+    def breached(self, value: float) -> bool:
+        return value < self.below if self.below is not None else value > (self.above or 0.0)
+
+
+class CheckOverride(CamelModel):
+    """A health check of this item only: PromQL for the item, judged by two thresholds."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.degraded) || has(self.down)",
+                    "message": "a check needs a degraded or a down threshold",
+                }
+            ]
+        }
+    )
+
+    name: str = Field(
+        description=(
+            "The check's name. The name of a default check of the item's class (e.g. replicas, "
+            "restarts, up, ready, pressure, errors) replaces that check for this item."
+        ),
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        max_length=63,
+    )
+    query: str = Field(
+        description=(
+            "PromQL for this item; every series it returns is judged (the worst counts), no "
+            "series means no data (the check is skipped)."
+        ),
+        min_length=1,
+        max_length=4096,
+    )
+    degraded: Threshold | None = Field(
+        default=None, description="The item is Degraded while the value breaches this."
+    )
+    down: Threshold | None = Field(
+        default=None, description="The item is Down while the value breaches this."
+    )
+
+    @model_validator(mode="after")
+    def _a_threshold(self) -> CheckOverride:
+        if self.degraded is None and self.down is None:
+            raise ValueError(f"check {self.name!r}: set degraded, down or both")
+        return self
+
+
+class LatencyObjective(CamelModel):
+    """How fast the item must answer: a quantile of request latency and its bound."""
+
+    quantile: float = Field(description="The quantile, e.g. 0.99.", gt=0, lt=1)
+    threshold: GoDuration = Field(description="The bound, as a Go duration, e.g. 300ms.")
+
+
+class Monitoring(CamelModel):
+    """How the item's health, availability, performance and capacity are read from Prometheus."""
+
+    enabled: bool = Field(
+        default=True, description="false: the item is not evaluated (no health, no capacity)."
+    )
+    match: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Labels that identify the item's series in the default queries, replacing those "
+            "derived from the source: {namespace, workload: Kind/name} for workloads, {node} "
+            "for nodes, {namespace, service} for services, {namespace, persistentvolumeclaim} "
+            "for storage."
+        ),
+        max_length=8,
+        json_schema_extra={
+            "additionalProperties": {"type": "string", "description": "A label's value."}
+        },
+    )
+    checks: list[CheckOverride] = Field(
+        default_factory=list,
+        description="Health checks of this item, added to the class's defaults (or replacing "
+        "the default of the same name).",
+        max_length=16,
+    )
+    latency: LatencyObjective | None = Field(
+        default=None,
+        description="Latency objective of this item; default: the one its service's "
+        "ServiceLevel declares in the annotation opsledger.io/latency-objective (e.g. p99<300ms).",
+    )
 
 
 class Relationship(CamelModel):
@@ -147,6 +257,10 @@ class ConfigurationItemSpec(CamelModel):
             "in the item's namespace. Immutable once set."
         ),
     )
+    monitoring: Monitoring | None = Field(
+        default=None,
+        description="Overrides of how health, availability and capacity are measured.",
+    )
 
 
 class CMDBRecordStatus(CamelModel):
@@ -156,6 +270,59 @@ class CMDBRecordStatus(CamelModel):
     commit: str | None = Field(default=None, description="The commit that last wrote the record.")
     synced_at: datetime | None = Field(
         default=None, description="When the record was last pushed to the remote."
+    )
+
+
+class CheckResult(CamelModel):
+    """The evidence of one health check."""
+
+    name: str = Field(description="The check, e.g. replicas.")
+    state: Literal["Healthy", "Degraded", "Down", "NoData"] = Field(
+        description="What the value means for the item; NoData: no series (not judged)."
+    )
+    value: float | None = Field(default=None, description="The worst value measured.")
+    message: str = Field(default="", description="The value against its thresholds.")
+
+
+class Availability(CamelModel):
+    """Share of time the item was up (percent), over the last day, week and 30 days."""
+
+    d1: float | None = Field(default=None, alias="1d", description="Percent over 1 day.")
+    d7: float | None = Field(default=None, alias="7d", description="Percent over 7 days.")
+    d30: float | None = Field(default=None, alias="30d", description="Percent over 30 days.")
+
+
+class Performance(CamelModel):
+    """Latency quantiles of the item's requests, against its latency objective."""
+
+    latency: dict[str, float] = Field(
+        default_factory=dict, description="Seconds per quantile, e.g. {p50: 0.02, p99: 0.21}."
+    )
+    objective: str | None = Field(default=None, description="The objective, e.g. p99<300ms.")
+    within_objective: bool | None = Field(
+        default=None, description="Whether the quantile is within the objective."
+    )
+
+
+class ResourceCapacity(CamelModel):
+    """Usage of one resource against what the item may use, and when it runs out."""
+
+    resource: Literal["cpu", "memory", "storage"] = Field(description="cpu, memory or storage.")
+    usage: float | None = Field(
+        default=None, description="Current usage: cores for cpu, bytes for memory and storage."
+    )
+    requests: float | None = Field(default=None, description="Sum of requests (workloads, nodes).")
+    limits: float | None = Field(default=None, description="Sum of limits (workloads).")
+    capacity: float | None = Field(
+        default=None,
+        description="What runs out: limits (workloads), allocatable (nodes), size (volumes).",
+    )
+    utilization: float | None = Field(default=None, description="Usage / capacity, percent.")
+    trend_per_day: float | None = Field(
+        default=None, description="Growth of usage per day, fitted over the look-back."
+    )
+    exhausted_at: datetime | None = Field(
+        default=None, description="When the fitted trend reaches the capacity (if it grows)."
     )
 
 
@@ -185,6 +352,21 @@ class ConfigurationItemStatus(StatusBase):
     )
     health: Health | None = Field(
         default=None, description="Healthy, Degraded, Down or Unknown, from Prometheus."
+    )
+    health_checks: list[CheckResult] = Field(
+        default_factory=list, description="The evidence: each check's value and verdict."
+    )
+    evaluated_at: datetime | None = Field(
+        default=None, description="When health, availability and capacity were last measured."
+    )
+    availability: Availability | None = Field(
+        default=None, description="Percent of time up over 1d, 7d and 30d."
+    )
+    performance: Performance | None = Field(
+        default=None, description="Latency quantiles and the latency objective."
+    )
+    capacity: list[ResourceCapacity] = Field(
+        default_factory=list, description="Usage, capacity and forecast per resource."
     )
     dependents: int | None = Field(
         default=None, ge=0, description="How many items depend on this one, transitively."

@@ -30,6 +30,7 @@ class OriginType(StrEnum):
     ALERTMANAGER = "alertmanager"
     SLO_BURN = "sloBurn"
     CHANGE = "change"
+    CAPACITY = "capacity"
 
 
 class Origin(CamelModel):
@@ -37,7 +38,7 @@ class Origin(CamelModel):
 
     type: OriginType = Field(
         default=OriginType.MANUAL,
-        description="manual, alertmanager, sloBurn or change.",
+        description="manual, alertmanager, sloBurn, change or capacity.",
     )
     reference: str | None = Field(
         default=None,

@@ -9,7 +9,7 @@ from pydantic import Field
 
 from opsledger.models.change import Approval, ChangePhase, ChangeSpec, Transition, Window
 from opsledger.models.common import API_GROUP, API_VERSION, CamelModel, K8sName
-from opsledger.models.configitem import ConfigurationItemSpec, Relationship
+from opsledger.models.configitem import Availability, ConfigurationItemSpec, Relationship
 from opsledger.models.incident import IncidentSpec, IncidentState, SLAStatus, TimelineEntry
 from opsledger.models.servicelevel import Priority
 
@@ -46,6 +46,11 @@ class ConfigurationItemRecord(CamelModel):
     )
     retired_reason: str | None = Field(
         default=None, description="Why the item was retired, e.g. its source was deleted."
+    )
+    availability: Availability | None = Field(
+        default=None,
+        description="Percent of time up over 1d, 7d and 30d, to 0.01 % (the record changes "
+        "only when a figure does).",
     )
 
 

@@ -1,0 +1,535 @@
+"""Health, availability, performance and capacity of every ConfigurationItem, on a timer.
+
+One pass lists the items, asks Prometheus one query per template of each class present (plus
+one for all items' own checks), and writes each item's status where a figure changed: health
+with its evidence and the Healthy condition, availability, latency against the objective,
+capacity with the CapacityRisk condition. A resource predicted to run out soon opens one
+low-priority Incident per item and resource. When availability changes (to 0.01 %), the
+item's CMDB record is written again. While Prometheus does not answer, health is Unknown
+(Healthy=Unknown, PrometheusUnavailable) and changes on the items wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import kopf
+import yaml
+from pydantic import TypeAdapter, ValidationError
+
+from opsledger.adapters.prometheus import Prometheus, PrometheusUnavailableError
+from opsledger.domain import capacity, health
+from opsledger.domain.classes import effective_class
+from opsledger.domain.conditions import find, parse_conditions, set_condition
+from opsledger.domain.durations import go_duration
+from opsledger.domain.health import Evaluation, Item, Sample
+from opsledger.handlers.common import Context, context
+from opsledger.handlers.configitem import rerecord
+from opsledger.models import API_GROUP, API_VERSION, CONFIGURATION_ITEM, INCIDENT, SERVICE_LEVEL
+from opsledger.models.common import ConditionStatus
+from opsledger.models.configitem import (
+    CheckOverride,
+    CIClass,
+    ConfigurationItemSpec,
+    Health,
+    LatencyObjective,
+    Lifecycle,
+    Monitoring,
+)
+from opsledger.models.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PLURAL = CONFIGURATION_ITEM.plural
+HEALTHY = "Healthy"
+CAPACITY_RISK = "CapacityRisk"
+LATENCY_ANNOTATION = "opsledger.io/latency-objective"
+FIELDS = ("health", "healthChecks", "availability", "performance", "capacity")
+REFRESH = 5  # status is rewritten at least every REFRESH intervals, even if nothing changed
+CONCURRENCY = 16
+
+Templates = dict[CIClass, list[CheckOverride]]
+
+
+def load_templates(settings: Settings) -> Templates:
+    """The default check templates, with the classes a checks file names replaced."""
+    templates = health.default_checks(settings.request_metric)
+    if settings.health_checks_file:
+        path = Path(settings.health_checks_file)
+        try:
+            given = TypeAdapter(dict[CIClass, list[CheckOverride]]).validate_python(
+                yaml.safe_load(path.read_text()) or {}
+            )
+        except (OSError, yaml.YAMLError, ValidationError) as exc:
+            raise ValueError(
+                f"OPSLEDGER_HEALTH_CHECKS_FILE {path}: {exc}. It maps a CI class (Workload, "
+                "Node, Service, …) to a list of {name, query, degraded: {below|above}, down: "
+                "{below|above}}"
+            ) from exc
+        templates.update(given)
+    return templates
+
+
+@dataclass
+class Pass:
+    """What one pass asked and found."""
+
+    evaluations: dict[str, Evaluation] = field(default_factory=dict)
+    resources: dict[str, list[capacity.Resource]] = field(default_factory=dict)
+    queries: int = 0
+
+
+def evaluate_items(
+    prometheus: Prometheus,
+    items: Sequence[Item],
+    templates: Templates,
+    *,
+    settings: Settings,
+    now: datetime,
+    objectives: Mapping[str, LatencyObjective] | None = None,
+) -> Pass:
+    """Every item's health, availability, latency and capacity: one query per template of each
+    class present, and one for all items' own checks. Raises PrometheusUnavailableError when a
+    template query fails (health is unknown then)."""
+    objectives = objectives or {}
+    result = Pass()
+    lookback = _prom_duration(settings.capacity_lookback)
+    by_class: dict[CIClass, list[Item]] = {}
+    for item in items:
+        by_class.setdefault(item.class_, []).append(item)
+    for class_, members in by_class.items():
+        queries: dict[str, str] = {}
+        for t in templates.get(class_, []):
+            if any(t.name not in {c.name for c in i.monitoring.checks} for i in members):
+                queries[health.check_key(t.name)] = t.query
+        signal = health.availability_signal(class_)
+        if signal:
+            queries["availability"] = health.availability_query(signal)
+        if class_ == CIClass.SERVICE:
+            wanted = {*health.QUANTILES, *(o.quantile for o in objectives.values())}
+            queries["latency"] = health.latency_query(settings.latency_metric, wanted)
+        usage = capacity.capacity_query(class_, lookback)
+        if usage:
+            queries["capacity"] = usage
+        answers: dict[str, dict[str, list[Sample]]] = {}
+        for key, promql in queries.items():
+            result.queries += 1
+            answers[key] = health.assign(prometheus.instant(promql, now), members)
+        result.resources.update(capacity.by_item(answers.pop("capacity", {}), now))
+        custom = _custom(prometheus, [i for i in members if i.monitoring.checks], now, result)
+        for item in members:
+            result.evaluations[item.key] = health.evaluate_item(
+                item,
+                templates.get(class_, []),
+                answers,
+                custom.get(item.key, {}),
+                objectives.get(item.key),
+            )
+    return result
+
+
+def _custom(
+    prometheus: Prometheus, items: Sequence[Item], now: datetime, result: Pass
+) -> dict[str, dict[str, list[Sample]]]:
+    """The items' own checks in one query; when that fails, check by check, so one wrong query
+    shows as that check's NoData (with the error) instead of hiding the others."""
+    query = health.custom_query(items)
+    if query is None:
+        return {}
+    result.queries += 1
+    try:
+        return health.assign_custom(prometheus.instant(query, now))
+    except PrometheusUnavailableError:
+        pass
+    out: dict[str, dict[str, list[Sample]]] = {}
+    for item in items:
+        for check in item.monitoring.checks:
+            result.queries += 1
+            try:
+                answer = prometheus.instant(check.query, now)
+            except PrometheusUnavailableError as exc:
+                log.warning("check %s of %s failed: %s", check.name, item.key, exc)
+                continue
+            out.setdefault(item.key, {})[check.name] = [
+                (s.get("metric") or {}, health.value_of(s)) for s in answer
+            ]
+    return out
+
+
+def _prom_duration(go: str) -> str:
+    """A Go duration as PromQL writes it (whole seconds)."""
+    return f"{max(1, int(go_duration(go).total_seconds()))}s"
+
+
+def parse_item(obj: Mapping[str, Any]) -> Item | None:
+    """The item to evaluate, or None: invalid spec, retired, or monitoring disabled."""
+    meta = obj.get("metadata") or {}
+    try:
+        spec = ConfigurationItemSpec.model_validate(obj.get("spec") or {})
+    except ValueError:
+        return None
+    monitoring = spec.monitoring or Monitoring()
+    if (
+        spec.lifecycle == Lifecycle.RETIRED
+        or not monitoring.enabled
+        or meta.get("deletionTimestamp")
+    ):
+        return None
+    namespace, name = str(meta.get("namespace")), str(meta.get("name"))
+    class_ = effective_class(spec.class_, spec.source.kind if spec.source else None)
+    return Item(
+        namespace=namespace,
+        name=name,
+        class_=class_,
+        match=health.identity(namespace, name, class_, spec.source, monitoring),
+        monitoring=monitoring,
+        service=spec.service,
+    )
+
+
+def latency_objectives(
+    items: Sequence[Item], levels: Sequence[Mapping[str, Any]]
+) -> dict[str, LatencyObjective]:
+    """Each item's latency objective: its own, else its service's ServiceLevel annotation."""
+    by_service: dict[tuple[str, str], LatencyObjective] = {}
+    for level in levels:
+        meta = level.get("metadata") or {}
+        text = (meta.get("annotations") or {}).get(LATENCY_ANNOTATION)
+        service = (level.get("spec") or {}).get("service")
+        if text and service:
+            try:
+                by_service[(str(meta.get("namespace")), str(service))] = (
+                    health.parse_latency_objective(text)
+                )
+            except ValueError as exc:
+                log.warning("ServiceLevel %s/%s: %s", meta.get("namespace"), meta.get("name"), exc)
+    out = {}
+    for item in items:
+        objective = item.monitoring.latency or by_service.get((item.namespace, item.service or ""))
+        if objective is not None:
+            out[item.key] = objective
+    return out
+
+
+# -- writing -------------------------------------------------------------------------------
+
+
+def _healthy_condition(e: Evaluation) -> tuple[ConditionStatus, str, str]:
+    message = health.evidence(e.checks)
+    if e.health == Health.HEALTHY:
+        return ConditionStatus.TRUE, "Healthy", message
+    if e.health == Health.UNKNOWN:
+        return (
+            ConditionStatus.UNKNOWN,
+            "NoData",
+            f"{message}; an item without signals does not hold changes (their own checks do)",
+        )
+    return ConditionStatus.FALSE, e.health.value, message
+
+
+def _capacity_condition(
+    resources: list[capacity.Resource] | None, risk: capacity.Risk | None, horizon: str
+) -> tuple[ConditionStatus, str, str] | None:
+    if resources is None:
+        return None
+    if not resources:
+        return (
+            ConditionStatus.UNKNOWN,
+            "NoData",
+            "no usage series for cpu, memory or storage",
+        )
+    if risk and risk.at_risk:
+        return ConditionStatus.TRUE, "ExhaustionPredicted", risk.message
+    return (
+        ConditionStatus.FALSE,
+        "NoRiskWithinHorizon",
+        f"no resource is predicted to run out within {horizon}",
+    )
+
+
+def _status(
+    ctx: Context,
+    obj: Mapping[str, Any],
+    fields: Mapping[str, Any],
+    conditions: Sequence[tuple[str, ConditionStatus, str, str]],
+    now: datetime,
+) -> tuple[dict[str, Any] | None, list[tuple[str, str, str]]]:
+    """The status patch (None when nothing changed and status is fresh) and the Events."""
+    previous = obj.get("status") or {}
+    current = parse_conditions(previous.get("conditions"))
+    generation = (obj.get("metadata") or {}).get("generation")
+    events = []
+    changed = any(previous.get(k) != v for k, v in fields.items())
+    for type_, value, reason, message in conditions:
+        before = find(current, type_)
+        if before is None or (before.status, before.reason, before.message) != (
+            value,
+            reason,
+            message,
+        ):
+            changed = True
+        if before is None or before.status != value:
+            if type_ == HEALTHY and not (before is None and value == ConditionStatus.TRUE):
+                kind = "Normal" if value == ConditionStatus.TRUE else "Warning"
+                events.append((kind, reason, f"health: {message}"))
+            elif type_ == CAPACITY_RISK and (
+                value == ConditionStatus.TRUE
+                or (before is not None and before.status == ConditionStatus.TRUE)
+            ):
+                kind = "Warning" if value == ConditionStatus.TRUE else "Normal"
+                events.append((kind, reason, message))
+        current = set_condition(
+            current,
+            type=type_,
+            status=value,
+            reason=reason,
+            message=message,
+            now=now,
+            generation=generation,
+        )
+    stamp = previous.get("evaluatedAt")
+    stale = True
+    if stamp:
+        with contextlib.suppress(ValueError):
+            age = now - datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+            stale = age > timedelta(seconds=REFRESH * ctx.settings.health_interval)
+    if not changed and not stale:
+        return None, events
+    return {
+        **fields,
+        "evaluatedAt": now.replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+        "conditions": [c.to_wire() for c in current],
+    }, events
+
+
+@dataclass
+class Loop:
+    """State kept between passes: incidents already opened (so they are asked for once)."""
+
+    opened: set[str] = field(default_factory=set)
+    last_queries: int = 0
+
+
+async def evaluate_once(ctx: Context, templates: Templates, state: Loop | None = None) -> Pass:
+    """One pass over every item; returns what it asked and found."""
+    state = state or Loop()
+    if ctx.kube is None or ctx.prometheus is None:
+        return Pass()
+    kube, prometheus, settings = ctx.kube, ctx.prometheus, ctx.settings
+    objects = await asyncio.to_thread(kube.list_custom, PLURAL)
+    pairs = [(obj, parse_item(obj)) for obj in objects]
+    items = [i for _, i in pairs if i is not None]
+    if not items:
+        return Pass()
+    levels = await asyncio.to_thread(kube.list_custom, SERVICE_LEVEL.plural)
+    now = ctx.clock()
+    started = time.monotonic()
+    try:
+        found = await asyncio.to_thread(
+            functools.partial(
+                evaluate_items,
+                settings=settings,
+                now=now,
+                objectives=latency_objectives(items, levels),
+            ),
+            prometheus,
+            items,
+            templates,
+        )
+    except PrometheusUnavailableError as exc:
+        unknown = (
+            HEALTHY,
+            ConditionStatus.UNKNOWN,
+            "PrometheusUnavailable",
+            f"{exc}. Health is unknown until it answers; changes on this item wait.",
+        )
+        await _write_all(
+            ctx,
+            [(obj, {"health": Health.UNKNOWN.value}, [unknown]) for obj, i in pairs if i],
+            now,
+        )
+        return Pass()
+    log.info(
+        "health: %d items evaluated with %d PromQL queries in %.1fs",
+        len(items),
+        found.queries,
+        time.monotonic() - started,
+    )
+    horizon = go_duration(settings.capacity_horizon)
+    near = go_duration(settings.capacity_incident_within)
+    writes = []
+    rerecords = []
+    for obj, item in pairs:
+        if item is None:
+            continue
+        e = found.evaluations[item.key]
+        resources = found.resources.get(item.key)
+        if resources is None and capacity.capacity_query(item.class_, "1s") is not None:
+            resources = []
+        risk = capacity.risk(resources or [], now, horizon, near)
+        fields = {
+            "health": e.health.value,
+            "healthChecks": [c.to_wire() for c in e.checks],
+            "availability": e.availability,
+            "performance": e.performance,
+            "capacity": [r.to_wire() for r in resources or []],
+        }
+        healthy = _healthy_condition(e)
+        conditions = [(HEALTHY, *healthy)]
+        risky = _capacity_condition(resources, risk, settings.capacity_horizon)
+        if risky is not None:
+            conditions.append((CAPACITY_RISK, *risky))
+        writes.append((obj, fields, conditions))
+        previous = (obj.get("status") or {}).get("availability")
+        if e.availability and e.availability != previous:
+            rerecords.append((item, e.availability))
+        for resource in risk.near:
+            await _capacity_incident(ctx, state, obj, item, resource=resource, now=now)
+    await _write_all(ctx, writes, now)
+    if ctx.cmdb is not None and rerecords:
+        gate = asyncio.Semaphore(settings.cmdb_max_batch)
+
+        async def record(item: Item, availability: Mapping[str, float]) -> None:
+            async with gate:
+                figures = ", ".join(f"{w} {v:g} %" for w, v in availability.items())
+                await rerecord(
+                    ctx,
+                    item.namespace,
+                    item.name,
+                    reason=f"ConfigurationItem {item.key}: availability {figures}",
+                )
+
+        await asyncio.gather(*(record(i, a) for i, a in rerecords))
+    state.last_queries = found.queries
+    return found
+
+
+async def _write_all(
+    ctx: Context,
+    writes: Sequence[
+        tuple[Mapping[str, Any], Mapping[str, Any], Sequence[tuple[str, ConditionStatus, str, str]]]
+    ],
+    now: datetime,
+) -> None:
+    assert ctx.kube is not None
+    kube = ctx.kube
+    gate = asyncio.Semaphore(CONCURRENCY)
+
+    async def write(
+        obj: Mapping[str, Any],
+        fields: Mapping[str, Any],
+        conditions: Sequence[tuple[str, ConditionStatus, str, str]],
+    ) -> None:
+        patch, events = _status(ctx, obj, fields, conditions, now)
+        meta = obj.get("metadata") or {}
+        async with gate:
+            if patch is not None:
+                try:
+                    await asyncio.to_thread(
+                        kube.patch_status,
+                        PLURAL,
+                        str(meta.get("name")),
+                        str(meta.get("namespace")),
+                        patch,
+                    )
+                except LookupError:
+                    return  # deleted meanwhile
+            for kind, reason, message in events:
+                await asyncio.to_thread(
+                    kube.post_event,
+                    obj,
+                    type=kind,
+                    reason=reason,
+                    message=message,
+                    component="opsledger",
+                )
+
+    await asyncio.gather(*(write(*w) for w in writes))
+
+
+async def _capacity_incident(
+    ctx: Context,
+    state: Loop,
+    obj: Mapping[str, Any],
+    item: Item,
+    *,
+    resource: capacity.Resource,
+    now: datetime,
+) -> None:
+    """One low-priority Incident per item and resource, named so it is never duplicated."""
+    assert ctx.kube is not None
+    name = capacity.incident_name(item.name, resource.resource)
+    if f"{item.namespace}/{name}" in state.opened:
+        return
+    body = {
+        "apiVersion": f"{API_GROUP}/{API_VERSION}",
+        "kind": INCIDENT.kind,
+        "metadata": {
+            "name": name,
+            "labels": {
+                "opsledger.io/configurationitem": item.name,
+                "opsledger.io/resource": resource.resource,
+            },
+        },
+        "spec": capacity.incident_spec(
+            item=item.name, service=item.service, resource=resource, now=now
+        ),
+    }
+    created = await asyncio.to_thread(ctx.kube.create_custom, INCIDENT.plural, item.namespace, body)
+    state.opened.add(f"{item.namespace}/{name}")
+    if created is not None:
+        await asyncio.to_thread(
+            ctx.kube.post_event,
+            obj,
+            type="Warning",
+            reason="CapacityIncident",
+            message=f"Incident {name} opened: {capacity.describe(resource)}",
+            component="opsledger",
+        )
+
+
+async def evaluation_loop(ctx: Context, templates: Templates) -> None:
+    """Evaluate every item every health_interval seconds until cancelled."""
+    state = Loop()
+    while True:
+        try:
+            await evaluate_once(ctx, templates, state)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception(
+                "health evaluation failed; trying again in %ss", ctx.settings.health_interval
+            )
+        await asyncio.sleep(ctx.settings.health_interval)
+
+
+def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
+    """Start the evaluation loop with the operator (when Prometheus is configured)."""
+    templates = load_templates(settings)  # a wrong checks file stops the start, with the reason
+
+    @kopf.on.startup(registry=registry, id="start-health-evaluation")
+    async def start(memo: kopf.Memo, **_: Any) -> None:
+        ctx = context(memo)
+        if ctx.prometheus is None:
+            log.warning("OPSLEDGER_PROMETHEUS_URL is not set: item health is not measured")
+            return
+        memo["health_task"] = asyncio.create_task(
+            evaluation_loop(ctx, templates), name="health-evaluation"
+        )
+
+    @kopf.on.cleanup(registry=registry, id="stop-health-evaluation")
+    async def stop(memo: kopf.Memo, **_: Any) -> None:
+        task = memo.get("health_task")
+        if isinstance(task, asyncio.Task):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
