@@ -148,6 +148,12 @@ class Metrics:
             labels,
             registry=r,
         )
+        self.slo_alert = Gauge(
+            "opsledger_slo_alert",
+            "1 while the objective's multi-window burn-rate alert of this severity fires.",
+            [*labels, "severity"],
+            registry=r,
+        )
         self.slo_burn = Gauge(
             "opsledger_slo_burn_rate",
             "How fast the error budget burns over a window (1 spends it exactly in the window).",
@@ -164,22 +170,26 @@ class Metrics:
                 float | None,
                 float | None,
                 dict[str, float | None],
+                list[str],
             ]
         ],
     ) -> None:
         """Set each objective's gauges; drop those of objectives no longer there.
 
-        A row: ((namespace, servicelevel, service, objective), target, SLI, budget, burn rates).
+        A row: ((namespace, servicelevel, service, objective), target, SLI, budget, burn rates,
+        alerts firing).
         """
         nan = float("nan")
         current = set()
-        for labels, target, sli, budget, burn in rows:
+        for labels, target, sli, budget, burn, alerts in rows:
             current.add(labels)
             self.slo_target.labels(*labels).set(target)
             self.slo_sli.labels(*labels).set(nan if sli is None else sli)
             self.slo_budget.labels(*labels).set(nan if budget is None else budget)
             for window, rate in burn.items():
                 self.slo_burn.labels(*labels, window).set(nan if rate is None else rate)
+            for severity in ("page", "ticket"):
+                self.slo_alert.labels(*labels, severity).set(int(severity in alerts))
         for labels in self._slo_series - current:
             for gauge in (self.slo_target, self.slo_sli, self.slo_budget):
                 with contextlib.suppress(KeyError):
@@ -187,6 +197,9 @@ class Metrics:
             for window in self._slo_windows:
                 with contextlib.suppress(KeyError):
                     self.slo_burn.remove(*labels, window)
+            for severity in ("page", "ticket"):
+                with contextlib.suppress(KeyError):
+                    self.slo_alert.remove(*labels, severity)
         self._slo_series = current
         self._slo_windows |= {w for *_, burn in rows for w in burn}
 

@@ -1,7 +1,8 @@
 """Prometheus rules the local environment loads: the operator's own health.
 
-The chart will ship the same group as a PrometheusRule; the ServiceLevel reconciler will write
-burn-rate rules beside it.
+The chart ships the same group as a PrometheusRule. The burn-rate alerts page people through
+Alertmanager's other receivers; they carry `opsledger_incident: managed`, so OpsLedger's own
+receiver skips them (the operator opened the Incident itself when it evaluated the burn).
 """
 
 from __future__ import annotations
@@ -35,6 +36,30 @@ def operator_rules(job: str = "opsledger") -> dict[str, Any]:
                             ),
                         },
                     },
+                    *(
+                        {
+                            "alert": f"OpsLedgerErrorBudgetBurn{severity.title()}",
+                            "expr": f'opsledger_slo_alert{{severity="{severity}"}} == 1',
+                            "labels": {
+                                "severity": level,
+                                "service": "{{ $labels.service }}",
+                                "opsledger_incident": "managed",
+                            },
+                            "annotations": {
+                                "summary": (
+                                    "{{ $labels.service }}: the error budget of "
+                                    "{{ $labels.objective }} burns fast "
+                                    f"({severity} of the multi-window burn-rate alerts)."
+                                ),
+                                "description": (
+                                    "kubectl describe servicelevel {{ $labels.servicelevel }} -n "
+                                    "{{ $labels.namespace }} shows the burn rates; OpsLedger has "
+                                    "opened an Incident for it."
+                                ),
+                            },
+                        }
+                        for severity, level in (("page", "critical"), ("ticket", "warning"))
+                    ),
                     {
                         "alert": "OpsLedgerObjectNotReady",
                         "expr": "opsledger_object_ready == 0",

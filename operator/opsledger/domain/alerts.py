@@ -32,6 +32,7 @@ SEVERITIES: dict[str, tuple[Level, Level]] = {
 DEFAULT_LEVELS = (Level.MEDIUM, Level.MEDIUM)
 
 FINGERPRINT_LABEL = "opsledger.io/alert-fingerprint"
+MANAGED_LABEL = "opsledger_incident"
 ALERTNAME_LABEL = "opsledger.io/alertname"
 _NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 _LABEL_VALUE_BAD = re.compile(r"[^A-Za-z0-9_.-]")
@@ -110,7 +111,13 @@ def _description(alert: Alert) -> str:
 
 
 def action_for(alert: Alert, routing: Routing, *, resolve: bool) -> Action | None:
-    """What one alert does: open (firing), resolve (resolved, if configured), or nothing."""
+    """What one alert does: open (firing), resolve (resolved, if configured), or nothing.
+
+    Alerts labelled `opsledger_incident: managed` are about incidents OpsLedger opens itself
+    (its burn-rate alerts): nothing.
+    """
+    if alert.labels.get(MANAGED_LABEL) == "managed":
+        return None
     name = incident_name(alert)
     namespace = _namespace(alert, routing) or routing.default_namespace
     alertname = alert.labels.get("alertname", "alert")

@@ -160,6 +160,7 @@ async def evaluate_once(ctx: Context) -> int:
                 e.sli,
                 e.error_budget_remaining,
                 e.burn_rates,
+                e.alerts,
             )
             for ref in refs
             for o, e in zip(ref.spec.objectives, results[(ref.namespace, ref.name)], strict=True)

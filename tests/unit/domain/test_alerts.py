@@ -118,3 +118,11 @@ def test_a_notification_maps_every_alert_in_order() -> None:
 def test_a_body_that_is_not_a_notification_is_refused() -> None:
     with pytest.raises(ValidationError):
         Notification.model_validate({"status": "firing", "alerts": [{"labels": {}}]})
+
+
+def test_alerts_about_incidents_opsledger_opens_itself_are_skipped() -> None:
+    managed = _alert(opsledger_incident="managed")
+    assert action_for(managed, ROUTING, resolve=True) is None
+    assert (
+        action_for(_alert("resolved", opsledger_incident="managed"), ROUTING, resolve=True) is None
+    )
