@@ -68,6 +68,9 @@ TEST_SETTINGS = {
     "OPSLEDGER_INCIDENT_INTERVAL": "1",
     "OPSLEDGER_CHANGE_INTERVAL": "1",
     "OPSLEDGER_KPI_INTERVAL": "2",
+    # The monthly review would commit last month's report at the first start: tests that count
+    # commits must not see it. test_report turns it on.
+    "OPSLEDGER_MONTHLY_REVIEW": "false",
     "OPSLEDGER_DISCOVERY_KINDS": "Deployment,StatefulSet",
     "OPSLEDGER_DISCOVERY_SELECTOR": "opsledger.io/discover=true",
     # The admission webhook is off unless a test module turns it on (WEBHOOK_SETTINGS): with
@@ -222,12 +225,18 @@ def proposed(kubectl: Kubectl, namespace: str, name: str, timeout: float = 60.0)
     return result
 
 
-def remote_record(env: DevEnvironment, path: str, ref: str = "main") -> Any:
-    """The YAML document at `path` on `ref` of the CMDB remote, or None when it is not there."""
+def remote_text(env: DevEnvironment, path: str, ref: str = "main") -> str | None:
+    """The file at `path` on `ref` of the CMDB remote, or None when it is not there."""
     result = subprocess.run(
         ["git", "--git-dir", str(env.cmdb_remote), "show", f"{ref}:{path}"],
         capture_output=True,
         text=True,
         check=False,
     )
-    return yaml.safe_load(result.stdout) if result.returncode == 0 else None
+    return result.stdout if result.returncode == 0 else None
+
+
+def remote_record(env: DevEnvironment, path: str, ref: str = "main") -> Any:
+    """The YAML document at `path` on `ref` of the CMDB remote, or None when it is not there."""
+    text = remote_text(env, path, ref)
+    return None if text is None else yaml.safe_load(text)

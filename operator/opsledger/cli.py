@@ -76,8 +76,27 @@ def _parser() -> argparse.ArgumentParser:
     _add_slo(sub)
     _add_window(sub)
     _add_change(sub)
+    _add_report(sub)
     _add_dev(sub)
     return parser
+
+
+def _add_report(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """opsledger report --month YYYY-MM"""
+    review = sub.add_parser(
+        "report",
+        help="commit the monthly service review (Markdown and charts) to the CMDB under "
+        "reports/<cluster>/<YYYY-MM>.md",
+    )
+    review.add_argument("--month", help="the month, YYYY-MM (default: the previous month)")
+    review.add_argument("--kubeconfig", help="kubeconfig path (default: $KUBECONFIG)")
+    review.add_argument("--cluster", help="this cluster's name ($OPSLEDGER_CLUSTER)")
+    review.add_argument("--cmdb-url", help="the CMDB Git remote ($OPSLEDGER_CMDB_URL)")
+    review.add_argument("--prometheus-url", help="Prometheus URL ($OPSLEDGER_PROMETHEUS_URL)")
+    review.add_argument(
+        "--print", action="store_true", help="also print the report's Markdown after committing"
+    )
+    review.set_defaults(func=_report)
 
 
 def _add_cmdb(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -437,6 +456,71 @@ def _change_plan(args: argparse.Namespace) -> int:
     else:
         _print_plan(report)
     return 0 if report["ok"] else 1
+
+
+def _report(args: argparse.Namespace) -> int:
+    import asyncio  # noqa: PLC0415
+    import os  # noqa: PLC0415
+    import tempfile  # noqa: PLC0415
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from opsledger.adapters import kube  # noqa: PLC0415
+    from opsledger.adapters.metrics import Metrics  # noqa: PLC0415
+    from opsledger.adapters.prometheus import Prometheus  # noqa: PLC0415
+    from opsledger.domain.report import month_bounds, previous_month  # noqa: PLC0415
+    from opsledger.handlers.common import Context  # noqa: PLC0415
+    from opsledger.handlers.report import write_report  # noqa: PLC0415
+    from opsledger.main import cmdb_store  # noqa: PLC0415
+    from opsledger.models.settings import Settings  # noqa: PLC0415
+
+    month = args.month or previous_month(datetime.now(UTC))
+    try:
+        month_bounds(month)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from exc
+    overrides = {
+        name: value
+        for name, value in {
+            "kubeconfig": args.kubeconfig or os.environ.get("KUBECONFIG"),
+            "cluster": args.cluster,
+            "cmdb_url": args.cmdb_url,
+            "prometheus_url": args.prometheus_url,
+        }.items()
+        if value
+    }
+    settings = Settings.from_env().model_copy(update=overrides)
+    if not settings.cmdb_url:
+        raise CLIError("no CMDB remote: set OPSLEDGER_CMDB_URL or pass --cmdb-url")
+    api = kube.api_client(settings.kubeconfig)
+
+    async def commit(workdir: str) -> Any:
+        # a working copy of its own: a running operator may be using the configured one
+        cmdb = cmdb_store(settings.model_copy(update={"cmdb_workdir": workdir, "cmdb_debounce": 0}))
+        ctx = Context(
+            settings=settings,
+            metrics=Metrics(),
+            kube=kube.Kube(api),
+            cmdb=cmdb,
+            prometheus=Prometheus(settings.prometheus_url) if settings.prometheus_url else None,
+        )
+        try:
+            return await write_report(ctx, month)
+        finally:
+            if cmdb is not None:
+                await cmdb.close()
+
+    try:
+        with tempfile.TemporaryDirectory(prefix="opsledger-report-") as workdir:
+            written = asyncio.run(commit(workdir))
+    except ValueError as exc:
+        raise CLIError(str(exc)) from exc
+    finally:
+        api.close()  # type: ignore[no-untyped-call]
+    state = "committed" if written.changed else "unchanged"
+    print(f"{state} {written.path} ({written.sha[:12]})")
+    if args.print:
+        print(written.text, end="")
+    return 0
 
 
 def _print_plan(report: dict[str, Any]) -> None:

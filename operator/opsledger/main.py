@@ -27,6 +27,7 @@ from opsledger.handlers import (
     incident,
     kpi,
     receiver,
+    report,
     servicelevel,
 )
 from opsledger.handlers.common import Context
@@ -52,6 +53,7 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
     admission.register(registry, settings)
     receiver.register(registry, settings)
     kpi.register(registry)
+    report.register(registry)
 
     @kopf.on.startup(registry=registry, id="configure")
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -113,7 +115,7 @@ async def run(settings: Settings) -> None:
         settings=settings,
         metrics=metrics,
         kube=kube.Kube(api),
-        cmdb=_cmdb(settings),
+        cmdb=cmdb_store(settings),
         redactor=Redactor.with_extra(settings.redact_keys, settings.redact_values),
         discovery=selectors.parse(settings.discovery_selector)
         if settings.discovery_kinds
@@ -134,7 +136,7 @@ async def run(settings: Settings) -> None:
     )
 
 
-def _cmdb(settings: Settings) -> GitCMDB | None:
+def cmdb_store(settings: Settings) -> GitCMDB | None:
     """The CMDB store, when a remote is configured; credentials come from mounted files."""
     if not settings.cmdb_url:
         log.warning("OPSLEDGER_CMDB_URL is not set: records are not committed anywhere")

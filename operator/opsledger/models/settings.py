@@ -148,6 +148,10 @@ class Settings(BaseModel):
         description="An incident this soon (Go duration) after a change completed on its items "
         "or their dependencies names that change as suspectedCause.",
     )
+    monthly_review: bool = Field(
+        default=True,
+        description="Commit each month's service review to the CMDB once the month is over.",
+    )
     kpi_window: GoDuration = Field(
         default="720h", description="Look-back (Go duration) of the KPI and DORA figures."
     )
@@ -278,6 +282,7 @@ class Settings(BaseModel):
             "OPSLEDGER_PROBLEM_THRESHOLD": "problem_threshold",
             "OPSLEDGER_PROBLEM_PERIOD": "problem_period",
             "OPSLEDGER_SUSPECT_WINDOW": "suspect_window",
+            "OPSLEDGER_MONTHLY_REVIEW": "monthly_review",
             "OPSLEDGER_KPI_WINDOW": "kpi_window",
             "OPSLEDGER_KPI_INTERVAL": "kpi_interval",
             "OPSLEDGER_HEALTH_INTERVAL": "health_interval",
