@@ -7,12 +7,16 @@ identity), the operator has an identity of its own.
 
 from __future__ import annotations
 
+import shutil
+import ssl
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from cryptography import x509
 
 from opsledger.devenv.environment import DevEnvironment
+from opsledger.devenv.pki import CertificateAuthority
 from tests.support import Kubectl, OperatorProcess, shop, wait_for, webhook_settings
 
 NS = "guarded"
@@ -203,3 +207,36 @@ def test_stopping_the_operator_removes_its_webhook(
     )
     again = kubectl.run("set", "image", "deployment/web", "app=web:1.4", "-n", NS, check=False)
     assert again.returncode != 0
+
+
+def _served_serial(port: int) -> int:
+    pem = ssl.get_server_certificate(("127.0.0.1", port), timeout=5)
+    return int(x509.load_pem_x509_certificate(pem.encode()).serial_number)
+
+
+def test_a_renewed_serving_certificate_is_served_without_a_restart(
+    devenv: DevEnvironment, kubectl: Kubectl, operator: OperatorProcess, shop_with_web: None
+) -> None:
+    """As cert-manager renews a Secret in place: the files change, the operator serves the new
+    certificate within seconds, and the API server goes on calling the webhook."""
+    env = devenv.env()
+    port = int(env["OPSLEDGER_WEBHOOK_PORT"])
+    before = _served_serial(port)
+    renewed = (
+        CertificateAuthority(devenv.pki)
+        .ensure()
+        .issue(
+            "operator-webhook-renewed",
+            common_name="opsledger-webhook",
+            hosts=("127.0.0.1",),
+            server=True,
+        )
+    )
+    shutil.copyfile(renewed.key, env["OPSLEDGER_WEBHOOK_KEY_FILE"])
+    shutil.copyfile(renewed.cert, env["OPSLEDGER_WEBHOOK_CERT_FILE"])
+    serial = int(x509.load_pem_x509_certificate(renewed.cert.read_bytes()).serial_number)
+    assert serial != before
+    wait_for(lambda: _served_serial(port) == serial, timeout=40, what="the renewed certificate")
+    refused = kubectl.run("set", "image", "deployment/web", "app=web:9.9", "-n", NS, check=False)
+    assert refused.returncode != 0
+    assert "guard.opsledger.io" in refused.stderr  # answered, over the new certificate

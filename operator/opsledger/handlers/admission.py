@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import os
 import ssl
 from collections.abc import Mapping
 from pathlib import Path
@@ -286,12 +287,42 @@ class Webhook:
         return [t for t in targets if t not in names]
 
 
-def _tls(settings: Settings) -> ssl.SSLContext:
-    assert settings.webhook_cert_file
-    assert settings.webhook_key_file
-    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    tls.load_cert_chain(settings.webhook_cert_file, settings.webhook_key_file)
-    return tls
+RELOAD_INTERVAL = 10.0  # seconds between looks at the certificate files
+
+
+class ServingCertificate:
+    """The webhook's TLS context, reloaded when its files change (cert-manager renews them in
+    place; an expired certificate would otherwise stay in use until a restart).
+
+    Loading a new chain into the same SSLContext serves it to every new connection.
+    """
+
+    def __init__(self, cert_file: str, key_file: str) -> None:
+        self.files = (cert_file, key_file)
+        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self._stamp = self._stamps()
+        self.context.load_cert_chain(*self.files)
+
+    def _stamps(self) -> tuple[int, ...]:
+        return tuple(os.stat(f).st_mtime_ns for f in self.files)
+
+    def reload_if_changed(self) -> bool:
+        try:
+            stamp = self._stamps()
+            if stamp == self._stamp:
+                return False
+            self.context.load_cert_chain(*self.files)
+        except (OSError, ssl.SSLError) as exc:  # half-written files: the next look retries
+            log.warning("serving certificate not reloaded yet: %s", exc)
+            return False
+        self._stamp = stamp
+        log.info("reloaded the webhook's serving certificate from %s", self.files[0])
+        return True
+
+    async def watch(self) -> None:
+        while True:
+            await asyncio.sleep(RELOAD_INTERVAL)
+            self.reload_if_changed()
 
 
 def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
@@ -299,6 +330,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     if settings.webhook_port is None:
         return
     runners: list[web.AppRunner] = []
+    tasks: list[asyncio.Task[None]] = []
 
     @kopf.on.startup(registry=registry, id="admission-webhook")
     async def serve(memo: kopf.Memo, **_: Any) -> None:
@@ -312,11 +344,15 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         app.router.add_post("/validate", hook.validate)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
+        assert settings.webhook_cert_file
+        assert settings.webhook_key_file
+        serving = ServingCertificate(settings.webhook_cert_file, settings.webhook_key_file)
         site = web.TCPSite(
-            runner, settings.bind_address, settings.webhook_port, ssl_context=_tls(settings)
+            runner, settings.bind_address, settings.webhook_port, ssl_context=serving.context
         )
         await site.start()
         runners.append(runner)
+        tasks.append(asyncio.create_task(serving.watch(), name="webhook-certificate"))
         log.info(
             "admission webhook on https://%s:%d (the operator is %s)",
             settings.bind_address,
@@ -338,5 +374,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         ctx = context(memo)
         if settings.webhook_register_url and ctx.kube is not None:
             await asyncio.to_thread(ctx.kube.delete_validating_webhook, settings.webhook_name)
+        for task in tasks:
+            task.cancel()
         for runner in runners:
             await runner.cleanup()
