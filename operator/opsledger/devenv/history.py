@@ -11,7 +11,7 @@ import subprocess
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +48,53 @@ def write_openmetrics(
                 if t > start:
                     value += s.rate(t - step / 2) * step  # midpoint rule over the step
                 out.write(f"{metric}_total{{{labels}}} {value:.6f} {t}\n")
+        out.write("# EOF\n")
+
+
+@dataclass(frozen=True)
+class GaugeSeries:
+    """A gauge whose value at time t (Unix seconds) is `value(t)`."""
+
+    labels: Mapping[str, str]
+    value: Callable[[float], float]
+
+
+@dataclass(frozen=True)
+class Family:
+    """One metric family: counters (`rate`) or gauges (`value`), sampled from `start` to `end`
+    every `step` seconds (a family's series share its span)."""
+
+    metric: str
+    series: Sequence[CounterSeries | GaugeSeries]
+    start: int
+    end: int
+    step: int = 60
+
+
+def write_families(path: Path, families: Iterable[Family]) -> None:
+    """Several families in one OpenMetrics file (one promtool run makes blocks for all).
+
+    Families of one metric name are merged (OpenMetrics allows a family once per file)."""
+    merged: dict[str, list[Family]] = {}
+    for family in families:
+        merged.setdefault(family.metric, []).append(family)
+    with path.open("w") as out:
+        for metric, parts in merged.items():
+            counter = isinstance(parts[0].series[0], CounterSeries) if parts[0].series else False
+            kind = "counter" if counter else "gauge"
+            out.write(f"# HELP {metric} Generated {kind}.\n# TYPE {metric} {kind}\n")
+            name = f"{metric}_total" if counter else metric
+            for family in parts:
+                for s in family.series:
+                    labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
+                    value = 0.0
+                    for t in range(family.start, family.end + 1, family.step):
+                        if isinstance(s, CounterSeries):
+                            if t > family.start:
+                                value += s.rate(t - family.step / 2) * family.step
+                        else:
+                            value = s.value(t)
+                        out.write(f"{name}{{{labels}}} {value:.6f} {t}\n")
         out.write("# EOF\n")
 
 

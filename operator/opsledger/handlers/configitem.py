@@ -185,7 +185,15 @@ async def sync_item(
         out.conditions.append(
             (DRIFTED, ConditionStatus.FALSE, "InSync", "declared attributes match the source")
         )
-    await _commit(ctx, out, namespace=namespace, name=name, text=to_yaml(record), reason=reason)
+    await _commit(
+        ctx,
+        out,
+        namespace=namespace,
+        name=name,
+        text=to_yaml(record),
+        reason=reason,
+        availability=status.get("availability"),
+    )
     ready_reason = "Retired" if retired_reason else "Recorded"
     out.conditions.append(
         (
@@ -259,7 +267,14 @@ def _restore(
 
 
 async def _commit(
-    ctx: Context, out: Outcome, *, namespace: str, name: str, text: str, reason: str
+    ctx: Context,
+    out: Outcome,
+    *,
+    namespace: str,
+    name: str,
+    text: str,
+    reason: str,
+    availability: Any = None,
 ) -> None:
     path = record_path(ctx.settings.cluster, namespace, PLURAL, name)
     if ctx.cmdb is None:
@@ -286,6 +301,7 @@ async def _commit(
         "path": path,
         "commit": commit.sha,
         "syncedAt": ctx.clock().isoformat().replace("+00:00", "Z"),
+        "availability": availability or None,
     }
     out.conditions.append(
         (
@@ -718,7 +734,15 @@ async def rerecord(ctx: Context, namespace: str, name: str, *, reason: str) -> N
             availability=previous.get("availability"),
         )
         out = Outcome()
-        await _commit(ctx, out, namespace=namespace, name=name, text=to_yaml(record), reason=reason)
+        await _commit(
+            ctx,
+            out,
+            namespace=namespace,
+            name=name,
+            text=to_yaml(record),
+            reason=reason,
+            availability=previous.get("availability"),
+        )
         status = render_status(ctx, previous, metadata.get("generation"), out)
         await asyncio.to_thread(ctx.kube.patch_status, PLURAL, name, namespace, status)
 

@@ -5,7 +5,7 @@ one for all items' own checks), and writes each item's status where a figure cha
 with its evidence and the Healthy condition, availability, latency against the objective,
 capacity with the CapacityRisk condition. A resource predicted to run out soon opens one
 low-priority Incident per item and resource. When availability changes (to 0.01 %), the
-item's CMDB record is written again. While Prometheus does not answer, health is Unknown
+item's CMDB record is written again (status.cmdb.availability says what the record holds). While Prometheus does not answer, health is Unknown
 (Healthy=Unknown, PrometheusUnavailable) and changes on the items wait.
 """
 
@@ -326,6 +326,10 @@ async def evaluate_once(ctx: Context, templates: Templates, state: Loop | None =
         return Pass()
     kube, prometheus, settings = ctx.kube, ctx.prometheus, ctx.settings
     objects = await asyncio.to_thread(kube.list_custom, PLURAL)
+    if settings.namespaces:  # an operator limited to namespaces evaluates only theirs
+        objects = [
+            o for o in objects if (o.get("metadata") or {}).get("namespace") in settings.namespaces
+        ]
     pairs = [(obj, parse_item(obj)) for obj in objects]
     items = [i for _, i in pairs if i is not None]
     if not items:
@@ -389,8 +393,8 @@ async def evaluate_once(ctx: Context, templates: Templates, state: Loop | None =
         if risky is not None:
             conditions.append((CAPACITY_RISK, *risky))
         writes.append((obj, fields, conditions))
-        previous = (obj.get("status") or {}).get("availability")
-        if e.availability and e.availability != previous:
+        cmdb = (obj.get("status") or {}).get("cmdb")
+        if cmdb and e.availability and e.availability != cmdb.get("availability"):
             rerecords.append((item, e.availability))
         for resource in risk.near:
             await _capacity_incident(ctx, state, obj, item, resource=resource, now=now)

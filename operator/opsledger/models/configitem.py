@@ -271,6 +271,9 @@ class CMDBRecordStatus(CamelModel):
     synced_at: datetime | None = Field(
         default=None, description="When the record was last pushed to the remote."
     )
+    availability: dict[str, float] | None = Field(
+        default=None, description="The availability figures the record holds."
+    )
 
 
 class CheckResult(CamelModel):
