@@ -5,8 +5,9 @@ one for all items' own checks), and writes each item's status where a figure cha
 with its evidence and the Healthy condition, availability, latency against the objective,
 capacity with the CapacityRisk condition. A resource predicted to run out soon opens one
 low-priority Incident per item and resource. When availability changes (to 0.01 %), the
-item's CMDB record is written again (status.cmdb.availability says what the record holds). While Prometheus does not answer, health is Unknown
-(Healthy=Unknown, PrometheusUnavailable) and changes on the items wait.
+item's CMDB record is written again (status.cmdb.availability says what the record holds).
+While Prometheus does not answer, health is Unknown (Healthy=Unknown, PrometheusUnavailable)
+and changes on the items wait.
 """
 
 from __future__ import annotations
