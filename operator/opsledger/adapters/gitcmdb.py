@@ -339,8 +339,9 @@ class GitCMDB:
     def _message(self, writes: list[Write], changed: list[str]) -> str:
         by_path = {w.path: w for w in writes}
         noun = "record" if len(changed) == 1 else "records"
-        if len(changed) == 1:
-            subject = f"cmdb({self.cluster}): {by_path[changed[0]].reason.splitlines()[0]}"
+        reasons = {by_path[path].reason for path in changed}
+        if len(reasons) == 1:  # one record, or several written for one reason (a report)
+            subject = f"cmdb({self.cluster}): {reasons.pop().splitlines()[0]}"
         else:
             subject = f"cmdb({self.cluster}): update {len(changed)} {noun}"
         lines = [subject[:120], ""]

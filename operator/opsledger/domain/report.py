@@ -133,6 +133,8 @@ def charts(facts: ReviewFacts) -> list[Chart]:
 def _duration(seconds: float | None) -> str:
     if seconds is None or math.isnan(seconds):
         return "–"
+    if seconds < 60:
+        return f"{round(seconds)}s"
     minutes = round(seconds / 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m"
