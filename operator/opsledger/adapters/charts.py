@@ -14,6 +14,7 @@ import matplotlib
 matplotlib.use("Agg")  # no display: render to files only
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 
 
 def bar_chart(
@@ -29,6 +30,8 @@ def bar_chart(
                 positions = [x + (i - (count - 1) / 2) * width for x in range(len(labels))]
                 axes.bar(positions, list(values), width=width, label=name)
             axes.set_xticks(range(len(labels)), list(labels), fontsize=8)
+            if all(float(v).is_integer() for values in series.values() for v in values):
+                axes.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts: no half bars
             axes.set_title(title, fontsize=10)
             axes.set_ylabel(ylabel, fontsize=8)
             axes.spines[["top", "right"]].set_visible(False)
