@@ -207,6 +207,8 @@ YES = [
     ("watch", "nodes"),
     ("watch", "namespaces"),
     ("list", "persistentvolumeclaims"),
+    ("watch", "persistentvolumes"),
+    ("list", "pods", "-A"),  # the nodes a workload's pods run on
     ("watch", "ingresses.networking.k8s.io"),
     # change-plan execution (rbac.execution, on by default)
     ("patch", "deployments.apps", "-n", "shop"),
@@ -223,7 +225,8 @@ NO = [
     ("delete", "deployments.apps", "-n", "shop"),
     ("patch", "services", "-n", "shop"),
     ("patch", "nodes"),
-    ("list", "pods", "-A"),
+    ("get", "pods", "-n", "shop"),
+    ("watch", "pods", "-A"),
     ("get", "configmaps", "-n", "shop"),
     ("create", "pods/exec", "-n", "shop"),
     ("create", "validatingwebhookconfigurations.admissionregistration.k8s.io"),

@@ -75,8 +75,12 @@ app.kubernetes.io/part-of: opsledger
      (operator/opsledger/handlers/configitem.py SOURCE_KINDS). */}}
 {{- define "opsledger.sourceRules" -}}
 - apiGroups: [""]
-  resources: [services, nodes, namespaces, persistentvolumeclaims]
+  resources: [services, nodes, namespaces, persistentvolumeclaims, persistentvolumes]
   verbs: [get, list, watch]
+# which nodes a followed workload's pods run on (its runsOn relationships): read, never watched
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [list]
 - apiGroups: [apps]
   resources: [deployments, statefulsets, daemonsets]
   verbs: [get, list, watch]

@@ -209,6 +209,12 @@ class Kube:
         items: list[dict[str, Any]] = result.get("items", [])
         return items
 
+    def pod_nodes(self, namespace: str, match_labels: Mapping[str, str]) -> list[str]:
+        """The nodes the pods selected by `match_labels` in `namespace` are scheduled on."""
+        selector = ",".join(f"{k}={v}" for k, v in sorted(match_labels.items()))
+        pods = client.CoreV1Api(self.api).list_namespaced_pod(namespace, label_selector=selector)
+        return sorted({p.spec.node_name for p in pods.items if p.spec and p.spec.node_name})
+
     def whoami(self) -> str:
         """The username the API server knows these credentials by (a SelfSubjectReview)."""
         review = client.AuthenticationV1Api(self.api).create_self_subject_review(

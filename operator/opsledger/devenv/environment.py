@@ -49,7 +49,7 @@ PORT_NAMES = (
     "operator-webhook",
 )
 FAKE_NODE_ANNOTATION = "kwok.x-k8s.io/node"
-CONTROLLERS = "*,-nodeipam,-persistentvolume-binder,-attachdetach,-persistentvolume-expander,-ttl"
+CONTROLLERS = "*,-nodeipam,-attachdetach,-persistentvolume-expander,-ttl"
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ to the same record and a restart writes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from opsledger.domain.redaction import Redactor
@@ -95,7 +95,52 @@ def _workload(obj: dict[str, Any], redactor: Redactor) -> dict[str, Any]:
         result["readyReplicas"] = status.get("readyReplicas", 0)
     result["selector"] = redactor.mapping((spec.get("selector") or {}).get("matchLabels") or {})
     result["podLabels"] = redactor.mapping((template.get("metadata") or {}).get("labels") or {})
+    claims = workload_claims(obj)
+    if claims:
+        result["claims"] = claims
     return result
+
+
+def workload_claims(obj: dict[str, Any]) -> list[str]:
+    """The PersistentVolumeClaims a workload's pods mount: named in the pod template, and for a
+    StatefulSet the ones its volumeClaimTemplates make (<template>-<name>-<ordinal>)."""
+    spec = obj.get("spec", {})
+    volumes = ((spec.get("template") or {}).get("spec") or {}).get("volumes") or []
+    claims = {
+        v["persistentVolumeClaim"]["claimName"]
+        for v in volumes
+        if (v.get("persistentVolumeClaim") or {}).get("claimName")
+    }
+    if obj.get("kind") == "StatefulSet":
+        name = (obj.get("metadata") or {}).get("name", "")
+        for template in spec.get("volumeClaimTemplates") or []:
+            tpl = (template.get("metadata") or {}).get("name")
+            if tpl:
+                claims |= {f"{tpl}-{name}-{i}" for i in range(int(spec.get("replicas", 1)))}
+    return sorted(claims)
+
+
+def infrastructure_edges(
+    kind: str, observed: Mapping[str, Any], nodes: list[str]
+) -> list[tuple[RelationshipType, str, str]]:
+    """Edges from an object to the infrastructure it uses: (type, kind, name) of the target.
+
+    A workload runs on the nodes of its pods and stores in the claims it mounts; a claim
+    stores in its bound volume; an Ingress exposes its backend Services.
+    """
+    edges: list[tuple[RelationshipType, str, str]] = []
+    if kind in WORKLOAD_KINDS:
+        edges += [(RelationshipType.RUNS_ON, "Node", n) for n in sorted(set(nodes))]
+        edges += [
+            (RelationshipType.STORES_IN, "PersistentVolumeClaim", c)
+            for c in observed.get("claims") or []
+        ]
+    elif kind == "PersistentVolumeClaim" and observed.get("volume"):
+        edges.append((RelationshipType.STORES_IN, "PersistentVolume", observed["volume"]))
+    elif kind == "Ingress":
+        services = sorted({b["service"] for b in observed.get("backends") or []})
+        edges += [(RelationshipType.EXPOSES, "Service", s) for s in services]
+    return edges
 
 
 def _service(obj: dict[str, Any], redactor: Redactor) -> dict[str, Any]:
@@ -161,7 +206,21 @@ def _pvc(obj: dict[str, Any], _: Redactor) -> dict[str, Any]:
     }
 
 
+def _pv(obj: dict[str, Any], _: Redactor) -> dict[str, Any]:
+    spec = obj.get("spec", {})
+    claim = spec.get("claimRef") or {}
+    return {
+        "capacity": (spec.get("capacity") or {}).get("storage"),
+        "storageClass": spec.get("storageClassName"),
+        "accessModes": spec.get("accessModes") or [],
+        "reclaimPolicy": spec.get("persistentVolumeReclaimPolicy"),
+        "claim": f"{claim['namespace']}/{claim['name']}" if claim.get("name") else None,
+        "phase": obj.get("status", {}).get("phase"),
+    }
+
+
 _EXTRACTORS: dict[str, Extractor] = {
+    "PersistentVolume": _pv,
     "Service": _service,
     "Node": _node,
     "Namespace": _namespace,

@@ -27,7 +27,10 @@ from opsledger.domain.classes import effective_class
 from opsledger.domain.conditions import READY, parse_conditions, set_condition
 from opsledger.domain.impact import ImpactGraph
 from opsledger.domain.observe import (
+    CLUSTER_SCOPED_KINDS,
+    WORKLOAD_KINDS,
     api_group,
+    infrastructure_edges,
     observe,
     owner_relationships,
     recorded,
@@ -76,6 +79,7 @@ SOURCE_KINDS = (
     ("", "v1", "nodes", "Node"),
     ("", "v1", "namespaces", "Namespace"),
     ("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim"),
+    ("", "v1", "persistentvolumes", "PersistentVolume"),
     ("networking.k8s.io", "v1", "ingresses", "Ingress"),
 )
 
@@ -148,8 +152,15 @@ async def sync_item(
         else:
             spec = _restore(out, spec, ref, annotations or {})
             live = observe(source, ctx.redactor)
+            nodes = await _pod_nodes(ctx, ref.kind, source, namespace)
             discovered = _discover(
-                ref, source, live, namespace=namespace, name=name, indexes=indexes or {}
+                ref,
+                source,
+                live,
+                namespace=namespace,
+                name=name,
+                indexes=indexes or {},
+                nodes=nodes,
             )
     record = ci_record(
         cluster=ctx.settings.cluster,
@@ -393,6 +404,14 @@ def _duplicate_of(
     return None
 
 
+async def _pod_nodes(ctx: Context, kind: str, source: dict[str, Any], namespace: str) -> list[str]:
+    """The nodes a workload's pods run on (none for other kinds)."""
+    selector = ((source.get("spec") or {}).get("selector") or {}).get("matchLabels")
+    if kind not in WORKLOAD_KINDS or ctx.kube is None or not selector:
+        return []
+    return await asyncio.to_thread(ctx.kube.pod_nodes, namespace, selector)
+
+
 def _discover(
     ref: ObjectReference,
     source: dict[str, Any],
@@ -401,10 +420,20 @@ def _discover(
     namespace: str,
     name: str,
     indexes: Mapping[str, Any],
+    nodes: list[str] | None = None,
 ) -> list[Relationship]:
-    """Relationships the cluster shows: owners (partOf) and a Service's workloads (exposes)."""
+    """Relationships the cluster shows: owners (partOf), a Service's workloads (exposes), and
+    the infrastructure used — nodes of a workload's pods (runsOn), claims and volumes
+    (storesIn), an Ingress's Services (exposes) — wherever an item follows them."""
     found = []
     by_source = indexes.get(INDEX) or {}
+    for type_, kind, target in infrastructure_edges(ref.kind, live, nodes or []):
+        claims = sorted(by_source.get(source_key("v1", kind, namespace, target), []))
+        if claims:
+            _, target_ns, item = claims[0]
+            found.append(
+                Relationship(type=type_, target=qualify_target(target_ns, item, namespace))
+            )
     for type_, owner_api_version, owner_kind, owner_name in owner_relationships(source):
         key = source_key(owner_api_version, owner_kind, namespace, owner_name)
         claims = sorted(by_source.get(key, []))
@@ -762,21 +791,34 @@ async def _latest_status(
 async def _discover_item(
     ctx: Context, kind: str, source: dict[str, Any], relations: Mapping[str, Any]
 ) -> None:
-    """Create a ConfigurationItem for an object discovery selects and no item describes yet."""
+    """Create a ConfigurationItem for an object discovery selects and no item describes yet.
+
+    Items for cluster-scoped objects (Nodes, Namespaces, PersistentVolumes) live in
+    OPSLEDGER_DISCOVERY_INFRA_NAMESPACE, named <kind>-<name>."""
     settings = ctx.settings
     metadata = source.get("metadata") or {}
     namespace, name = metadata.get("namespace"), str(metadata.get("name"))
+    cluster_scoped = kind in CLUSTER_SCOPED_KINDS
+    if cluster_scoped:
+        namespace = settings.discovery_infra_namespace
     if (
         ctx.discovery is None
         or ctx.kube is None
         or kind not in settings.discovery_kinds
         or not namespace
-        or (settings.discovery_namespaces and namespace not in settings.discovery_namespaces)
+        or (
+            not cluster_scoped
+            and settings.discovery_namespaces
+            and namespace not in settings.discovery_namespaces
+        )
         or not ctx.discovery.matches(metadata.get("labels"))
     ):
         return
     labels = metadata.get("labels") or {}
-    item = name if f"{namespace}/{name}" not in relations else f"{name}-{kind.lower()}"
+    if cluster_scoped:
+        item = f"{kind.lower()}-{name}"[:253]
+    else:
+        item = name if f"{namespace}/{name}" not in relations else f"{name}-{kind.lower()}"
     spec: dict[str, Any] = {
         "source": {"apiVersion": source.get("apiVersion", ""), "kind": kind, "name": name}
     }

@@ -63,6 +63,11 @@ class Settings(BaseModel):
     discovery_namespaces: list[str] = Field(
         default_factory=list, description="Namespaces discovery looks in; empty means all."
     )
+    discovery_infra_namespace: str = Field(
+        default="default",
+        description="Namespace of the items discovery creates for cluster-scoped objects "
+        "(Nodes, Namespaces, PersistentVolumes).",
+    )
     discovery_selector: str = Field(
         default="", description="Label selector a discovered object must match, e.g. tier=web."
     )
@@ -283,6 +288,7 @@ class Settings(BaseModel):
             "OPSLEDGER_PROBLEM_PERIOD": "problem_period",
             "OPSLEDGER_SUSPECT_WINDOW": "suspect_window",
             "OPSLEDGER_MONTHLY_REVIEW": "monthly_review",
+            "OPSLEDGER_DISCOVERY_INFRA_NAMESPACE": "discovery_infra_namespace",
             "OPSLEDGER_KPI_WINDOW": "kpi_window",
             "OPSLEDGER_KPI_INTERVAL": "kpi_interval",
             "OPSLEDGER_HEALTH_INTERVAL": "health_interval",
