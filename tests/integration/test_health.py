@@ -306,6 +306,11 @@ metadata:
   namespace: {LIVE}
   annotations: {{opsledger.io/latency-objective: "p99<300ms"}}
 spec: {{service: api}}
+---
+apiVersion: opsledger.io/v1alpha1
+kind: ServiceLevel
+metadata: {{name: shop, namespace: {LIVE}}}
+spec: {{service: shop}}
 """
 
 ITEMS = f"""
@@ -415,6 +420,18 @@ def test_status_shows_the_figures_of_the_generated_history(
             "7d": web["availability"]["7d"],
             "30d": web["availability"]["30d"],
         }
+
+        # the service is no more available than its least available item, per window
+        parts = [items[n]["status"].get("availability") for n in ("web", "worker", "data", "logs")]
+        least = {w: min(a[w] for a in parts if a) for w in ("1d", "7d", "30d")}
+        assert least["7d"] == web["availability"]["7d"]  # web's two hours down are the worst
+        wait_for(
+            lambda: (
+                kubectl.json("get", "slo", "shop", "-n", LIVE).get("status", {}).get("availability")
+                == least
+            ),
+            what="the service's availability on its ServiceLevel",
+        )
 
         # performance: the quantiles of the generated buckets, p99 against 300ms
         assert api["performance"]["latency"] == {

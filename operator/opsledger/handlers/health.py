@@ -400,22 +400,57 @@ async def evaluate_once(ctx: Context, templates: Templates, state: Loop | None =
         for resource in risk.near:
             await _capacity_incident(ctx, state, obj, item, resource=resource, now=now)
     await _write_all(ctx, writes, now)
-    if ctx.cmdb is not None and rerecords:
-        gate = asyncio.Semaphore(settings.cmdb_max_batch)
-
-        async def record(item: Item, availability: Mapping[str, float]) -> None:
-            async with gate:
-                figures = ", ".join(f"{w} {v:g} %" for w, v in availability.items())
-                await rerecord(
-                    ctx,
-                    item.namespace,
-                    item.name,
-                    reason=f"ConfigurationItem {item.key}: availability {figures}",
-                )
-
-        await asyncio.gather(*(record(i, a) for i, a in rerecords))
+    await _service_availability(ctx, levels, items, found)
+    await _rerecord_all(ctx, rerecords)
     state.last_queries = found.queries
     return found
+
+
+async def _rerecord_all(
+    ctx: Context, rerecords: Sequence[tuple[Item, Mapping[str, float]]]
+) -> None:
+    """Write again the records whose availability changed."""
+    if ctx.cmdb is None or not rerecords:
+        return
+    gate = asyncio.Semaphore(ctx.settings.cmdb_max_batch)
+
+    async def record(item: Item, availability: Mapping[str, float]) -> None:
+        async with gate:
+            figures = ", ".join(f"{w} {v:g} %" for w, v in availability.items())
+            await rerecord(
+                ctx,
+                item.namespace,
+                item.name,
+                reason=f"ConfigurationItem {item.key}: availability {figures}",
+            )
+
+    await asyncio.gather(*(record(i, a) for i, a in rerecords))
+
+
+async def _service_availability(
+    ctx: Context, levels: list[dict[str, Any]], items: Sequence[Item], found: Pass
+) -> None:
+    """Each ServiceLevel's status gets its service's availability (from its items')."""
+    assert ctx.kube is not None
+    by_namespace: dict[str, list[tuple[str | None, Mapping[str, float] | None]]] = {}
+    for item in items:
+        e = found.evaluations.get(item.key)
+        by_namespace.setdefault(item.namespace, []).append(
+            (item.service, e.availability if e else None)
+        )
+    for level in levels:
+        meta = level.get("metadata") or {}
+        namespace, service = str(meta.get("namespace")), (level.get("spec") or {}).get("service")
+        figures = health.service_availability(by_namespace.get(namespace, [])).get(service or "")
+        if figures and figures != (level.get("status") or {}).get("availability"):
+            with contextlib.suppress(LookupError):
+                await asyncio.to_thread(
+                    ctx.kube.patch_status,
+                    SERVICE_LEVEL.plural,
+                    str(meta.get("name")),
+                    namespace,
+                    {"availability": figures},
+                )
 
 
 async def _write_all(

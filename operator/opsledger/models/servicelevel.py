@@ -220,3 +220,9 @@ class ServiceLevelStatus(StatusBase):
     objectives: list[ObjectiveStatus] = Field(
         default_factory=list, description="One entry per objective."
     )
+    availability: dict[str, float] | None = Field(
+        default=None,
+        description="Availability of the service in percent over 1d, 7d and 30d: per window the "
+        "lowest of its ConfigurationItems' (the service is no more available than its least "
+        "available part).",
+    )
