@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 export OPSLEDGER_CACHE ?= $(HOME)/.cache/opsledger
 
-.PHONY: run test setup venv tools debs dev-up dev-down lint crds unit integration clean
+.PHONY: run test setup venv tools debs dev-up dev-down lint crds unit integration bench clean
 
 run: setup                 ## everything, then the operator in the foreground
 	tools/run-local.sh
@@ -34,8 +34,8 @@ dev-down:
 	$(BIN)/opsledger dev down
 
 lint: venv
-	$(BIN)/ruff check operator tests
-	$(BIN)/ruff format --check operator tests
+	$(BIN)/ruff check operator tests bench
+	$(BIN)/ruff format --check operator tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/opsledger crds --check
@@ -45,6 +45,9 @@ crds: venv                 ## regenerate crds/ from the models
 
 unit: venv
 	$(BIN)/pytest tests/unit
+
+bench: setup               ## benchmarks: figures and ratios, not pass/fail
+	$(BIN)/python bench/health_scale.py
 
 clean:
 	-$(BIN)/opsledger dev down

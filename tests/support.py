@@ -68,6 +68,7 @@ TEST_SETTINGS = {
     "OPSLEDGER_INCIDENT_INTERVAL": "1",
     "OPSLEDGER_CHANGE_INTERVAL": "1",
     "OPSLEDGER_KPI_INTERVAL": "2",
+    "OPSLEDGER_HEALTH_INTERVAL": "2",
     # The monthly review would commit last month's report at the first start: tests that count
     # commits must not see it. test_report turns it on.
     "OPSLEDGER_MONTHLY_REVIEW": "false",

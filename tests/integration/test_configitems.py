@@ -699,6 +699,7 @@ def test_two_clusters_pushing_to_one_remote_at_once_lose_nothing(
                         "OPSLEDGER_NAMESPACES": cluster,
                         "OPSLEDGER_HEALTH_PORT": str(ports[2 * i]),
                         "OPSLEDGER_METRICS_PORT": str(ports[2 * i + 1]),
+                        "OPSLEDGER_RECEIVER_PORT": "",  # one receiver port in the environment
                         "OPSLEDGER_CMDB_WORKDIR": str(tmp_path / f"{cluster}-cmdb"),
                     }
                 )

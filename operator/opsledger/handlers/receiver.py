@@ -138,7 +138,15 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         app.router.add_post(PATH, receiver.alertmanager)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        await web.TCPSite(runner, settings.bind_address, settings.receiver_port).start()
+        try:
+            await web.TCPSite(runner, settings.bind_address, settings.receiver_port).start()
+        except OSError as exc:  # a clear stop, not a start-up activity retried forever
+            await runner.cleanup()
+            raise kopf.PermanentError(
+                f"the Alertmanager receiver cannot listen on {settings.bind_address}:"
+                f"{settings.receiver_port} ({exc}); free the port or set another "
+                "OPSLEDGER_RECEIVER_PORT"
+            ) from exc
         runners.append(runner)
         log.info(
             "Alertmanager receiver on http://%s:%d%s",
