@@ -674,7 +674,13 @@ def test_a_retired_service_keeps_its_edges_and_is_left_alone(
     wait_for(
         lambda: _synced(kubectl, "svc-gone", "web-canary"), timeout=60, what="web-canary synced"
     )
-    time.sleep(3)  # let the canary's own follow-up reconciliations settle
+
+    def settled() -> bool:  # the canary's own follow-up reconciliations are over
+        first = _item_syncs(devenv)
+        time.sleep(2)
+        return _item_syncs(devenv) == first
+
+    wait_for(settled, timeout=40, what="the canary's reconciliations settled")
     before = _item_syncs(devenv)
     time.sleep(8)  # four recount intervals
     assert _item_syncs(devenv) - before <= 1
