@@ -241,3 +241,18 @@ def remote_record(env: DevEnvironment, path: str, ref: str = "main") -> Any:
     """The YAML document at `path` on `ref` of the CMDB remote, or None when it is not there."""
     text = remote_text(env, path, ref)
     return None if text is None else yaml.safe_load(text)
+
+
+def finish_permit(kubectl: Kubectl, namespace: str, name: str) -> None:
+    """Wait for a plan-less (permit) change to be in progress, mark it done, and wait until it
+    has Completed."""
+
+    def phase() -> str | None:
+        obj = kubectl.json("get", "change", name, "-n", namespace)
+        found: str | None = obj.get("status", {}).get("phase")
+        return found
+
+    wait_for(lambda: phase() == "InProgress", what=f"the permit {name} in progress")
+    done = '{"spec":{"done":true}}'
+    kubectl("patch", "change", name, "-n", namespace, "--type=merge", "-p", done)
+    wait_for(lambda: phase() == "Completed", what=f"the permit {name} completed")

@@ -138,7 +138,8 @@ def test_acknowledge_and_resolve_through_kubectl_patch(
     assert committed["spec"]["rootCause"] == "Gateway 2.3 leaked connections"
     assert committed["priority"] == "P2"
     log = subprocess.run(
-        ["git", "--git-dir", str(devenv.cmdb_remote), "log", "--format=%s", "main", "--", path],
+        # whole messages: a commit batching several records lists each with its reason
+        ["git", "--git-dir", str(devenv.cmdb_remote), "log", "--format=%B", "main", "--", path],
         capture_output=True,
         text=True,
         check=True,

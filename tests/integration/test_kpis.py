@@ -14,7 +14,7 @@ from collections import Counter
 from typing import Any
 
 from opsledger.devenv.environment import DevEnvironment
-from tests.support import Kubectl, OperatorProcess, shop, wait_for
+from tests.support import Kubectl, OperatorProcess, finish_permit, shop, wait_for
 
 NS = "kpis"
 INCIDENTS = f"""
@@ -66,16 +66,7 @@ def test_kpis_reach_prometheus_and_match_the_objects(
 ) -> None:
     kubectl("apply", "-f", "-", input=shop(NS))
     kubectl("apply", "-f", "-", input=INCIDENTS)
-    wait_for(
-        lambda: (
-            kubectl.json("get", "change", "restart-desk", "-n", NS).get("status", {}).get("phase")
-            == "InProgress"
-        ),
-        what="the permit in progress",
-    )
-    kubectl(
-        "patch", "change", "restart-desk", "-n", NS, "--type=merge", "-p", '{"spec":{"done":true}}'
-    )
+    finish_permit(kubectl, NS, "restart-desk")
     kubectl(
         "patch",
         "incident",

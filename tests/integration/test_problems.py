@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from opsledger.devenv.environment import DevEnvironment
-from tests.support import Kubectl, OperatorProcess, remote_record, shop, wait_for
+from tests.support import Kubectl, OperatorProcess, finish_permit, remote_record, shop, wait_for
 
 NS = "recurring"
 HOTFIX = f"""
@@ -43,15 +43,7 @@ def test_a_recent_change_is_suspected_and_three_incidents_make_a_problem(
 ) -> None:
     kubectl("apply", "-f", "-", input=shop(NS))
     kubectl("apply", "-f", "-", input=HOTFIX)
-    wait_for(
-        lambda: _status(kubectl, "change", "hotfix").get("phase") == "InProgress",
-        what="the emergency permit in progress",
-    )
-    kubectl("patch", "change", "hotfix", "-n", NS, "--type=merge", "-p", '{"spec":{"done":true}}')
-    wait_for(
-        lambda: _status(kubectl, "change", "hotfix").get("phase") == "Completed",
-        what="the permit completed",
-    )
+    finish_permit(kubectl, NS, "hotfix")
 
     kubectl("apply", "-f", "-", input=_incident("web-slow-1"))
     first = wait_for(

@@ -17,7 +17,7 @@ import pytest
 
 from opsledger.devenv.environment import DevEnvironment
 from opsledger.domain.report import previous_month
-from tests.support import Kubectl, OperatorProcess, remote_text, shop, wait_for
+from tests.support import Kubectl, OperatorProcess, finish_permit, remote_text, shop, wait_for
 
 NS = "review"
 OBJECTS = f"""
@@ -69,23 +69,7 @@ def test_the_report_counts_what_the_cluster_holds_and_its_charts_are_images(
 ) -> None:
     kubectl("apply", "-f", "-", input=shop(NS))
     kubectl("apply", "-f", "-", input=OBJECTS)
-    wait_for(
-        lambda: (
-            kubectl.json("get", "change", "swap-printer", "-n", NS).get("status", {}).get("phase")
-            == "InProgress"
-        ),
-        what="the permit in progress",
-    )
-    kubectl(
-        "patch", "change", "swap-printer", "-n", NS, "--type=merge", "-p", '{"spec":{"done":true}}'
-    )
-    wait_for(
-        lambda: (
-            kubectl.json("get", "change", "swap-printer", "-n", NS)["status"]["phase"]
-            == "Completed"
-        ),
-        what="the permit completed",
-    )
+    finish_permit(kubectl, NS, "swap-printer")
     wait_for(
         lambda: all(
             i.get("status", {}).get("priority")

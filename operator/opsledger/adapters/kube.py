@@ -10,7 +10,8 @@ from typing import Any, cast
 
 from kubernetes import client, config, dynamic
 from kubernetes.client.exceptions import ApiException
-from kubernetes.dynamic.exceptions import ConflictError, NotFoundError, ResourceNotFoundError
+from kubernetes.dynamic.exceptions import ConflictError as DynamicConflictError
+from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
 
 from opsledger.models.common import API_GROUP, API_VERSION
 
@@ -19,6 +20,10 @@ PATCH_CONTENT_TYPES = {
     "merge": "application/merge-patch+json",
     "json": "application/json-patch+json",
 }
+
+
+class ConflictError(RuntimeError):
+    """The object changed since the version a write was computed from (HTTP 409)."""
 
 
 def api_client(kubeconfig: str | None) -> client.ApiClient:
@@ -143,7 +148,7 @@ class Kube:
             current["spec"] = prior.get("spec")
             try:
                 resource.replace(body=current, name=name, field_manager=FIELD_MANAGER, **scope)
-            except ConflictError:
+            except DynamicConflictError:
                 if attempt < 4:
                     continue
                 raise
@@ -171,15 +176,32 @@ class Kube:
             raise
         return obj
 
-    def patch_status(self, plural: str, name: str, namespace: str, status: dict[str, Any]) -> None:
-        """Merge `status` into the object's status; LookupError when the object is gone."""
+    def patch_status(
+        self,
+        plural: str,
+        name: str,
+        namespace: str,
+        status: dict[str, Any],
+        *,
+        resource_version: str | None = None,
+    ) -> None:
+        """Merge `status` into the object's status; LookupError when the object is gone.
+
+        With `resource_version` the patch applies only to that version of the object (else
+        ConflictError): a status computed from a listed copy never overwrites a newer write,
+        such as another handler's conditions (a merge patch replaces the whole list)."""
+        body: dict[str, Any] = {"status": status}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
         try:
             client.CustomObjectsApi(self.api).patch_namespaced_custom_object_status(
-                API_GROUP, API_VERSION, namespace, plural, name, {"status": status}
+                API_GROUP, API_VERSION, namespace, plural, name, body
             )
         except ApiException as exc:
             if exc.status == 404:
                 raise LookupError(f"{plural} {namespace}/{name} does not exist") from exc
+            if exc.status == 409:
+                raise ConflictError(f"{plural} {namespace}/{name} changed meanwhile") from exc
             raise
 
     def patch_spec(self, plural: str, name: str, namespace: str, spec: dict[str, Any]) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -180,3 +182,44 @@ def register_spec_reconciler(
         )
 
     forget_on_delete(info, registry)
+
+
+Work = Callable[[], Awaitable[object]]
+
+_log = logging.getLogger("opsledger")
+
+
+async def every(interval: float, what: str, step: Work) -> None:
+    """Run `step` every `interval` seconds until cancelled; a failure is logged, not fatal."""
+    while True:
+        try:
+            await step()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            _log.exception("%s failed; trying again in %ss", what, interval)
+        await asyncio.sleep(interval)
+
+
+def in_background(
+    registry: kopf.OperatorRegistry,
+    name: str,
+    start: Callable[[Context], Coroutine[Any, Any, None] | None],
+) -> None:
+    """Start the coroutine `start(ctx)` gives (None: nothing to run) with the operator, as the
+    activity start-<name>, and cancel it when the operator stops (stop-<name>)."""
+    key = f"task:{name}"
+
+    @kopf.on.startup(registry=registry, id=f"start-{name}")
+    async def _start(memo: kopf.Memo, **_: Any) -> None:
+        work = start(context(memo))
+        if work is not None:
+            memo[key] = asyncio.create_task(work, name=name)
+
+    @kopf.on.cleanup(registry=registry, id=f"stop-{name}")
+    async def _stop(memo: kopf.Memo, **_: Any) -> None:
+        task = memo.get(key)
+        if isinstance(task, asyncio.Task):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -17,7 +17,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -27,13 +27,14 @@ import kopf
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
+from opsledger.adapters.kube import ConflictError
 from opsledger.adapters.prometheus import Prometheus, PrometheusUnavailableError
 from opsledger.domain import capacity, health
 from opsledger.domain.classes import effective_class
 from opsledger.domain.conditions import find, parse_conditions, set_condition
 from opsledger.domain.durations import go_duration
 from opsledger.domain.health import Evaluation, Item, Sample
-from opsledger.handlers.common import Context, context
+from opsledger.handlers.common import Context, every, in_background
 from opsledger.handlers.configitem import rerecord
 from opsledger.models import API_GROUP, API_VERSION, CONFIGURATION_ITEM, INCIDENT, SERVICE_LEVEL
 from opsledger.models.common import ConditionStatus
@@ -54,6 +55,7 @@ PLURAL = CONFIGURATION_ITEM.plural
 HEALTHY = "Healthy"
 CAPACITY_RISK = "CapacityRisk"
 LATENCY_ANNOTATION = "opsledger.io/latency-objective"
+WRITE_ATTEMPTS = 5
 FIELDS = ("health", "healthChecks", "availability", "performance", "capacity")
 REFRESH = 5  # status is rewritten at least every REFRESH intervals, even if nothing changed
 CONCURRENCY = 16
@@ -469,20 +471,30 @@ async def _write_all(
         fields: Mapping[str, Any],
         conditions: Sequence[tuple[str, ConditionStatus, str, str]],
     ) -> None:
-        patch, events = _status(ctx, obj, fields, conditions, now)
         meta = obj.get("metadata") or {}
+        name, namespace = str(meta.get("name")), str(meta.get("namespace"))
         async with gate:
-            if patch is not None:
+            for _ in range(WRITE_ATTEMPTS):  # computed from the listed copy: only onto that one
+                patch, events = _status(ctx, obj, fields, conditions, now)
+                if patch is None:
+                    break
                 try:
                     await asyncio.to_thread(
                         kube.patch_status,
                         PLURAL,
-                        str(meta.get("name")),
-                        str(meta.get("namespace")),
+                        name,
+                        namespace,
                         patch,
+                        resource_version=(obj.get("metadata") or {}).get("resourceVersion"),
                     )
+                    break
                 except LookupError:
                     return  # deleted meanwhile
+                except ConflictError:  # a handler wrote meanwhile: merge onto its version
+                    fresh = await asyncio.to_thread(kube.get_custom, PLURAL, name, namespace)
+                    if fresh is None:
+                        return
+                    obj = fresh
             for kind, reason, message in events:
                 await asyncio.to_thread(
                     kube.post_event,
@@ -537,39 +549,19 @@ async def _capacity_incident(
         )
 
 
-async def evaluation_loop(ctx: Context, templates: Templates) -> None:
-    """Evaluate every item every health_interval seconds until cancelled."""
-    state = Loop()
-    while True:
-        try:
-            await evaluate_once(ctx, templates, state)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception(
-                "health evaluation failed; trying again in %ss", ctx.settings.health_interval
-            )
-        await asyncio.sleep(ctx.settings.health_interval)
-
-
 def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     """Start the evaluation loop with the operator (when Prometheus is configured)."""
     templates = load_templates(settings)  # a wrong checks file stops the start, with the reason
 
-    @kopf.on.startup(registry=registry, id="start-health-evaluation")
-    async def start(memo: kopf.Memo, **_: Any) -> None:
-        ctx = context(memo)
+    def start(ctx: Context) -> Coroutine[Any, Any, None] | None:
         if ctx.prometheus is None:
             log.warning("OPSLEDGER_PROMETHEUS_URL is not set: item health is not measured")
-            return
-        memo["health_task"] = asyncio.create_task(
-            evaluation_loop(ctx, templates), name="health-evaluation"
+            return None
+        state = Loop()
+        return every(
+            ctx.settings.health_interval,
+            "health evaluation",
+            lambda: evaluate_once(ctx, templates, state),
         )
 
-    @kopf.on.cleanup(registry=registry, id="stop-health-evaluation")
-    async def stop(memo: kopf.Memo, **_: Any) -> None:
-        task = memo.get("health_task")
-        if isinstance(task, asyncio.Task):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+    in_background(registry, "health-evaluation", start)

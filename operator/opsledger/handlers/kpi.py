@@ -7,20 +7,15 @@ right after a restart and agree with what `kubectl get` shows.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 import math
-from typing import Any
 
 import kopf
 
 from opsledger.adapters.metrics import Metrics
 from opsledger.domain.durations import go_duration
 from opsledger.domain.kpi import Kpis, change_fact, compute, incident_fact
-from opsledger.handlers.common import Context, context
+from opsledger.handlers.common import Context, every, in_background
 from opsledger.models import CHANGE, INCIDENT
-
-log = logging.getLogger(__name__)
 
 
 def _number(value: float | None) -> float:
@@ -63,30 +58,12 @@ async def compute_once(ctx: Context) -> Kpis | None:
     return kpis
 
 
-async def kpi_loop(ctx: Context) -> None:
-    while True:
-        try:
-            await compute_once(ctx)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception(
-                "computing the KPIs failed; trying again in %ss", ctx.settings.kpi_interval
-            )
-        await asyncio.sleep(ctx.settings.kpi_interval)
-
-
 def register(registry: kopf.OperatorRegistry) -> None:
     """Keep the KPI gauges current while the operator runs."""
-
-    @kopf.on.startup(registry=registry, id="start-kpis")
-    async def start(memo: kopf.Memo, **_: Any) -> None:
-        memo["kpi_task"] = asyncio.create_task(kpi_loop(context(memo)), name="kpis")
-
-    @kopf.on.cleanup(registry=registry, id="stop-kpis")
-    async def stop(memo: kopf.Memo, **_: Any) -> None:
-        task = memo.get("kpi_task")
-        if isinstance(task, asyncio.Task):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+    in_background(
+        registry,
+        "kpis",
+        lambda ctx: every(
+            ctx.settings.kpi_interval, "computing the KPIs", lambda: compute_once(ctx)
+        ),
+    )

@@ -9,10 +9,9 @@ last evaluation in status when Prometheus cannot answer, said so in the report).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,7 +22,7 @@ from opsledger.adapters.charts import bar_chart
 from opsledger.adapters.prometheus import PrometheusUnavailableError
 from opsledger.domain import report
 from opsledger.domain.kpi import change_fact, compute, incident_fact
-from opsledger.handlers.common import Context, context
+from opsledger.handlers.common import Context, every, in_background
 from opsledger.handlers.servicelevel import ServiceLevelRef, evaluate_service_levels
 from opsledger.models import CHANGE, CONFIGURATION_ITEM, INCIDENT, SERVICE_LEVEL
 from opsledger.models.servicelevel import ServiceLevelSpec
@@ -193,35 +192,23 @@ async def write_report(ctx: Context, month: str) -> Written:
     return Written(path, main.sha, any(c.changed for c in commits), files[path])
 
 
-async def monthly_loop(ctx: Context, interval: float = 3600.0) -> None:
-    """Once a month has ended, commit its report unless the CMDB has it already."""
+async def review_last_month(ctx: Context) -> None:
+    """Commit the report of the month that ended last, unless the CMDB has it already."""
     assert ctx.cmdb is not None
-    while True:
-        month = report.previous_month(ctx.clock())
-        path = report.report_path(ctx.settings.cluster, month)
-        try:
-            await asyncio.to_thread(ctx.cmdb.refresh)
-            if await asyncio.to_thread(ctx.cmdb.read, path) is None:
-                written = await write_report(ctx, month)
-                log.info("committed the service review %s (%s)", written.path, written.sha[:12])
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("the service review for %s failed; trying again in %ss", month, interval)
-        await asyncio.sleep(interval)
+    month = report.previous_month(ctx.clock())
+    path = report.report_path(ctx.settings.cluster, month)
+    await asyncio.to_thread(ctx.cmdb.refresh)
+    if await asyncio.to_thread(ctx.cmdb.read, path) is None:
+        written = await write_report(ctx, month)
+        log.info("committed the service review %s (%s)", written.path, written.sha[:12])
 
 
 def register(registry: kopf.OperatorRegistry) -> None:
-    @kopf.on.startup(registry=registry, id="start-monthly-review")
-    async def start(memo: kopf.Memo, **_: Any) -> None:
-        ctx = context(memo)
-        if ctx.settings.monthly_review and ctx.cmdb is not None and ctx.kube is not None:
-            memo["review_task"] = asyncio.create_task(monthly_loop(ctx), name="monthly-review")
+    """Once a month is over, its review is committed (looked at hourly, and at each start)."""
 
-    @kopf.on.cleanup(registry=registry, id="stop-monthly-review")
-    async def stop(memo: kopf.Memo, **_: Any) -> None:
-        task = memo.get("review_task")
-        if isinstance(task, asyncio.Task):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+    def start(ctx: Context) -> Coroutine[Any, Any, None] | None:
+        if not (ctx.settings.monthly_review and ctx.cmdb is not None and ctx.kube is not None):
+            return None
+        return every(3600.0, "the monthly service review", lambda: review_last_month(ctx))
+
+    in_background(registry, "monthly-review", start)

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import kopf
 
+from opsledger.adapters.kube import ConflictError
 from opsledger.adapters.prometheus import Prometheus, PrometheusUnavailableError
 from opsledger.domain.conditions import find, parse_conditions, set_condition
 from opsledger.domain.slo import (
@@ -23,7 +23,12 @@ from opsledger.domain.slo import (
     exhausted,
     split_result,
 )
-from opsledger.handlers.common import Context, context, register_spec_reconciler
+from opsledger.handlers.common import (
+    Context,
+    every,
+    in_background,
+    register_spec_reconciler,
+)
 from opsledger.models import API_GROUP, API_VERSION, INCIDENT, SERVICE_LEVEL
 from opsledger.models.common import ConditionStatus
 from opsledger.models.incident import RESOLVED_STATES
@@ -308,10 +313,28 @@ async def _write(
     objectives: list[dict[str, Any]] | None,
 ) -> None:
     assert ctx.kube is not None
-    patch, events = _status_after(ctx, obj, updates, objectives)
-    await asyncio.to_thread(
-        ctx.kube.patch_status, SERVICE_LEVEL.plural, ref.name, ref.namespace, patch
-    )
+    kube = ctx.kube
+    for _ in range(5):  # computed from the listed copy: applied only onto that version
+        patch, events = _status_after(ctx, obj, updates, objectives)
+        try:
+            await asyncio.to_thread(
+                kube.patch_status,
+                SERVICE_LEVEL.plural,
+                ref.name,
+                ref.namespace,
+                patch,
+                resource_version=(obj.get("metadata") or {}).get("resourceVersion"),
+            )
+            break
+        except ConflictError:  # the handler wrote meanwhile (its Ready): merge onto that
+            fresh = await asyncio.to_thread(
+                kube.get_custom, SERVICE_LEVEL.plural, ref.name, ref.namespace
+            )
+            if fresh is None:
+                return
+            obj = fresh
+    else:
+        return
     for kind, reason, message in events:
         await asyncio.to_thread(
             ctx.kube.post_event,
@@ -323,36 +346,16 @@ async def _write(
         )
 
 
-async def evaluation_loop(ctx: Context) -> None:
-    """Evaluate all ServiceLevels every slo_interval seconds until cancelled."""
-    while True:
-        try:
-            await evaluate_once(ctx)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception(
-                "ServiceLevel evaluation failed; trying again in %ss", ctx.settings.slo_interval
-            )
-        await asyncio.sleep(ctx.settings.slo_interval)
-
-
 def register(registry: kopf.OperatorRegistry) -> None:
     """Attach the ServiceLevel handlers to `registry`."""
     register_spec_reconciler(SERVICE_LEVEL, registry)
 
-    @kopf.on.startup(registry=registry, id="start-slo-evaluation")
-    async def start(memo: kopf.Memo, **_: Any) -> None:
-        ctx = context(memo)
+    def start(ctx: Context) -> Coroutine[Any, Any, None] | None:
         if ctx.prometheus is None:
             log.warning("OPSLEDGER_PROMETHEUS_URL is not set: ServiceLevels are not measured")
-            return
-        memo["slo_task"] = asyncio.create_task(evaluation_loop(ctx), name="slo-evaluation")
+            return None
+        return every(
+            ctx.settings.slo_interval, "ServiceLevel evaluation", lambda: evaluate_once(ctx)
+        )
 
-    @kopf.on.cleanup(registry=registry, id="stop-slo-evaluation")
-    async def stop(memo: kopf.Memo, **_: Any) -> None:
-        task = memo.get("slo_task")
-        if isinstance(task, asyncio.Task):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+    in_background(registry, "slo-evaluation", start)
