@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from opsledger.devenv.environment import DevEnvironment
+from opsledger.devenv.processes import stop_child
 
 
 class Kubectl:
@@ -119,13 +120,8 @@ class OperatorProcess:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc:
+            stop_child(self.proc)
 
 
 def git(*args: str, cwd: Path | None = None, who: tuple[str, str] | None = None) -> str:

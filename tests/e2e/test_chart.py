@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from opsledger.devenv.environment import DevEnvironment
-from opsledger.devenv.processes import free_ports
+from opsledger.devenv.processes import free_ports, stop_child
 from tests.e2e.conftest import CHART, ROOT, VARIANTS, Helm
 from tests.support import Kubectl, wait_for
 
@@ -329,12 +329,7 @@ def test_the_operator_runs_with_the_charts_identity_and_settings(
             urllib.request.urlopen(urllib.request.Request(receiver, data=b"{}"), timeout=10)
         assert refused.value.code == 401
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_child(proc)
         kubectl.run("delete", "namespace", "chart-shop", "--wait=false", check=False)
     output = log.read_text(errors="replace")
     assert "Forbidden" not in output, output[-3000:]

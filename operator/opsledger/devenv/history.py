@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from opsledger.devenv.paths import Toolbox
-from opsledger.devenv.processes import free_ports, tail
+from opsledger.devenv.processes import free_ports, stop_child, tail
 
 
 @dataclass(frozen=True)
@@ -158,9 +158,4 @@ def prometheus_over(tools: Toolbox, data_dir: Path) -> Iterator[str]:
                 time.sleep(0.2)
             yield url
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_child(proc)

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 class StartError(RuntimeError):
@@ -56,6 +57,18 @@ def port_free(port: int) -> bool:
         except OSError:
             return False
         return True
+
+
+def stop_child(proc: subprocess.Popen[Any], grace: float = 20.0) -> None:
+    """Stop a child process: SIGTERM, `grace` seconds to exit, then SIGKILL."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def tail(path: Path, lines: int = 15) -> str:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from opsledger.domain.kpi import CHANGE_TYPES, OUTCOMES, PRIORITIES, Kpis
+from opsledger.domain.kpi import CHANGE_TYPES, OUTCOMES, PRIORITIES, Kpis, incident_fact
 
 _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
@@ -73,6 +75,51 @@ class ReviewFacts:
     capacity: Sequence[CapacityFigure] = ()
     problems: Sequence[ProblemFigure] = ()
     notes: Sequence[str] = field(default_factory=tuple)
+
+
+CAPACITY_RISK = "CapacityRisk"
+
+
+def capacity_figures(items: Iterable[Mapping[str, Any]]) -> list[CapacityFigure]:
+    """The items whose CapacityRisk condition is True, with its message."""
+    found = []
+    for obj in items:
+        for condition in (obj.get("status") or {}).get("conditions") or []:
+            if condition.get("type") == CAPACITY_RISK and condition.get("status") == "True":
+                meta = obj.get("metadata") or {}
+                found.append(
+                    CapacityFigure(
+                        str(meta.get("namespace")),
+                        str(meta.get("name")),
+                        str(condition.get("message") or ""),
+                    )
+                )
+    return sorted(found, key=lambda c: (c.namespace, c.item))
+
+
+def problem_figures(
+    incidents: Iterable[Mapping[str, Any]], start: datetime, end: datetime
+) -> list[ProblemFigure]:
+    """Problems with an incident opened in the month; counts are over all their incidents."""
+    members: Counter[tuple[str, str]] = Counter()
+    active: set[tuple[str, str]] = set()
+    causes: dict[tuple[str, str], str] = {}
+    for obj in incidents:
+        status = obj.get("status") or {}
+        if not status.get("problem"):
+            continue
+        key = (str(obj["metadata"].get("namespace")), str(status["problem"]))
+        members[key] += 1
+        fact = incident_fact(obj)
+        if fact is not None and start <= fact.opened_at < end:
+            active.add(key)
+        cause = (obj.get("spec") or {}).get("rootCause")
+        if cause:
+            causes[key] = str(cause)
+    return [
+        ProblemFigure(ns, name, members[(ns, name)], causes.get((ns, name)))
+        for ns, name in sorted(active)
+    ]
 
 
 @dataclass(frozen=True)

@@ -213,6 +213,11 @@ def burn_incident(
     )
 
 
+def severity_of(impact: str | None, urgency: str | None) -> str:
+    """Which alert an open burn incident stands for, from its (possibly edited) levels."""
+    return "page" if (impact, urgency) == BURN_LEVELS["page"] else "ticket"
+
+
 def escalates(open_severity: str | None, new: BurnIncident) -> bool:
     """A ticket already open is raised to a page; a page is never lowered."""
     return open_severity == "ticket" and new.severity == "page"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,8 +27,6 @@ from opsledger.models import CHANGE, CONFIGURATION_ITEM, INCIDENT, SERVICE_LEVEL
 from opsledger.models.servicelevel import ServiceLevelSpec
 
 log = logging.getLogger(__name__)
-
-CAPACITY_RISK = "CapacityRisk"
 
 
 @dataclass(frozen=True)
@@ -90,47 +87,6 @@ def _objectives(
     return figures, notes
 
 
-def _capacity(items: list[dict[str, Any]]) -> list[report.CapacityFigure]:
-    found = []
-    for obj in items:
-        for condition in (obj.get("status") or {}).get("conditions") or []:
-            if condition.get("type") == CAPACITY_RISK and condition.get("status") == "True":
-                meta = obj.get("metadata") or {}
-                found.append(
-                    report.CapacityFigure(
-                        str(meta.get("namespace")),
-                        str(meta.get("name")),
-                        str(condition.get("message") or ""),
-                    )
-                )
-    return sorted(found, key=lambda c: (c.namespace, c.item))
-
-
-def _problems(
-    incidents: list[dict[str, Any]], start: datetime, end: datetime
-) -> list[report.ProblemFigure]:
-    """Problems with an incident opened in the month; counts are over all their incidents."""
-    members: Counter[tuple[str, str]] = Counter()
-    active: set[tuple[str, str]] = set()
-    causes: dict[tuple[str, str], str] = {}
-    for obj in incidents:
-        status = obj.get("status") or {}
-        if not status.get("problem"):
-            continue
-        key = (str(obj["metadata"].get("namespace")), str(status["problem"]))
-        members[key] += 1
-        fact = incident_fact(obj)
-        if fact is not None and start <= fact.opened_at < end:
-            active.add(key)
-        cause = (obj.get("spec") or {}).get("rootCause")
-        if cause:
-            causes[key] = str(cause)
-    return [
-        report.ProblemFigure(ns, name, members[(ns, name)], causes.get((ns, name)))
-        for ns, name in sorted(active)
-    ]
-
-
 def facts_for(
     ctx: Context, month: str, objects: Mapping[str, list[dict[str, Any]]]
 ) -> report.ReviewFacts:
@@ -154,8 +110,8 @@ def facts_for(
         month=month,
         kpis=kpis,
         objectives=objectives,
-        capacity=_capacity(objects["configurationitems"]),
-        problems=_problems(objects["incidents"], start, end),
+        capacity=report.capacity_figures(objects["configurationitems"]),
+        problems=report.problem_figures(objects["incidents"], start, end),
         notes=notes,
     )
 

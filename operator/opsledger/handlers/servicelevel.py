@@ -21,6 +21,7 @@ from opsledger.domain.slo import (
     escalates,
     evaluate,
     exhausted,
+    severity_of,
     split_result,
 )
 from opsledger.handlers.common import (
@@ -219,12 +220,7 @@ async def _burn_incidents(
         ]
         if open_:
             spec = open_[0].get("spec") or {}
-            severity = (
-                "page"
-                if (spec.get("impact"), spec.get("urgency")) == ("high", "high")
-                else "ticket"
-            )
-            if escalates(severity, burn):
+            if escalates(severity_of(spec.get("impact"), spec.get("urgency")), burn):
                 await asyncio.to_thread(
                     kube.patch_spec,
                     INCIDENT.plural,

@@ -12,9 +12,11 @@ from opsledger.domain.report import (
     ObjectiveFigure,
     ProblemFigure,
     ReviewFacts,
+    capacity_figures,
     charts,
     month_bounds,
     previous_month,
+    problem_figures,
     render,
     report_path,
 )
@@ -76,3 +78,34 @@ def test_charts_are_named_beside_the_report() -> None:
     files = [c.file for c in charts(_facts())]
     assert files == ["incidents.svg", "changes.svg", "error-budgets.svg"]
     assert report_path("eu-1", "2026-11") == "reports/eu-1/2026-11.md"
+
+
+def test_problems_of_the_month_and_capacity_risks_are_read_off_the_objects() -> None:
+    def incident(name: str, opened: str, cause: str | None = None) -> dict[str, object]:
+        return {
+            "metadata": {"namespace": "shop", "name": name},
+            "spec": {"rootCause": cause} if cause else {},
+            "status": {"priority": "P3", "openedAt": opened, "problem": "ci-web"},
+        }
+
+    incidents = [
+        incident("a", "2026-10-30T10:00:00Z", "pool too small"),
+        incident("b", "2026-11-02T10:00:00Z"),
+        {"metadata": {"namespace": "shop", "name": "c"}, "status": {"priority": "P1"}},
+    ]
+    assert problem_figures(incidents, START, END) == [
+        ProblemFigure("shop", "ci-web", 2, "pool too small")
+    ]
+    assert problem_figures(incidents[:1], START, END) == []  # none of it opened in November
+    items = [
+        {
+            "metadata": {"namespace": "shop", "name": "orders-db"},
+            "status": {
+                "conditions": [
+                    {"type": "CapacityRisk", "status": "True", "message": "storage full soon"}
+                ]
+            },
+        },
+        {"metadata": {"namespace": "shop", "name": "web"}, "status": {"conditions": []}},
+    ]
+    assert capacity_figures(items) == [CapacityFigure("shop", "orders-db", "storage full soon")]
