@@ -675,6 +675,14 @@ def test_a_retired_service_keeps_its_edges_and_is_left_alone(
         lambda: _synced(kubectl, "svc-gone", "web-canary"), timeout=60, what="web-canary synced"
     )
 
+    def rolled_out() -> bool:  # its pods' status changes each bring the items a resync
+        status = kubectl.json("get", "deployment", "web-canary", "-n", "svc-gone")["status"]
+        return bool(status.get("availableReplicas")) and status.get("updatedReplicas") == (
+            status.get("replicas")
+        )
+
+    wait_for(rolled_out, timeout=60, what="web-canary rolled out")
+
     def settled() -> bool:  # the canary's own follow-up reconciliations are over
         first = _item_syncs(devenv)
         time.sleep(2)
