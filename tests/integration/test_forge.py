@@ -97,6 +97,32 @@ def _pull_number(kubectl: Kubectl, name: str) -> int:
     return result
 
 
+def _squash_merge(gitea: GiteaServer, number: int) -> None:
+    """Press the merge button as the reviewer, the way a person does: again when the base
+    branch moved under it. The operator keeps committing item records to main, and Gitea
+    answers 409 when such a push lands between its merge and its update of main."""
+    pull = f"/repos/{gitea.repository}/pulls/{number}"
+
+    def merged() -> bool:
+        # Gitea checks mergeability in the background; the merge button waits for it too.
+        if not gitea.api("GET", pull).get("mergeable"):
+            return False
+        try:
+            gitea.api(
+                "POST",
+                f"{pull}/merge",
+                {"Do": "squash", "delete_branch_after_merge": True},
+                user=REVIEWER,
+            )
+        except RuntimeError as exc:
+            if "HTTP 409" in str(exc) and "Push" in str(exc):  # PushRejected, PushOutOfDate
+                return False
+            raise
+        return True
+
+    wait_for(merged, timeout=60, what="the reviewer's squash merge on Gitea")
+
+
 def test_a_pull_request_approved_and_squash_merged_on_gitea_approves_the_change(
     gitea: GiteaServer, kubectl: Kubectl, shop_with_web: None
 ) -> None:
@@ -121,18 +147,7 @@ def test_a_pull_request_approved_and_squash_merged_on_gitea_approves_the_change(
         {"event": "APPROVED", "body": "Looks safe."},
         user=REVIEWER,
     )
-    # Gitea checks mergeability in the background; the merge button waits for it too.
-    wait_for(
-        lambda: gitea.api("GET", f"/repos/{gitea.repository}/pulls/{number}").get("mergeable"),
-        timeout=60,
-        what="Gitea to find the pull request mergeable",
-    )
-    gitea.api(
-        "POST",
-        f"/repos/{gitea.repository}/pulls/{number}/merge",
-        {"Do": "squash", "delete_branch_after_merge": True},
-        user=REVIEWER,
-    )
+    _squash_merge(gitea, number)
 
     done = wait_for(
         lambda: (
