@@ -301,11 +301,10 @@ def test_a_thousand_items_cost_one_query_per_check_template(
 SERVICE_LEVEL = f"""
 apiVersion: opsledger.io/v1alpha1
 kind: ServiceLevel
-metadata:
-  name: api
-  namespace: {LIVE}
-  annotations: {{opsledger.io/latency-objective: "p99<300ms"}}
-spec: {{service: api}}
+metadata: {{name: api, namespace: {LIVE}}}
+spec:
+  service: api
+  latency: {{quantile: 0.99, threshold: 300ms}}
 ---
 apiVersion: opsledger.io/v1alpha1
 kind: ServiceLevel
@@ -441,6 +440,14 @@ def test_status_shows_the_figures_of_the_generated_history(
         }
         assert api["performance"]["objective"] == "p99<300ms"
         assert api["performance"]["withinObjective"] is False
+        # the service is as slow as its slowest item (here its only one), on its ServiceLevel
+        wait_for(
+            lambda: (
+                kubectl.json("get", "slo", "api", "-n", LIVE).get("status", {}).get("performance")
+                == api["performance"]
+            ),
+            what="the service's latency on its ServiceLevel",
+        )
         assert api["health"] == "Degraded"
         errors = next(c for c in api["healthChecks"] if c["name"] == "errors")
         assert errors["state"] == "Healthy"

@@ -22,19 +22,17 @@ only when none of its checks has data.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from opsledger.domain.durations import go_duration
-from opsledger.models.common import ObjectReference
+from opsledger.models.common import LatencyObjective, ObjectReference
 from opsledger.models.configitem import (
     CheckOverride,
     CheckResult,
     CIClass,
     Health,
-    LatencyObjective,
     Monitoring,
     Threshold,
 )
@@ -437,28 +435,42 @@ def performance_of(
     by_quantile: Mapping[float, float], objective: LatencyObjective | None
 ) -> dict[str, Any]:
     """Status performance: seconds per quantile and, with an objective, whether it is met."""
-    out: dict[str, Any] = {
-        "latency": {label(q): round_to(v) for q, v in sorted(by_quantile.items())}
-    }
-    if objective is not None:
-        bound = go_duration(objective.threshold).total_seconds()
-        out["objective"] = f"{label(objective.quantile)}<{objective.threshold}"
-        measured = by_quantile.get(objective.quantile)
-        if measured is not None:
-            out["withinObjective"] = measured <= bound
+    latency = {label(q): round_to(v) for q, v in sorted(by_quantile.items())}
+    measured = by_quantile.get(objective.quantile) if objective else None
+    return _judged(latency, measured, objective)
+
+
+def service_performance(
+    items: Iterable[tuple[str | None, Mapping[str, Any] | None]],
+    objectives: Mapping[str, LatencyObjective],
+) -> dict[str, dict[str, Any]]:
+    """Performance per service: per quantile the slowest of its items' (a request through the
+    service is no faster than its slowest part), judged against the service's objective.
+    Input: (service, item performance) pairs."""
+    slowest: dict[str, dict[str, float]] = {}
+    for service, performance in items:
+        if not service or not performance:
+            continue
+        current = slowest.setdefault(service, {})
+        for quantile, seconds in (performance.get("latency") or {}).items():
+            current[quantile] = max(seconds, current.get(quantile, seconds))
+    out = {}
+    for service, latency in slowest.items():
+        objective = objectives.get(service)
+        measured = latency.get(label(objective.quantile)) if objective else None
+        out[service] = _judged(dict(sorted(latency.items())), measured, objective)
     return out
 
 
-_OBJECTIVE = re.compile(r"^\s*p(\d{1,2}(?:\.\d+)?)\s*<\s*(\S+)\s*$")
-
-
-def parse_latency_objective(text: str) -> LatencyObjective:
-    """ "p99<300ms" (a percentile and a Go duration), as ServiceLevels annotate it."""
-    found = _OBJECTIVE.match(text)
-    if not found:
-        raise ValueError(f"{text!r} is not a latency objective such as p99<300ms")
-    go_duration(found.group(2))  # raises on a bad duration
-    return LatencyObjective(quantile=float(found.group(1)) / 100, threshold=found.group(2))
+def _judged(
+    latency: dict[str, float], measured: float | None, objective: LatencyObjective | None
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"latency": latency}
+    if objective is not None:
+        out["objective"] = f"{label(objective.quantile)}<{objective.threshold}"
+        if measured is not None:
+            out["withinObjective"] = measured <= go_duration(objective.threshold).total_seconds()
+    return out
 
 
 def service_availability(

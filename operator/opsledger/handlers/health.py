@@ -37,13 +37,12 @@ from opsledger.domain.health import Evaluation, Item, Sample
 from opsledger.handlers.common import Context, every, in_background
 from opsledger.handlers.configitem import rerecord
 from opsledger.models import API_GROUP, API_VERSION, CONFIGURATION_ITEM, INCIDENT, SERVICE_LEVEL
-from opsledger.models.common import ConditionStatus
+from opsledger.models.common import ConditionStatus, LatencyObjective
 from opsledger.models.configitem import (
     CheckOverride,
     CIClass,
     ConfigurationItemSpec,
     Health,
-    LatencyObjective,
     Lifecycle,
     Monitoring,
 )
@@ -54,7 +53,6 @@ log = logging.getLogger(__name__)
 PLURAL = CONFIGURATION_ITEM.plural
 HEALTHY = "Healthy"
 CAPACITY_RISK = "CapacityRisk"
-LATENCY_ANNOTATION = "opsledger.io/latency-objective"
 WRITE_ATTEMPTS = 5
 FIELDS = ("health", "healthChecks", "availability", "performance", "capacity")
 REFRESH = 5  # status is rewritten at least every REFRESH intervals, even if nothing changed
@@ -199,22 +197,27 @@ def parse_item(obj: Mapping[str, Any]) -> Item | None:
     )
 
 
-def latency_objectives(
-    items: Sequence[Item], levels: Sequence[Mapping[str, Any]]
-) -> dict[str, LatencyObjective]:
-    """Each item's latency objective: its own, else its service's ServiceLevel annotation."""
-    by_service: dict[tuple[str, str], LatencyObjective] = {}
+def service_objectives(
+    levels: Sequence[Mapping[str, Any]],
+) -> dict[tuple[str, str], LatencyObjective]:
+    """Each (namespace, service)'s latency objective, from its ServiceLevel's spec.latency."""
+    out = {}
     for level in levels:
-        meta = level.get("metadata") or {}
-        text = (meta.get("annotations") or {}).get(LATENCY_ANNOTATION)
-        service = (level.get("spec") or {}).get("service")
-        if text and service:
+        meta, spec = level.get("metadata") or {}, level.get("spec") or {}
+        if spec.get("latency") and spec.get("service"):
             try:
-                by_service[(str(meta.get("namespace")), str(service))] = (
-                    health.parse_latency_objective(text)
-                )
-            except ValueError as exc:
+                objective = LatencyObjective.model_validate(spec["latency"])
+            except ValidationError as exc:  # the CRD schema admits only valid ones
                 log.warning("ServiceLevel %s/%s: %s", meta.get("namespace"), meta.get("name"), exc)
+                continue
+            out[(str(meta.get("namespace")), str(spec["service"]))] = objective
+    return out
+
+
+def latency_objectives(
+    items: Sequence[Item], by_service: Mapping[tuple[str, str], LatencyObjective]
+) -> dict[str, LatencyObjective]:
+    """Each item's latency objective: its own, else its service's."""
     out = {}
     for item in items:
         objective = item.monitoring.latency or by_service.get((item.namespace, item.service or ""))
@@ -338,6 +341,7 @@ async def evaluate_once(ctx: Context, templates: Templates, state: Loop | None =
     if not items:
         return Pass()
     levels = await asyncio.to_thread(kube.list_custom, SERVICE_LEVEL.plural)
+    by_service = service_objectives(levels)
     now = ctx.clock()
     started = time.monotonic()
     try:
@@ -346,7 +350,7 @@ async def evaluate_once(ctx: Context, templates: Templates, state: Loop | None =
                 evaluate_items,
                 settings=settings,
                 now=now,
-                objectives=latency_objectives(items, levels),
+                objectives=latency_objectives(items, by_service),
             ),
             prometheus,
             items,
@@ -402,7 +406,7 @@ async def evaluate_once(ctx: Context, templates: Templates, state: Loop | None =
         for resource in risk.near:
             await _capacity_incident(ctx, state, obj, item, resource=resource, now=now)
     await _write_all(ctx, writes, now)
-    await _service_availability(ctx, levels, items, found)
+    await _service_figures(ctx, levels, items, found, by_service)
     await _rerecord_all(ctx, rerecords)
     state.last_queries = found.queries
     return found
@@ -429,29 +433,44 @@ async def _rerecord_all(
     await asyncio.gather(*(record(i, a) for i, a in rerecords))
 
 
-async def _service_availability(
-    ctx: Context, levels: list[dict[str, Any]], items: Sequence[Item], found: Pass
+async def _service_figures(
+    ctx: Context,
+    levels: list[dict[str, Any]],
+    items: Sequence[Item],
+    found: Pass,
+    objectives: Mapping[tuple[str, str], LatencyObjective],
 ) -> None:
-    """Each ServiceLevel's status gets its service's availability (from its items')."""
+    """Each ServiceLevel's status gets its service's availability and latency (from its
+    items')."""
     assert ctx.kube is not None
-    by_namespace: dict[str, list[tuple[str | None, Mapping[str, float] | None]]] = {}
+    by_namespace: dict[str, list[tuple[str | None, Evaluation | None]]] = {}
     for item in items:
-        e = found.evaluations.get(item.key)
         by_namespace.setdefault(item.namespace, []).append(
-            (item.service, e.availability if e else None)
+            (item.service, found.evaluations.get(item.key))
         )
     for level in levels:
         meta = level.get("metadata") or {}
         namespace, service = str(meta.get("namespace")), (level.get("spec") or {}).get("service")
-        figures = health.service_availability(by_namespace.get(namespace, [])).get(service or "")
-        if figures and figures != (level.get("status") or {}).get("availability"):
+        parts = by_namespace.get(namespace, [])
+        figures = {
+            "availability": health.service_availability(
+                (s, e.availability if e else None) for s, e in parts
+            ).get(service or ""),
+            "performance": health.service_performance(
+                ((s, e.performance if e else None) for s, e in parts),
+                {s: o for (ns, s), o in objectives.items() if ns == namespace},
+            ).get(service or ""),
+        }
+        status = level.get("status") or {}
+        changed = {k: v for k, v in figures.items() if v and v != status.get(k)}
+        if changed:
             with contextlib.suppress(LookupError):
                 await asyncio.to_thread(
                     ctx.kube.patch_status,
                     SERVICE_LEVEL.plural,
                     str(meta.get("name")),
                     namespace,
-                    {"availability": figures},
+                    changed,
                 )
 
 

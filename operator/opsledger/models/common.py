@@ -103,6 +103,25 @@ class ObjectReference(CamelModel):
     )
 
 
+class LatencyObjective(CamelModel):
+    """How fast requests must be answered: a quantile of request latency and its bound."""
+
+    quantile: float = Field(description="The quantile, e.g. 0.99.", gt=0, lt=1)
+    threshold: GoDuration = Field(description="The bound, as a Go duration, e.g. 300ms.")
+
+
+class Performance(CamelModel):
+    """Latency quantiles of requests, against the latency objective."""
+
+    latency: dict[str, float] = Field(
+        default_factory=dict, description="Seconds per quantile, e.g. {p50: 0.02, p99: 0.21}."
+    )
+    objective: str | None = Field(default=None, description="The objective, e.g. p99<300ms.")
+    within_objective: bool | None = Field(
+        default=None, description="Whether the quantile is within the objective."
+    )
+
+
 class StatusBase(CamelModel):
     """Fields every OpsLedger status carries."""
 

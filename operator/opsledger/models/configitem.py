@@ -8,7 +8,13 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
-from opsledger.models.common import CamelModel, GoDuration, ObjectReference, StatusBase
+from opsledger.models.common import (
+    CamelModel,
+    LatencyObjective,
+    ObjectReference,
+    Performance,
+    StatusBase,
+)
 
 
 class CIClass(StrEnum):
@@ -125,13 +131,6 @@ class CheckOverride(CamelModel):
         return self
 
 
-class LatencyObjective(CamelModel):
-    """How fast the item must answer: a quantile of request latency and its bound."""
-
-    quantile: float = Field(description="The quantile, e.g. 0.99.", gt=0, lt=1)
-    threshold: GoDuration = Field(description="The bound, as a Go duration, e.g. 300ms.")
-
-
 class Monitoring(CamelModel):
     """How the item's health, availability, performance and capacity are read from Prometheus."""
 
@@ -159,8 +158,8 @@ class Monitoring(CamelModel):
     )
     latency: LatencyObjective | None = Field(
         default=None,
-        description="Latency objective of this item; default: the one its service's "
-        "ServiceLevel declares in the annotation opsledger.io/latency-objective (e.g. p99<300ms).",
+        description="Latency objective of this item; default: its service's ServiceLevel's "
+        "spec.latency.",
     )
 
 
@@ -293,18 +292,6 @@ class Availability(CamelModel):
     d1: float | None = Field(default=None, alias="1d", description="Percent over 1 day.")
     d7: float | None = Field(default=None, alias="7d", description="Percent over 7 days.")
     d30: float | None = Field(default=None, alias="30d", description="Percent over 30 days.")
-
-
-class Performance(CamelModel):
-    """Latency quantiles of the item's requests, against its latency objective."""
-
-    latency: dict[str, float] = Field(
-        default_factory=dict, description="Seconds per quantile, e.g. {p50: 0.02, p99: 0.21}."
-    )
-    objective: str | None = Field(default=None, description="The objective, e.g. p99<300ms.")
-    within_objective: bool | None = Field(
-        default=None, description="Whether the quantile is within the objective."
-    )
 
 
 class ResourceCapacity(CamelModel):

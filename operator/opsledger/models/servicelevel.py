@@ -13,6 +13,8 @@ from opsledger.models.common import (
     PROM_DURATION_PATTERN,
     CamelModel,
     GoDuration,
+    LatencyObjective,
+    Performance,
     StatusBase,
 )
 
@@ -172,6 +174,12 @@ class ServiceLevelSpec(CamelModel):
         max_length=32,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
+    latency: LatencyObjective | None = Field(
+        default=None,
+        description="How fast the service must answer, e.g. {quantile: 0.99, threshold: 300ms}: "
+        "the objective of each of its ConfigurationItems whose spec.monitoring.latency does not "
+        "say otherwise. An item above it is Degraded.",
+    )
     maintenance_windows: list[MaintenanceWindow] = Field(
         default_factory=list,
         description="When changes may start. Without any, normal changes may start at any time.",
@@ -225,4 +233,9 @@ class ServiceLevelStatus(StatusBase):
         description="Availability of the service in percent over 1d, 7d and 30d: per window the "
         "lowest of its ConfigurationItems' (the service is no more available than its least "
         "available part).",
+    )
+    performance: Performance | None = Field(
+        default=None,
+        description="Latency of the service per quantile: the slowest of its ConfigurationItems' "
+        "(where request histograms exist), against spec.latency.",
     )

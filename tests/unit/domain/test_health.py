@@ -6,12 +6,11 @@ import pytest
 
 from opsledger.domain import health
 from opsledger.domain.health import Item
-from opsledger.models.common import ObjectReference
+from opsledger.models.common import LatencyObjective, ObjectReference
 from opsledger.models.configitem import (
     CheckOverride,
     CIClass,
     Health,
-    LatencyObjective,
     Monitoring,
     Threshold,
 )
@@ -109,8 +108,7 @@ def test_availability_per_window_to_a_hundredth_of_a_percent() -> None:
 
 
 def test_latency_is_judged_against_the_objective() -> None:
-    objective = health.parse_latency_objective("p99<300ms")
-    assert objective == LatencyObjective(quantile=0.99, threshold="300ms")
+    objective = LatencyObjective(quantile=0.99, threshold="300ms")
     slow = health.performance_of({0.5: 0.1, 0.99: 0.45}, objective)
     assert slow == {
         "latency": {"p50": 0.1, "p99": 0.45},
@@ -118,8 +116,24 @@ def test_latency_is_judged_against_the_objective() -> None:
         "withinObjective": False,
     }
     assert health.performance_of({0.99: 0.2}, objective)["withinObjective"] is True
-    with pytest.raises(ValueError, match="p99<300ms"):
-        health.parse_latency_objective("fast please")
+    assert "withinObjective" not in health.performance_of({0.5: 0.2}, objective)
+
+
+def test_a_service_is_as_slow_as_its_slowest_item() -> None:
+    fast = {"latency": {"p50": 0.01, "p99": 0.2}}
+    slow = {"latency": {"p50": 0.05, "p99": 0.35}}
+    objectives = {"shop": LatencyObjective(quantile=0.99, threshold="300ms")}
+    found = health.service_performance(
+        [("shop", fast), ("shop", slow), ("api", fast), ("shop", None), (None, slow)], objectives
+    )
+    assert found == {
+        "shop": {
+            "latency": {"p50": 0.05, "p99": 0.35},
+            "objective": "p99<300ms",
+            "withinObjective": False,
+        },
+        "api": {"latency": {"p50": 0.01, "p99": 0.2}},
+    }
 
 
 def test_a_check_needs_a_threshold_and_one_bound_each() -> None:
