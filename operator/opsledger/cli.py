@@ -134,6 +134,26 @@ def _add_slo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     slo_eval.add_argument("--at", help="evaluate at this time (RFC 3339; default: now)")
     slo_eval.add_argument("-o", "--output", choices=["table", "json"], default="table")
     slo_eval.set_defaults(func=_slo_evaluate)
+    slo_rules = slo_sub.add_parser(
+        "rules",
+        help="the objectives of ServiceLevel manifests as Prometheus recording and alerting rules",
+    )
+    slo_rules.add_argument("file", type=Path, help="ServiceLevel manifests (YAML)")
+    slo_rules.add_argument(
+        "-o",
+        "--output",
+        choices=["rules", "prometheusrule"],
+        default="rules",
+        help="a rule file for Prometheus (default) or PrometheusRule objects",
+    )
+    slo_rules.add_argument(
+        "--label",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a label for the PrometheusRule objects (the one your Prometheus selects by)",
+    )
+    slo_rules.set_defaults(func=_slo_rules)
 
 
 def _add_window(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -337,38 +357,16 @@ def _slo_evaluate(args: argparse.Namespace) -> int:
     import os  # noqa: PLC0415
     from datetime import datetime  # noqa: PLC0415
 
-    import yaml  # noqa: PLC0415
-    from pydantic import ValidationError  # noqa: PLC0415
-
     from opsledger.adapters.prometheus import (  # noqa: PLC0415
         Prometheus,
         PrometheusUnavailableError,
     )
-    from opsledger.domain.validation import describe  # noqa: PLC0415
-    from opsledger.handlers.servicelevel import (  # noqa: PLC0415
-        ServiceLevelRef,
-        evaluate_service_levels,
-    )
-    from opsledger.models.servicelevel import ServiceLevelSpec  # noqa: PLC0415
+    from opsledger.handlers.servicelevel import evaluate_service_levels  # noqa: PLC0415
 
     url = args.prometheus or os.environ.get("OPSLEDGER_PROMETHEUS_URL")
     if not url:
         raise CLIError("give --prometheus URL (or set OPSLEDGER_PROMETHEUS_URL)")
-    docs = [d for d in yaml.safe_load_all(args.file.read_text()) if d]
-    manifests = [d for d in docs if d.get("kind") == "ServiceLevel"]
-    if not manifests:
-        raise CLIError(f"{args.file} holds no ServiceLevel")
-    try:
-        refs = [
-            ServiceLevelRef(
-                m.get("metadata", {}).get("namespace", "default"),
-                m.get("metadata", {}).get("name", "unnamed"),
-                ServiceLevelSpec.model_validate(m.get("spec") or {}),
-            )
-            for m in manifests
-        ]
-    except ValidationError as exc:
-        raise CLIError(f"{args.file}: {describe(exc)}") from exc
+    refs = _service_levels(args.file)
     try:
         at = datetime.fromisoformat(args.at.replace("Z", "+00:00")) if args.at else None
     except ValueError as exc:
@@ -392,6 +390,73 @@ def _slo_evaluate(args: argparse.Namespace) -> int:
             f" {fmt(e.burn_rates['1h'], '{:.2f}'):>8} {fmt(e.burn_rates['6h'], '{:.2f}'):>8}  "
             f"{','.join(e.alerts) or '-'}"
         )
+    return 0
+
+
+def _service_levels(path: Path):  # type: ignore[no-untyped-def]
+    """The ServiceLevels of a manifest file, validated, or a CLIError naming the fields."""
+    import yaml  # noqa: PLC0415
+    from pydantic import ValidationError  # noqa: PLC0415
+
+    from opsledger.domain.validation import describe  # noqa: PLC0415
+    from opsledger.handlers.servicelevel import ServiceLevelRef  # noqa: PLC0415
+    from opsledger.models.servicelevel import ServiceLevelSpec  # noqa: PLC0415
+
+    try:
+        docs = [d for d in yaml.safe_load_all(path.read_text()) if isinstance(d, dict)]
+    except (OSError, yaml.YAMLError) as exc:
+        raise CLIError(f"cannot read {path}: {exc}") from exc
+    manifests = [d for d in docs if d.get("kind") == "ServiceLevel"]
+    if not manifests:
+        raise CLIError(f"{path} holds no ServiceLevel")
+    try:
+        return [
+            ServiceLevelRef(
+                m.get("metadata", {}).get("namespace", "default"),
+                m.get("metadata", {}).get("name", "unnamed"),
+                ServiceLevelSpec.model_validate(m.get("spec") or {}),
+            )
+            for m in manifests
+        ]
+    except ValidationError as exc:
+        raise CLIError(f"{path}: {describe(exc)}") from exc
+
+
+def _slo_rules(args: argparse.Namespace) -> int:
+    import yaml  # noqa: PLC0415
+
+    from opsledger.domain.slo_rules import (  # noqa: PLC0415
+        RuleObjective,
+        prometheus_rule,
+        rule_groups,
+    )
+
+    labels = {}
+    for pair in args.label:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise CLIError(f"--label {pair!r}: write KEY=VALUE, e.g. release=prometheus")
+        labels[key] = value
+    documents = []
+    for ref in _service_levels(args.file):
+        objectives = [
+            RuleObjective(
+                o.name, o.objective, o.window, o.sli.events.error_query, o.sli.events.total_query
+            )
+            for o in ref.spec.objectives
+        ]
+        if not objectives:
+            continue
+        groups = rule_groups(ref.namespace, ref.name, ref.spec.service, objectives)
+        if args.output == "prometheusrule":
+            documents.append(prometheus_rule(ref.namespace, ref.name, groups, labels))
+        elif documents:
+            documents[0]["groups"] += groups
+        else:
+            documents.append({"groups": groups})
+    if not documents:
+        raise CLIError(f"{args.file}: no ServiceLevel there has objectives")
+    print(yaml.safe_dump_all(documents, sort_keys=False, width=1000, allow_unicode=True), end="")
     return 0
 
 

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import yaml
 
 from opsledger.adapters.prometheus import Prometheus
 from opsledger.devenv.history import (
@@ -193,3 +194,33 @@ def test_a_stopped_prometheus_is_an_error_not_a_number(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "Prometheus at http://127.0.0.1:9 did not answer" in result.stderr
     assert result.stdout == ""
+
+
+def test_the_generated_recording_rules_give_the_numbers_slo_evaluate_gives(
+    prometheus_url: str, tmp_path: Path
+) -> None:
+    manifest = tmp_path / "shop.yaml"
+    manifest.write_text(SHOP)
+    result = subprocess.run(
+        [sys.executable, "-m", "opsledger", "slo", "rules", str(manifest)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    groups = yaml.safe_load(result.stdout)["groups"]
+    prometheus = Prometheus(prometheus_url)
+    at = datetime.fromtimestamp(NOW, UTC)
+    spec = ServiceLevelSpec.model_validate(yaml.safe_load(SHOP)["spec"])
+    [shop] = evaluate_service_levels(prometheus, [ServiceLevelRef("shop", "shop", spec)], at)[
+        ("shop", "shop")
+    ]
+    recorded = {}
+    for rule in (r for g in groups for r in g["rules"]):
+        if rule.get("record", "").startswith("opsledger_slo:error_ratio:rate"):
+            [series] = prometheus.instant(rule["expr"], at)
+            window = rule["record"].removeprefix("opsledger_slo:error_ratio:rate")
+            recorded[window] = float(series["value"][1])
+    assert set(recorded) == {*BURN_WINDOWS, "30d"}
+    for window in BURN_WINDOWS:
+        assert recorded[window] / 0.001 == pytest.approx(shop.burn_rates[window], rel=1e-9)
+    assert 1 - recorded["30d"] / 0.001 == pytest.approx(shop.error_budget_remaining, rel=1e-9)

@@ -135,12 +135,13 @@ def batched_query(objectives: Mapping[str, tuple[str, str, str]]) -> str:
     for key, (error_query, total_query, window) in objectives.items():
         for w in dict.fromkeys((window, *BURN_WINDOWS)):
             expr = ratio_expression(error_query, total_query, w)
-            tagged = f'label_replace({expr}, "slo", "{_escape(key)}", "", "")'
+            tagged = f'label_replace({expr}, "slo", "{escape_label_value(key)}", "", "")'
             parts.append(f'label_replace({tagged}, "slo_window", "{w}", "", "")')
     return " or ".join(parts)
 
 
-def _escape(value: str) -> str:
+def escape_label_value(value: str) -> str:
+    """`value` inside a PromQL string literal."""
     return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
