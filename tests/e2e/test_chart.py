@@ -232,6 +232,7 @@ NO = [
     ("create", "validatingwebhookconfigurations.admissionregistration.k8s.io"),
     ("create", "clusterrolebindings.rbac.authorization.k8s.io"),
     ("patch", "clusterkopfpeerings.kopf.dev"),  # one replica: no peering
+    ("create", "prometheusrules.monitoring.coreos.com", "-n", "shop"),  # slo.prometheusRules off
 ]
 
 
@@ -369,6 +370,10 @@ def test_upgrade_changes_values_and_a_crd(
         "discovery.enabled=true",
         "--set",
         "rbac.execution.namespaces={team-a}",
+        "--set",
+        "slo.prometheusRules.enabled=true",
+        "--set",
+        "slo.prometheusRules.labels.release=kube-prometheus-stack",
         "--force-conflicts",  # the CRDs were applied with kubectl before (adopt_crds)
         "--wait",
         "--timeout",
@@ -390,6 +395,12 @@ def test_upgrade_changes_values_and_a_crd(
     assert can_i(kubectl, "create", "configurationitems.opsledger.io", "-n", "shop")
     assert can_i(kubectl, "patch", "deployments.apps", "-n", "team-a")
     assert not can_i(kubectl, "patch", "deployments.apps", "-n", "shop")
+    # A PrometheusRule beside every ServiceLevel: the setting, its labels and the right to.
+    assert env["OPSLEDGER_SLO_PROMETHEUS_RULES"] == "true"
+    assert env["OPSLEDGER_SLO_RULE_LABELS"] == "release=kube-prometheus-stack"
+    for verb in ("get", "create", "patch", "delete"):
+        assert can_i(kubectl, verb, "prometheusrules.monitoring.coreos.com", "-n", "shop"), verb
+    assert not can_i(kubectl, "get", "servicemonitors.monitoring.coreos.com", "-n", "shop")
     # The certificate and the receiver's generated token survive the upgrade.
     for name, data in before.items():
         assert kubectl.json("get", "secret", name, "-n", NAMESPACE)["data"] == data, name

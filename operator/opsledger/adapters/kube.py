@@ -11,7 +11,7 @@ from typing import Any, cast
 from kubernetes import client, config, dynamic
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic.exceptions import ConflictError as DynamicConflictError
-from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
+from kubernetes.dynamic.exceptions import ForbiddenError, NotFoundError, ResourceNotFoundError
 
 from opsledger.models.common import API_GROUP, API_VERSION
 
@@ -129,6 +129,25 @@ class Kube:
         result: dict[str, Any] = obj.to_dict()
         return result
 
+    def apply(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Create or update `body` by server-side apply (the operator owns the fields it sets).
+        Raises LookupError when the cluster does not serve its kind and PermissionError when
+        the operator may not write it."""
+        meta = body.get("metadata") or {}
+        try:
+            return self.patch(
+                str(body.get("apiVersion")),
+                str(body.get("kind")),
+                str(meta.get("name")),
+                str(meta.get("namespace") or ""),
+                patch_type="apply",
+                body=body,
+            )
+        except ForbiddenError as exc:
+            raise PermissionError(
+                f"the operator may not write {body.get('kind')} {meta.get('name')}"
+            ) from exc
+
     def restore(
         self, api_version: str, kind: str, name: str, namespace: str, prior: Mapping[str, Any]
     ) -> None:
@@ -161,6 +180,8 @@ class Kube:
             resource.delete(name=name, **scope)
         except NotFoundError:
             return
+        except ForbiddenError as exc:
+            raise PermissionError(f"the operator may not delete {kind} {name}") from exc
 
     def get_custom(self, plural: str, name: str, namespace: str) -> dict[str, Any] | None:
         try:

@@ -135,6 +135,11 @@ def _alert(
     }
 
 
+def rule_name(service_level: str) -> str:
+    """The PrometheusRule of the ServiceLevel `service_level`."""
+    return f"{service_level}-slo"
+
+
 def prometheus_rule(
     namespace: str, name: str, groups: Sequence[dict[str, Any]], labels: dict[str, str]
 ) -> dict[str, Any]:
@@ -143,7 +148,7 @@ def prometheus_rule(
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PrometheusRule",
         "metadata": {
-            "name": f"{name}-slo",
+            "name": rule_name(name),
             "namespace": namespace,
             "labels": {"app.kubernetes.io/managed-by": "opsledger", **labels},
         },

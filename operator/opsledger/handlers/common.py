@@ -157,10 +157,12 @@ def register_spec_reconciler(
     info: KindInfo,
     registry: kopf.OperatorRegistry,
     derive: Callable[[Any], dict[str, Any]] | None = None,
+    then: Callable[[Context, kopf.Body, Any, kopf.Patch], None] | None = None,
 ) -> None:
     """Validate the spec on create, update and resume, and report Ready with the outcome.
 
-    `derive` maps the parsed spec to status fields that follow from it alone (a domain call).
+    `derive` maps the parsed spec to status fields that follow from it alone (a domain call);
+    `then` does what follows from a valid spec outside the object (after Ready is set).
     """
 
     @on_spec(info, registry)
@@ -180,6 +182,8 @@ def register_spec_reconciler(
             reason="Accepted",
             message=f"The {info.kind}'s spec is valid.",
         )
+        if then is not None:
+            then(ctx, body, spec, patch)
 
     forget_on_delete(info, registry)
 

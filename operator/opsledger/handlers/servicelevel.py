@@ -24,6 +24,7 @@ from opsledger.domain.slo import (
     severity_of,
     split_result,
 )
+from opsledger.handlers import servicelevel_rules
 from opsledger.handlers.common import (
     Context,
     every,
@@ -344,7 +345,7 @@ async def _write(
 
 def register(registry: kopf.OperatorRegistry) -> None:
     """Attach the ServiceLevel handlers to `registry`."""
-    register_spec_reconciler(SERVICE_LEVEL, registry)
+    register_spec_reconciler(SERVICE_LEVEL, registry, then=servicelevel_rules.publish)
 
     def start(ctx: Context) -> Coroutine[Any, Any, None] | None:
         if ctx.prometheus is None:

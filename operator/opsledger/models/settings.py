@@ -47,6 +47,15 @@ class Settings(BaseModel):
     slo_interval: float = Field(
         default=60.0, gt=0, description="Seconds between evaluations of all ServiceLevels."
     )
+    slo_prometheus_rules: bool = Field(
+        default=False,
+        description="Keep a PrometheusRule (monitoring.coreos.com/v1) beside every ServiceLevel "
+        "with its objectives' recording and burn-rate alerting rules.",
+    )
+    slo_rule_labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Labels of those PrometheusRules, e.g. the one Prometheus selects rules by.",
+    )
     incident_interval: float = Field(
         default=30.0, gt=0, description="Seconds between checks of incidents' SLA deadlines."
     )
@@ -264,6 +273,7 @@ class Settings(BaseModel):
             "OPSLEDGER_IMPACT_INTERVAL": "impact_interval",
             "OPSLEDGER_CHANGE_INTERVAL": "change_interval",
             "OPSLEDGER_SLO_INTERVAL": "slo_interval",
+            "OPSLEDGER_SLO_PROMETHEUS_RULES": "slo_prometheus_rules",
             "OPSLEDGER_INCIDENT_INTERVAL": "incident_interval",
             "OPSLEDGER_WEBHOOK_PORT": "webhook_port",
             "OPSLEDGER_WEBHOOK_CERT_FILE": "webhook_cert_file",
@@ -311,14 +321,16 @@ class Settings(BaseModel):
         ):
             if env.get(var):
                 values[name] = [n.strip() for n in env[var].split(",") if n.strip()]
-        if env.get("OPSLEDGER_PRIORITY_MATRIX"):  # high/medium=P1,low/high=P2
-            values["priority_matrix"] = {
-                cell.strip(): value.strip()
-                for cell, _, value in (
-                    part.partition("=") for part in env["OPSLEDGER_PRIORITY_MATRIX"].split(",")
-                )
-                if cell.strip()
-            }
+        for var, name in (
+            ("OPSLEDGER_PRIORITY_MATRIX", "priority_matrix"),  # high/medium=P1,low/high=P2
+            ("OPSLEDGER_SLO_RULE_LABELS", "slo_rule_labels"),  # release=prometheus,team=web
+        ):
+            if env.get(var):
+                values[name] = {
+                    key.strip(): value.strip()
+                    for key, _, value in (part.partition("=") for part in env[var].split(","))
+                    if key.strip()
+                }
         if env.get("OPSLEDGER_DISCOVERY_SELECTOR"):
             values["discovery_selector"] = env["OPSLEDGER_DISCOVERY_SELECTOR"]
         for var, name in (

@@ -1,0 +1,162 @@
+"""A PrometheusRule beside every ServiceLevel (OPSLEDGER_SLO_PROMETHEUS_RULES), on the real API
+server: refused politely while the cluster serves no PrometheusRule, published once it does,
+rewritten when an objective changes, and deleted with its ServiceLevel by Kubernetes'
+garbage collector.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from opsledger.devenv.environment import DevEnvironment
+from tests.support import Kubectl, OperatorProcess, wait_for
+
+NS = "slorules"
+CRDS = Path(__file__).resolve().parents[1] / "e2e" / "fixtures" / "prometheus-operator-crds.yaml"
+
+
+def _service_level(objective: float) -> str:
+    return f"""
+apiVersion: opsledger.io/v1alpha1
+kind: ServiceLevel
+metadata: {{name: shop, namespace: {NS}}}
+spec:
+  service: shop
+  objectives:
+  - name: availability
+    objective: {objective}
+    window: 30d
+    sli:
+      events:
+        errorQuery: sum(rate(http_requests_total{{service="shop",code=~"5.."}}[{{{{.window}}}}]))
+        totalQuery: sum(rate(http_requests_total{{service="shop"}}[{{{{.window}}}}]))
+"""
+
+
+@pytest.fixture(scope="module")
+def no_rule_crd(kubectl: Kubectl) -> Iterator[None]:
+    """The cluster without the Prometheus Operator's CRDs for the start of this module, and
+    with them again afterwards (the chart's tests install them for the whole session)."""
+    kubectl("delete", "-f", str(CRDS), "--ignore-not-found", "--wait=true")
+    yield
+    kubectl("apply", "-f", str(CRDS))
+    kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(CRDS))
+
+
+@pytest.fixture(scope="module")
+def operator(
+    devenv: DevEnvironment,
+    crds: None,
+    no_rule_crd: None,
+    kubectl: Kubectl,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[OperatorProcess]:
+    kubectl("create", "namespace", NS)
+    proc = OperatorProcess(devenv, tmp_path_factory.mktemp("operator") / "operator.log").start(
+        env={
+            "OPSLEDGER_SLO_PROMETHEUS_RULES": "true",
+            "OPSLEDGER_SLO_RULE_LABELS": "release=prometheus",
+            "OPSLEDGER_SLO_INTERVAL": "2",
+        }
+    )
+    yield proc
+    proc.stop()
+
+
+def _condition(kubectl: Kubectl) -> dict[str, Any] | None:
+    level = kubectl.json("get", "servicelevel", "shop", "-n", NS)
+    found = [
+        c for c in level.get("status", {}).get("conditions", []) if c["type"] == "RulesPublished"
+    ]
+    return found[0] if found else None
+
+
+def _rule(kubectl: Kubectl) -> dict[str, Any] | None:
+    result = kubectl.run("get", "prometheusrule", "shop-slo", "-n", NS, "-o", "yaml", check=False)
+    return yaml.safe_load(result.stdout) if result.returncode == 0 else None
+
+
+def _expected(tmp_path: Path, manifest: str) -> dict[str, Any]:
+    """What `opsledger slo rules -o prometheusrule` prints for the same manifest."""
+    path = tmp_path / "shop.yaml"
+    path.write_text(manifest)
+    printed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "opsledger",
+            "slo",
+            "rules",
+            str(path),
+            "-o",
+            "prometheusrule",
+            "--label",
+            "release=prometheus",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    result: dict[str, Any] = yaml.safe_load(printed)
+    return result
+
+
+def test_the_rule_follows_its_service_level_once_the_cluster_serves_prometheus_rules(
+    kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path
+) -> None:
+    kubectl("apply", "-f", "-", input=_service_level(99.9))
+    refused = wait_for(
+        lambda: (c := _condition(kubectl)) and c["status"] == "False" and c,
+        what="RulesPublished=False while there is no PrometheusRule CRD",
+    )
+    assert refused["reason"] == "PrometheusRuleUnavailable"
+    assert "install the Prometheus Operator's CRDs" in refused["message"]
+    events = kubectl.json("get", "events", "-n", NS, "--field-selector", "involvedObject.name=shop")
+    assert "PrometheusRuleUnavailable" in {e["reason"] for e in events["items"]}
+
+    # the Prometheus Operator arrives: the next try publishes, without touching the ServiceLevel
+    kubectl("apply", "-f", str(CRDS))
+    rule = wait_for(lambda: _rule(kubectl), what="the PrometheusRule shop-slo")
+    level = kubectl.json("get", "servicelevel", "shop", "-n", NS)
+    assert rule["metadata"]["labels"]["release"] == "prometheus"
+    [owner] = rule["metadata"]["ownerReferences"]
+    assert (owner["kind"], owner["name"], owner["uid"]) == (
+        "ServiceLevel",
+        "shop",
+        level["metadata"]["uid"],
+    )
+    assert rule["spec"] == _expected(tmp_path, _service_level(99.9))["spec"]
+    published = wait_for(
+        lambda: (c := _condition(kubectl)) and c["status"] == "True" and c,
+        what="RulesPublished=True",
+    )
+    assert published["message"] == "PrometheusRule shop-slo: 12 rules for 1 objective(s)"
+
+    # a looser objective: the page threshold is 14.4 × 0.5 % instead of 14.4 × 0.1 %
+    kubectl("apply", "-f", "-", input=_service_level(99.5))
+    wait_for(
+        lambda: (
+            (r := _rule(kubectl)) and r["spec"] == _expected(tmp_path, _service_level(99.5))["spec"]
+        ),
+        what="the PrometheusRule rewritten for 99.5 %",
+    )
+    page = next(
+        r
+        for g in _rule(kubectl)["spec"]["groups"]
+        for r in g["rules"]  # type: ignore[index]
+        if r.get("alert") == "SLOErrorBudgetBurnPage"
+    )
+    assert "> 0.072 and" in page["expr"]
+
+    # the ServiceLevel goes, and Kubernetes takes its rule with it
+    kubectl("delete", "servicelevel", "shop", "-n", NS)
+    wait_for(
+        lambda: _rule(kubectl) is None, timeout=90, what="the PrometheusRule garbage-collected"
+    )
