@@ -164,6 +164,26 @@ def approve_proposal(
     raise AssertionError(f"could not push the approval of {branch}")
 
 
+def availability_slo(namespace: str = "shop", objective: float = 99.9) -> str:
+    """The `shop` ServiceLevel with one Sloth-style availability objective over 30d: the 5xx
+    share of http_requests_total{service="shop"}."""
+    return f"""
+apiVersion: opsledger.io/v1alpha1
+kind: ServiceLevel
+metadata: {{name: shop, namespace: {namespace}}}
+spec:
+  service: shop
+  objectives:
+  - name: availability
+    objective: {objective:g}
+    window: 30d
+    sli:
+      events:
+        errorQuery: sum(rate(http_requests_total{{service="shop",code=~"5.."}}[{{{{.window}}}}]))
+        totalQuery: sum(rate(http_requests_total{{service="shop"}}[{{{{.window}}}}]))
+"""
+
+
 def shop(
     namespace: str,
     *,

@@ -16,28 +16,10 @@ import pytest
 import yaml
 
 from opsledger.devenv.environment import DevEnvironment
-from tests.support import Kubectl, OperatorProcess, wait_for
+from tests.support import Kubectl, OperatorProcess, availability_slo, wait_for
 
 NS = "slorules"
 CRDS = Path(__file__).resolve().parents[1] / "e2e" / "fixtures" / "prometheus-operator-crds.yaml"
-
-
-def _service_level(objective: float) -> str:
-    return f"""
-apiVersion: opsledger.io/v1alpha1
-kind: ServiceLevel
-metadata: {{name: shop, namespace: {NS}}}
-spec:
-  service: shop
-  objectives:
-  - name: availability
-    objective: {objective}
-    window: 30d
-    sli:
-      events:
-        errorQuery: sum(rate(http_requests_total{{service="shop",code=~"5.."}}[{{{{.window}}}}]))
-        totalQuery: sum(rate(http_requests_total{{service="shop"}}[{{{{.window}}}}]))
-"""
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +93,7 @@ def _expected(tmp_path: Path, manifest: str) -> dict[str, Any]:
 def test_the_rule_follows_its_service_level_once_the_cluster_serves_prometheus_rules(
     kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path
 ) -> None:
-    kubectl("apply", "-f", "-", input=_service_level(99.9))
+    kubectl("apply", "-f", "-", input=availability_slo(NS, 99.9))
     refused = wait_for(
         lambda: (c := _condition(kubectl)) and c["status"] == "False" and c,
         what="RulesPublished=False while there is no PrometheusRule CRD",
@@ -132,7 +114,7 @@ def test_the_rule_follows_its_service_level_once_the_cluster_serves_prometheus_r
         "shop",
         level["metadata"]["uid"],
     )
-    assert rule["spec"] == _expected(tmp_path, _service_level(99.9))["spec"]
+    assert rule["spec"] == _expected(tmp_path, availability_slo(NS, 99.9))["spec"]
     published = wait_for(
         lambda: (c := _condition(kubectl)) and c["status"] == "True" and c,
         what="RulesPublished=True",
@@ -140,17 +122,16 @@ def test_the_rule_follows_its_service_level_once_the_cluster_serves_prometheus_r
     assert published["message"] == "PrometheusRule shop-slo: 12 rules for 1 objective(s)"
 
     # a looser objective: the page threshold is 14.4 × 0.5 % instead of 14.4 × 0.1 %
-    kubectl("apply", "-f", "-", input=_service_level(99.5))
-    wait_for(
-        lambda: (
-            (r := _rule(kubectl)) and r["spec"] == _expected(tmp_path, _service_level(99.5))["spec"]
-        ),
+    kubectl("apply", "-f", "-", input=availability_slo(NS, 99.5))
+    looser = _expected(tmp_path, availability_slo(NS, 99.5))["spec"]
+    rewritten = wait_for(
+        lambda: (r := _rule(kubectl)) and r["spec"] == looser and r,
         what="the PrometheusRule rewritten for 99.5 %",
     )
     page = next(
         r
-        for g in _rule(kubectl)["spec"]["groups"]
-        for r in g["rules"]  # type: ignore[index]
+        for g in rewritten["spec"]["groups"]
+        for r in g["rules"]
         if r.get("alert") == "SLOErrorBudgetBurnPage"
     )
     assert "> 0.072 and" in page["expr"]

@@ -28,6 +28,7 @@ from opsledger.devenv.paths import Toolbox
 from opsledger.domain.slo import BURN_WINDOWS, seconds
 from opsledger.handlers.servicelevel import ServiceLevelRef, evaluate_service_levels
 from opsledger.models.servicelevel import ServiceLevelSpec
+from tests.support import availability_slo
 
 NOW = (int(time.time()) // 3600) * 3600 - 3 * 3600  # the end of the history, on the hour
 OK_RATE = 10.0
@@ -71,21 +72,7 @@ def prometheus_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
-SHOP = """
-apiVersion: opsledger.io/v1alpha1
-kind: ServiceLevel
-metadata: {name: shop, namespace: shop}
-spec:
-  service: shop
-  objectives:
-  - name: availability
-    objective: 99.9
-    window: 30d
-    sli:
-      events:
-        errorQuery: sum(rate(http_requests_total{service="shop",code=~"5.."}[{{.window}}]))
-        totalQuery: sum(rate(http_requests_total{service="shop"}[{{.window}}]))
-"""
+SHOP = availability_slo()
 
 
 def _spec(service: str, objective: float, window: str) -> ServiceLevelSpec:

@@ -16,22 +16,9 @@ import pytest
 import yaml
 
 from opsledger.devenv.paths import Toolbox
+from tests.support import availability_slo
 
-SHOP = """
-apiVersion: opsledger.io/v1alpha1
-kind: ServiceLevel
-metadata: {name: shop, namespace: shop}
-spec:
-  service: shop
-  objectives:
-  - name: availability
-    objective: 99.9
-    window: 30d
-    sli:
-      events:
-        errorQuery: sum(rate(http_requests_total{service="shop",code=~"5.."}[{{.window}}]))
-        totalQuery: sum(rate(http_requests_total{service="shop"}[{{.window}}]))
-"""
+SHOP = availability_slo()
 SLO_LABELS = {
     "namespace": "shop",
     "servicelevel": "shop",
