@@ -48,6 +48,7 @@ unit: venv
 
 bench: setup               ## benchmarks: figures and ratios, not pass/fail
 	$(BIN)/python bench/health_scale.py
+	$(BIN)/python bench/slo_scale.py
 
 clean:
 	-$(BIN)/opsledger dev down
