@@ -376,9 +376,14 @@ def _slo_evaluate(args: argparse.Namespace) -> int:
     except PrometheusUnavailableError as exc:
         raise CLIError(str(exc), code=1) from exc
     objectives = [e for ref in refs for e in results[(ref.namespace, ref.name)]]
+    refused = 0
+    for e in objectives:  # a query Prometheus refuses fails the check (exit 1), named
+        if e.error:
+            print(f"opsledger: objective {e.name}: {e.error}", file=sys.stderr)
+            refused = 1
     if args.output == "json":
         print(json.dumps({"objectives": [e.as_json() for e in objectives]}, indent=2))
-        return 0
+        return refused
 
     def fmt(value: float | None, pattern: str) -> str:
         return "-" if value is None else pattern.format(value)
@@ -390,7 +395,7 @@ def _slo_evaluate(args: argparse.Namespace) -> int:
             f" {fmt(e.burn_rates['1h'], '{:.2f}'):>8} {fmt(e.burn_rates['6h'], '{:.2f}'):>8}  "
             f"{','.join(e.alerts) or '-'}"
         )
-    return 0
+    return refused
 
 
 def _service_levels(path: Path):  # type: ignore[no-untyped-def]

@@ -39,6 +39,22 @@ spec:
 """
 
 
+BROKEN_SERVICE_LEVEL = """
+apiVersion: opsledger.io/v1alpha1
+kind: ServiceLevel
+metadata: {name: search, namespace: slo-live}
+spec:
+  service: search
+  objectives:
+  - name: latency
+    objective: 99
+    sli:
+      events:
+        errorQuery: sum(rate(http_requests_total{service="search",code="500"[{{.window}}]))
+        totalQuery: sum(rate(http_requests_total{service="search"}[{{.window}}]))
+"""
+
+
 def _condition(obj: dict[str, Any], type_: str) -> dict[str, Any] | None:
     return next(
         (c for c in obj.get("status", {}).get("conditions", []) if c["type"] == type_), None
@@ -107,7 +123,8 @@ def test_service_levels_are_measured_and_unknown_when_prometheus_stops(
     )
     try:
         kubectl("create", "namespace", "slo-live")
-        kubectl("apply", "-f", "-", input=SERVICE_LEVEL)
+        # beside it, another team's ServiceLevel whose SLI query is not PromQL (a "}" missing)
+        kubectl("apply", "-f", "-", input=SERVICE_LEVEL + "---" + BROKEN_SERVICE_LEVEL)
 
         def measured() -> dict[str, Any] | None:
             obj = kubectl.json("get", "slo", "checkout", "-n", "slo-live")
@@ -122,7 +139,10 @@ def test_service_levels_are_measured_and_unknown_when_prometheus_stops(
         assert objective["errorBudgetRemaining"] == pytest.approx(1 - month_ratio / 0.001, rel=0.01)
         assert objective["burnRates"]["1h"] == pytest.approx(0.2 / 10.2 / 0.001, rel=0.02)
         assert objective["alerts"] == ["page"]
-        exported = _exported(devenv, 'opsledger_slo_error_budget_remaining{namespace="slo-live"')
+        exported = _exported(
+            devenv,
+            'opsledger_slo_error_budget_remaining{namespace="slo-live",objective="availability"',
+        )
         assert exported == pytest.approx(objective["errorBudgetRemaining"])
         exhausted = _condition(obj, "BudgetExhausted")
         assert exhausted is not None
@@ -145,6 +165,22 @@ def test_service_levels_are_measured_and_unknown_when_prometheus_stops(
             return any(e["reason"] == reason for e in events)
 
         wait_for(lambda: event("BudgetExhausted"), timeout=30, what="a BudgetExhausted event")
+        # the wrong query leaves only its own objective unmeasured, and says what Prometheus said
+        broken = wait_for(
+            lambda: (
+                (
+                    c := _condition(
+                        kubectl.json("get", "slo", "search", "-n", "slo-live"), "Measured"
+                    )
+                )
+                and c["status"] == "False"
+                and c
+            ),
+            what="the broken ServiceLevel's Measured=False",
+        )
+        assert broken["reason"] == "InvalidQuery"
+        assert "objective latency: Prometheus refused the query" in broken["message"]
+        assert "parse error" in broken["message"]
         _the_fast_burn_opens_exactly_one_p1_incident(kubectl)
         _an_approved_normal_change_is_held_by_the_exhausted_budget(devenv, kubectl, tmp_path)
 

@@ -211,3 +211,43 @@ def test_the_generated_recording_rules_give_the_numbers_slo_evaluate_gives(
     for window in BURN_WINDOWS:
         assert recorded[window] / 0.001 == pytest.approx(shop.burn_rates[window], rel=1e-9)
     assert 1 - recorded["30d"] / 0.001 == pytest.approx(shop.error_budget_remaining, rel=1e-9)
+
+
+def test_a_query_prometheus_refuses_is_named_and_fails_the_check(
+    prometheus_url: str, tmp_path: Path
+) -> None:
+    broken = SHOP.replace("checkout", "search").replace("name: shop", "name: search")
+    broken = broken.replace('code=~"5.."}', 'code=~"5.."').replace(
+        "- name: availability", "- name: errors"
+    )
+    manifest = tmp_path / "two.yaml"
+    manifest.write_text(SHOP + "---" + broken)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "opsledger",
+            "slo",
+            "evaluate",
+            str(manifest),
+            "--prometheus",
+            prometheus_url,
+            "--at",
+            datetime.fromtimestamp(NOW, UTC).isoformat().replace("+00:00", "Z"),
+            "-o",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "opsledger: objective errors: Prometheus refused the query: " in result.stderr
+    assert "parse error" in result.stderr
+    shop, errors = json.loads(result.stdout)["objectives"]
+    assert shop["name"] == "availability"
+    assert shop["alerts"] == ["page"]  # measured as before: the other query fails alone
+    assert "error" not in shop
+    assert errors["name"] == "errors"
+    assert errors["sli"] is None
+    assert "parse error" in errors["error"]

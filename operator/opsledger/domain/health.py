@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opsledger.domain.durations import go_duration
+from opsledger.domain.promql import union
 from opsledger.models.common import LatencyObjective, ObjectReference
 from opsledger.models.configitem import (
     CheckOverride,
@@ -254,7 +255,7 @@ def custom_query(items: Iterable[Item]) -> str | None:
         for item in items
         for c in item.monitoring.checks
     ]
-    return " or ".join(parts) or None
+    return union(parts) if parts else None
 
 
 def _escape(value: str) -> str:

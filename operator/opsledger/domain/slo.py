@@ -21,6 +21,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from opsledger.domain.promql import union
+
 BURN_WINDOWS = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 _DURATION = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
@@ -64,6 +66,7 @@ class Evaluation:
     error_budget_remaining: float | None  # 1 untouched, 0 spent, negative overspent
     burn_rates: dict[str, float | None]
     alerts: list[str]
+    error: str | None = None  # why it could not be measured (Prometheus refused its query)
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -72,6 +75,7 @@ class Evaluation:
             "errorBudgetRemaining": self.error_budget_remaining,
             "burnRates": self.burn_rates,
             "alerts": self.alerts,
+            **({"error": self.error} if self.error else {}),
         }
 
 
@@ -137,7 +141,7 @@ def batched_query(objectives: Mapping[str, tuple[str, str, str]]) -> str:
             expr = ratio_expression(error_query, total_query, w)
             tagged = f'label_replace({expr}, "slo", "{escape_label_value(key)}", "", "")'
             parts.append(f'label_replace({tagged}, "slo_window", "{w}", "", "")')
-    return " or ".join(parts)
+    return union(parts)
 
 
 def escape_label_value(value: str) -> str:

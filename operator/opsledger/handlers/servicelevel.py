@@ -5,14 +5,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 import kopf
 
 from opsledger.adapters.kube import ConflictError
-from opsledger.adapters.prometheus import Prometheus, PrometheusUnavailableError
+from opsledger.adapters.prometheus import (
+    Prometheus,
+    PrometheusQueryError,
+    PrometheusUnavailableError,
+)
 from opsledger.domain.conditions import find, parse_conditions, set_condition
 from opsledger.domain.slo import (
     Evaluation,
@@ -51,12 +55,19 @@ class ServiceLevelRef:
         return f"{self.namespace}/{self.name}/{objective}"
 
 
+# Objectives per batched query: a query stays a few hundred kilobytes (Prometheus parses at
+# most 10 MB of form), and one query's time grows faster than its parts.
+BATCH = 250
+
+
 def evaluate_service_levels(
     prometheus: Prometheus, service_levels: Iterable[ServiceLevelRef], at: datetime | None = None
 ) -> dict[tuple[str, str], list[Evaluation]]:
-    """Every objective of every ServiceLevel, from one batched query.
+    """Every objective of every ServiceLevel, from one batched query per BATCH objectives.
 
-    Returns {(namespace, name): [evaluation per objective, in spec order]}.
+    Returns {(namespace, name): [evaluation per objective, in spec order]}. An objective whose
+    query Prometheus refuses has no figures and says why (`error`); the others are measured.
+    Raises PrometheusUnavailableError when Prometheus does not answer.
     """
     refs = list(service_levels)
     objectives = {
@@ -64,14 +75,43 @@ def evaluate_service_levels(
         for ref in refs
         for o in ref.spec.objectives
     }
-    ratios = split_result(prometheus.instant(batched_query(objectives), at)) if objectives else {}
+    keys = list(objectives)
+    ratios: dict[str, dict[str, float | None]] = {}
+    errors: dict[str, str] = {}
+    for start in range(0, len(keys), BATCH):
+        chunk = {k: objectives[k] for k in keys[start : start + BATCH]}
+        measured, refused = _measure(prometheus, chunk, at)
+        ratios.update(measured)
+        errors.update(refused)
     return {
         (ref.namespace, ref.name): [
-            evaluate(o.name, o.objective, o.window, ratios.get(ref.key(o.name), {}))
+            replace(
+                evaluate(o.name, o.objective, o.window, ratios.get(ref.key(o.name), {})),
+                error=errors.get(ref.key(o.name)),
+            )
             for o in ref.spec.objectives
         ]
         for ref in refs
     }
+
+
+def _measure(
+    prometheus: Prometheus, objectives: Mapping[str, tuple[str, str, str]], at: datetime | None
+) -> tuple[dict[str, dict[str, float | None]], dict[str, str]]:
+    """The objectives' error ratios from one query; when Prometheus refuses it, objective by
+    objective, so one wrong SLI query leaves only its own objective unmeasured."""
+    try:
+        return split_result(prometheus.instant(batched_query(objectives), at)), {}
+    except PrometheusQueryError:
+        pass
+    ratios: dict[str, dict[str, float | None]] = {}
+    errors: dict[str, str] = {}
+    for key, objective in objectives.items():
+        try:
+            ratios.update(split_result(prometheus.instant(batched_query({key: objective}), at)))
+        except PrometheusQueryError as exc:
+            errors[key] = str(exc)
+    return ratios, errors
 
 
 MEASURED = "Measured"
@@ -267,6 +307,15 @@ async def _burn_incidents(
 
 
 def _measured(evaluations: list[Evaluation]) -> tuple[str, ConditionStatus, str, str]:
+    refused = [e for e in evaluations if e.error]
+    if refused:
+        return (
+            MEASURED,
+            ConditionStatus.FALSE,
+            "InvalidQuery",
+            "; ".join(f"objective {e.name}: {e.error}" for e in refused)
+            + ": fix its sli.events queries (run them in Prometheus with {{.window}} as 5m)",
+        )
     missing = [e.name for e in evaluations if e.sli is None]
     if missing:
         return (
