@@ -1,10 +1,10 @@
 """How ServiceLevel evaluation scales with the number of objectives (a benchmark, not a test).
 
-For N services, each with one 99.9 %/30d objective, it backfills 31 days of request counters (a sample every 2 minutes)
-into a real Prometheus (promtool) and evaluates every objective twice:
+For N services, each with one 99.9 %/30d objective, it backfills 31 days of request counters (a
+sample every 2 minutes) into a real Prometheus (promtool) and evaluates every objective twice:
 
 - batched, as the operator does (handlers.servicelevel.evaluate_service_levels): one query for
-  all objectives and all eight windows;
+  all eight windows of up to 250 objectives;
 - one query per objective and window, as a straightforward evaluator would.
 
 It prints the queries Prometheus served (from its own /metrics), the wall time of each, and
