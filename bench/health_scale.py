@@ -14,7 +14,6 @@ import sys
 import tempfile
 import time
 import tracemalloc
-import urllib.request
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +24,7 @@ from opsledger.devenv.history import (
     GaugeSeries,
     create_blocks,
     prometheus_over,
+    queries_served,
     write_families,
 )
 from opsledger.devenv.paths import Toolbox
@@ -32,17 +32,6 @@ from opsledger.handlers.health import evaluate_items, load_templates, parse_item
 from opsledger.models.settings import Settings
 
 NAMESPACE = "bench"
-
-
-def _served(url: str) -> float:
-    """Instant queries Prometheus has answered, from its own /metrics (no scrape needed)."""
-    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
-        lines = response.read().decode().splitlines()
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in lines
-        if line.startswith("prometheus_http_requests_total{") and 'handler="/api/v1/query"' in line
-    )
 
 
 def run(count: int, tools: Toolbox, folder: Path) -> dict[str, float]:
@@ -90,7 +79,7 @@ def run(count: int, tools: Toolbox, folder: Path) -> dict[str, float]:
             is not None
         ]
         templates = load_templates(settings)
-        before = _served(url)
+        before = queries_served(url)
         tracemalloc.start()
         started = time.perf_counter()
         found = evaluate_items(
@@ -99,7 +88,7 @@ def run(count: int, tools: Toolbox, folder: Path) -> dict[str, float]:
         took = time.perf_counter() - started
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
-        served = _served(url) - before
+        served = queries_served(url) - before
     degraded = sum(1 for e in found.evaluations.values() if e.health.value == "Degraded")
     return {
         "items": float(count),

@@ -19,7 +19,6 @@ import math
 import sys
 import tempfile
 import time
-import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from opsledger.devenv.history import (
     CounterSeries,
     create_blocks,
     prometheus_over,
+    queries_served,
     write_openmetrics,
 )
 from opsledger.devenv.paths import Toolbox
@@ -36,17 +36,6 @@ from opsledger.handlers.servicelevel import ServiceLevelRef, evaluate_service_le
 from opsledger.models.servicelevel import ServiceLevelSpec
 
 WINDOW = "30d"
-
-
-def _served(url: str) -> float:
-    """Instant queries Prometheus has answered, from its own /metrics."""
-    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
-        lines = response.read().decode().splitlines()
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in lines
-        if line.startswith("prometheus_http_requests_total{") and 'handler="/api/v1/query"' in line
-    )
 
 
 def _spec(service: str) -> ServiceLevelSpec:
@@ -91,13 +80,13 @@ def run(count: int, tools: Toolbox, folder: Path) -> dict[str, float]:
     refs = [ServiceLevelRef("bench", s, _spec(s)) for s in services]
     with prometheus_over(tools, folder / "tsdb") as url:
         prometheus = Prometheus(url, timeout=300)
-        before = _served(url)
+        before = queries_served(url)
         started = time.perf_counter()
         batched = evaluate_service_levels(prometheus, refs, at)
         batched_s = time.perf_counter() - started
-        batched_q = _served(url) - before
+        batched_q = queries_served(url) - before
 
-        before = _served(url)
+        before = queries_served(url)
         started = time.perf_counter()
         single: dict[str, dict[str, float]] = {}
         for ref in refs:
@@ -108,7 +97,7 @@ def run(count: int, tools: Toolbox, folder: Path) -> dict[str, float]:
                 )
                 single.setdefault(ref.name, {})[w] = float(answer["value"][1])
         single_s = time.perf_counter() - started
-        single_q = _served(url) - before
+        single_q = queries_served(url) - before
     for ref in refs:  # the same numbers either way
         [e] = batched[(ref.namespace, ref.name)]
         for w in BURN_WINDOWS:

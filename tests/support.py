@@ -45,6 +45,17 @@ class Kubectl:
         return json.loads(self(*args, "-o", "json"))
 
 
+def opsledger(*args: str) -> subprocess.CompletedProcess[str]:
+    """The `opsledger` command line, as a user runs it; the caller reads its exit code."""
+    return subprocess.run(
+        [sys.executable, "-m", "opsledger", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
 def wait_for(check: Any, timeout: float = 60.0, interval: float = 0.5, what: str = "") -> Any:
     """Poll `check` until it returns something truthy; fail with `what` after `timeout`."""
     deadline = time.monotonic() + timeout

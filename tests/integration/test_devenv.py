@@ -5,26 +5,16 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
 from opsledger.devenv.environment import DevEnvironment
 from opsledger.devenv.paths import Toolbox
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "opsledger", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+from tests.support import opsledger
 
 
 def test_status_shows_every_component_healthy(devenv: DevEnvironment) -> None:
-    result = _cli("dev", "--dir", str(devenv.dir), "status")
+    result = opsledger("dev", "--dir", str(devenv.dir), "status")
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].split()[:4] == ["COMPONENT", "PORT", "PID", "HEALTH"]
@@ -44,7 +34,7 @@ def test_status_shows_every_component_healthy(devenv: DevEnvironment) -> None:
 
 
 def test_env_points_kubectl_at_the_environment(devenv: DevEnvironment) -> None:
-    exports = _cli("dev", "--dir", str(devenv.dir), "env").stdout
+    exports = opsledger("dev", "--dir", str(devenv.dir), "env").stdout
     assert f"export KUBECONFIG={devenv.kubeconfig}" in exports
     for var in (
         "OPSLEDGER_CLUSTER",
@@ -68,7 +58,7 @@ def test_env_points_kubectl_at_the_environment(devenv: DevEnvironment) -> None:
 
 def test_up_twice_is_harmless(devenv: DevEnvironment) -> None:
     before = {row.name: row.pid for row in devenv.status()}
-    result = _cli("dev", "--dir", str(devenv.dir), "up")
+    result = opsledger("dev", "--dir", str(devenv.dir), "up")
     assert result.returncode == 0, result.stderr
     assert "already running" in result.stderr
     assert {row.name: row.pid for row in devenv.status()} == before

@@ -8,9 +8,7 @@ test computes what status must show independently of the operator's PromQL.
 from __future__ import annotations
 
 import asyncio
-import re
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -30,6 +28,7 @@ from opsledger.devenv.history import (
     GaugeSeries,
     create_blocks,
     prometheus_over,
+    queries_served,
     write_families,
 )
 from opsledger.devenv.paths import Toolbox
@@ -208,11 +207,7 @@ class History:
         self.url = self.stack.enter_context(prometheus_over(tools, folder / "tsdb"))
 
     def queries_served(self) -> int:
-        """Instant queries Prometheus answered, by its own count (/metrics is not counted)."""
-        with urllib.request.urlopen(f"{self.url}/metrics", timeout=10) as r:
-            text = r.read().decode()
-        pattern = r'^prometheus_http_requests_total\{[^}]*handler="/api/v1/query"[^}]*\} (\S+)$'
-        return int(sum(float(v) for v in re.findall(pattern, text, re.MULTILINE)))
+        return queries_served(self.url)
 
     def stop(self) -> None:
         self.stack.close()

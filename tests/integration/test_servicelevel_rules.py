@@ -6,8 +6,6 @@ garbage collector.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +14,7 @@ import pytest
 import yaml
 
 from opsledger.devenv.environment import DevEnvironment
-from tests.support import Kubectl, OperatorProcess, availability_slo, wait_for
+from tests.support import Kubectl, OperatorProcess, availability_slo, opsledger, wait_for
 
 NS = "slorules"
 CRDS = Path(__file__).resolve().parents[1] / "e2e" / "fixtures" / "prometheus-operator-crds.yaml"
@@ -69,24 +67,11 @@ def _expected(tmp_path: Path, manifest: str) -> dict[str, Any]:
     """What `opsledger slo rules -o prometheusrule` prints for the same manifest."""
     path = tmp_path / "shop.yaml"
     path.write_text(manifest)
-    printed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "opsledger",
-            "slo",
-            "rules",
-            str(path),
-            "-o",
-            "prometheusrule",
-            "--label",
-            "release=prometheus",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    result: dict[str, Any] = yaml.safe_load(printed)
+    printed = opsledger(
+        "slo", "rules", str(path), "-o", "prometheusrule", "--label", "release=prometheus"
+    )
+    assert printed.returncode == 0, printed.stderr
+    result: dict[str, Any] = yaml.safe_load(printed.stdout)
     return result
 
 

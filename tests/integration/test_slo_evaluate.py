@@ -7,8 +7,6 @@ Prometheus; rate() only sees samples inside each window, so burn rates agree wit
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -28,7 +26,7 @@ from opsledger.devenv.paths import Toolbox
 from opsledger.domain.slo import BURN_WINDOWS, seconds
 from opsledger.handlers.servicelevel import ServiceLevelRef, evaluate_service_levels
 from opsledger.models.servicelevel import ServiceLevelSpec
-from tests.support import availability_slo
+from tests.support import availability_slo, opsledger
 
 NOW = (int(time.time()) // 3600) * 3600 - 3 * 3600  # the end of the history, on the hour
 OK_RATE = 10.0
@@ -102,25 +100,10 @@ def test_slo_evaluate_reports_what_the_history_implies(prometheus_url: str, tmp_
     manifest = tmp_path / "shop.yaml"
     manifest.write_text(SHOP)
     at = datetime.fromtimestamp(NOW, UTC).isoformat().replace("+00:00", "Z")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "opsledger",
-            "slo",
-            "evaluate",
-            str(manifest),
-            "--prometheus",
-            prometheus_url,
-            "--at",
-            at,
-            "-o",
-            "json",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
+    result = opsledger(
+        "slo", "evaluate", str(manifest), "--prometheus", prometheus_url, "--at", at, "-o", "json"
     )
+    assert result.returncode == 0, result.stderr
     [shop] = json.loads(result.stdout)["objectives"]
     budget = 0.001
     month = expected_ratio("shop", "30d")
@@ -161,22 +144,8 @@ def test_all_objectives_of_all_service_levels_take_one_query(prometheus_url: str
 def test_a_stopped_prometheus_is_an_error_not_a_number(tmp_path: Path) -> None:
     manifest = tmp_path / "shop.yaml"
     manifest.write_text(SHOP)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "opsledger",
-            "slo",
-            "evaluate",
-            str(manifest),
-            "--prometheus",
-            "http://127.0.0.1:9",
-            "-o",
-            "json",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
+    result = opsledger(
+        "slo", "evaluate", str(manifest), "--prometheus", "http://127.0.0.1:9", "-o", "json"
     )
     assert result.returncode == 1
     assert "Prometheus at http://127.0.0.1:9 did not answer" in result.stderr
@@ -188,12 +157,8 @@ def test_the_generated_recording_rules_give_the_numbers_slo_evaluate_gives(
 ) -> None:
     manifest = tmp_path / "shop.yaml"
     manifest.write_text(SHOP)
-    result = subprocess.run(
-        [sys.executable, "-m", "opsledger", "slo", "rules", str(manifest)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    result = opsledger("slo", "rules", str(manifest))
+    assert result.returncode == 0, result.stderr
     groups = yaml.safe_load(result.stdout)["groups"]
     prometheus = Prometheus(prometheus_url)
     at = datetime.fromtimestamp(NOW, UTC)
@@ -222,24 +187,16 @@ def test_a_query_prometheus_refuses_is_named_and_fails_the_check(
     )
     manifest = tmp_path / "two.yaml"
     manifest.write_text(SHOP + "---" + broken)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "opsledger",
-            "slo",
-            "evaluate",
-            str(manifest),
-            "--prometheus",
-            prometheus_url,
-            "--at",
-            datetime.fromtimestamp(NOW, UTC).isoformat().replace("+00:00", "Z"),
-            "-o",
-            "json",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
+    result = opsledger(
+        "slo",
+        "evaluate",
+        str(manifest),
+        "--prometheus",
+        prometheus_url,
+        "--at",
+        datetime.fromtimestamp(NOW, UTC).isoformat().replace("+00:00", "Z"),
+        "-o",
+        "json",
     )
     assert result.returncode == 1
     assert "opsledger: objective errors: Prometheus refused the query: " in result.stderr

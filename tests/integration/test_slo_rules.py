@@ -8,7 +8,6 @@ and the recorded ratios are the error ratios the series imply.
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ import pytest
 import yaml
 
 from opsledger.devenv.paths import Toolbox
-from tests.support import availability_slo
+from tests.support import availability_slo, opsledger
 
 SHOP = availability_slo()
 SLO_LABELS = {
@@ -28,17 +27,11 @@ SLO_LABELS = {
 PAGE, TICKET = "SLOErrorBudgetBurnPage", "SLOErrorBudgetBurnTicket"
 
 
-def _opsledger(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "opsledger", *args], capture_output=True, text=True, check=False
-    )
-
-
 @pytest.fixture(scope="module")
 def rules(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("slo-rules")
     (folder / "shop.yaml").write_text(SHOP)
-    result = _opsledger("slo", "rules", str(folder / "shop.yaml"))
+    result = opsledger("slo", "rules", str(folder / "shop.yaml"))
     assert result.returncode == 0, result.stderr
     path = folder / "rules.yaml"
     path.write_text(result.stdout)
@@ -151,7 +144,7 @@ def test_prometheus_pages_on_a_fast_burn_tickets_a_slow_one_and_is_quiet_when_he
 def test_a_prometheus_rule_object_per_service_level_with_the_given_labels(tmp_path: Path) -> None:
     manifest = tmp_path / "shop.yaml"
     manifest.write_text(SHOP)
-    result = _opsledger(
+    result = opsledger(
         "slo", "rules", str(manifest), "-o", "prometheusrule", "--label", "release=prometheus"
     )
     assert result.returncode == 0, result.stderr
@@ -166,6 +159,6 @@ def test_a_prometheus_rule_object_per_service_level_with_the_given_labels(tmp_pa
     ]
     assert {r.get("alert") for r in rule["spec"]["groups"][0]["rules"]} >= {PAGE, TICKET}
 
-    wrong = _opsledger("slo", "rules", str(manifest), "--label", "release")
+    wrong = opsledger("slo", "rules", str(manifest), "--label", "release")
     assert wrong.returncode == 2
     assert "KEY=VALUE" in wrong.stderr

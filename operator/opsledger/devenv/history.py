@@ -7,6 +7,7 @@ Prometheus over them, so PromQL answers can be compared with numbers computed in
 
 from __future__ import annotations
 
+import re
 import subprocess
 import tempfile
 import time
@@ -118,6 +119,15 @@ def create_blocks(tools: Toolbox, openmetrics: Path, data_dir: Path) -> None:
     )
     if result.returncode != 0:
         raise RuntimeError(f"promtool could not create blocks: {result.stderr.strip()}")
+
+
+def queries_served(url: str) -> int:
+    """Instant queries the Prometheus at `url` has answered, by its own count (its /metrics,
+    which needs no scrape): what tests and benchmarks count batched evaluations by."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    pattern = r'^prometheus_http_requests_total\{[^}]*handler="/api/v1/query"[^}]*\} (\S+)$'
+    return int(sum(float(v) for v in re.findall(pattern, text, re.MULTILINE)))
 
 
 @contextmanager
