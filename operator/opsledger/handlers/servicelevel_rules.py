@@ -5,7 +5,7 @@ same numbers and pages on its own, even while the operator is down.
 The rule is applied on every valid spec (create, update, operator start) and owned by the
 ServiceLevel, so Kubernetes deletes it with the ServiceLevel. The condition RulesPublished says
 whether it is in place; while the cluster serves no PrometheusRule, or the operator may not
-write one, it says so and the handler tries again every OPSLEDGER_SLO_INTERVAL.
+write one, it says so and the handler tries again every 5 OPSLEDGER_SLO_INTERVALs.
 """
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ from opsledger.models.servicelevel import ServiceLevelSpec
 
 RULES_PUBLISHED = "RulesPublished"
 RULE_API_VERSION, RULE_KIND = "monitoring.coreos.com/v1", "PrometheusRule"
+# A missing CRD or RBAC rule takes a person to fix: try again every few SLO intervals (each
+# try is also an Error Event from Kopf, so not every interval).
+RETRY_INTERVALS = 5
 
 
 def publish(ctx: Context, body: kopf.Body, spec: ServiceLevelSpec, patch: kopf.Patch) -> None:
@@ -43,7 +46,7 @@ def publish(ctx: Context, body: kopf.Body, spec: ServiceLevelSpec, patch: kopf.P
             ),
         )
         raise kopf.TemporaryError(
-            f"no {RULE_KIND} in the cluster", delay=ctx.settings.slo_interval
+            f"no {RULE_KIND} in the cluster", delay=RETRY_INTERVALS * ctx.settings.slo_interval
         ) from None
     except PermissionError as exc:
         _report(
@@ -57,7 +60,9 @@ def publish(ctx: Context, body: kopf.Body, spec: ServiceLevelSpec, patch: kopf.P
                 "delete on prometheusrules (the chart does with slo.prometheusRules.enabled)",
             ),
         )
-        raise kopf.TemporaryError(str(exc), delay=ctx.settings.slo_interval) from None
+        raise kopf.TemporaryError(
+            str(exc), delay=RETRY_INTERVALS * ctx.settings.slo_interval
+        ) from None
     _report(ctx, body, patch, outcome)
 
 
