@@ -50,8 +50,8 @@ def operator(
     proc.stop()
 
 
-def _condition(kubectl: Kubectl) -> dict[str, Any] | None:
-    level = kubectl.json("get", "servicelevel", "shop", "-n", NS)
+def _condition(kubectl: Kubectl, name: str = "shop") -> dict[str, Any] | None:
+    level = kubectl.json("get", "servicelevel", name, "-n", NS)
     found = [
         c for c in level.get("status", {}).get("conditions", []) if c["type"] == "RulesPublished"
     ]
@@ -87,6 +87,19 @@ def test_the_rule_follows_its_service_level_once_the_cluster_serves_prometheus_r
     assert "install the Prometheus Operator's CRDs" in refused["message"]
     events = kubectl.json("get", "events", "-n", NS, "--field-selector", "involvedObject.name=shop")
     assert "PrometheusRuleUnavailable" in {e["reason"] for e in events["items"]}
+    # a ServiceLevel without objectives needs no rule, CRD or not
+    kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=f"{{apiVersion: opsledger.io/v1alpha1, kind: ServiceLevel, "
+        f"metadata: {{name: windows-only, namespace: {NS}}}, spec: {{service: batch}}}}",
+    )
+    quiet = wait_for(
+        lambda: (c := _condition(kubectl, "windows-only")) and c,
+        what="RulesPublished on a ServiceLevel without objectives",
+    )
+    assert (quiet["status"], quiet["reason"]) == ("True", "NoObjectives")
 
     # the Prometheus Operator arrives: the next try publishes, without touching the ServiceLevel
     kubectl("apply", "-f", str(CRDS))

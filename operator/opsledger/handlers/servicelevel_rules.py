@@ -10,6 +10,8 @@ write one, it says so and the handler tries again every 5 OPSLEDGER_SLO_INTERVAL
 
 from __future__ import annotations
 
+import contextlib
+
 import kopf
 
 from opsledger.adapters.kube import Kube
@@ -78,7 +80,8 @@ def _apply(
         for o in spec.objectives
     ]
     if not objectives:  # nothing to compute: no rule (one from earlier objectives goes)
-        kube.delete(RULE_API_VERSION, RULE_KIND, rule_name(name), namespace)
+        with contextlib.suppress(LookupError):  # no CRD: no rule to remove either
+            kube.delete(RULE_API_VERSION, RULE_KIND, rule_name(name), namespace)
         return ConditionStatus.TRUE, "NoObjectives", "no objectives, no rules"
     document = prometheus_rule(
         namespace, name, rule_groups(namespace, name, spec.service, objectives), labels
