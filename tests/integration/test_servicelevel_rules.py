@@ -1,7 +1,7 @@
 """A PrometheusRule beside every ServiceLevel (OPSLEDGER_SLO_PROMETHEUS_RULES), on the real API
-server: refused politely while the cluster serves no PrometheusRule, published once it does,
-rewritten when an objective changes, and deleted with its ServiceLevel by Kubernetes'
-garbage collector.
+server: published as `opsledger slo rules` prints it, refused politely once the cluster no
+longer serves PrometheusRules (the running operator discovered them before), published again
+when they return, and deleted with its ServiceLevel by Kubernetes' garbage collector.
 """
 
 from __future__ import annotations
@@ -21,11 +21,15 @@ CRDS = Path(__file__).resolve().parents[1] / "e2e" / "fixtures" / "prometheus-op
 
 
 @pytest.fixture(scope="module")
-def no_rule_crd(kubectl: Kubectl) -> Iterator[None]:
-    """The cluster without the Prometheus Operator's CRDs for the start of this module, and
-    with them again afterwards (the chart's tests install them for the whole session)."""
-    kubectl("delete", "-f", str(CRDS), "--ignore-not-found", "--wait=true")
+def rule_crd(kubectl: Kubectl) -> Iterator[None]:
+    """The Prometheus Operator's CRDs (a hand-written subset), installed for this module and
+    left installed, as the chart's tests expect them for the whole session."""
+    _install_crds(kubectl)
     yield
+    _install_crds(kubectl)
+
+
+def _install_crds(kubectl: Kubectl) -> None:
     kubectl("apply", "-f", str(CRDS))
     kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(CRDS))
 
@@ -34,7 +38,7 @@ def no_rule_crd(kubectl: Kubectl) -> Iterator[None]:
 def operator(
     devenv: DevEnvironment,
     crds: None,
-    no_rule_crd: None,
+    rule_crd: None,
     kubectl: Kubectl,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorProcess]:
@@ -75,13 +79,33 @@ def _expected(tmp_path: Path, manifest: str) -> dict[str, Any]:
     return result
 
 
-def test_the_rule_follows_its_service_level_once_the_cluster_serves_prometheus_rules(
+def test_the_rule_follows_its_service_level_and_the_crds_coming_and_going(
     kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path
 ) -> None:
     kubectl("apply", "-f", "-", input=availability_slo(NS, 99.9))
+    rule = wait_for(lambda: _rule(kubectl), what="the PrometheusRule shop-slo")
+    level = kubectl.json("get", "servicelevel", "shop", "-n", NS)
+    assert rule["metadata"]["labels"]["release"] == "prometheus"
+    [owner] = rule["metadata"]["ownerReferences"]
+    assert (owner["kind"], owner["name"], owner["uid"]) == (
+        "ServiceLevel",
+        "shop",
+        level["metadata"]["uid"],
+    )
+    assert rule["spec"] == _expected(tmp_path, availability_slo(NS, 99.9))["spec"]
+    published = wait_for(
+        lambda: (c := _condition(kubectl)) and c["status"] == "True" and c,
+        what="RulesPublished=True",
+    )
+    assert published["message"] == "PrometheusRule shop-slo: 12 rules for 1 objective(s)"
+
+    # The Prometheus Operator is uninstalled under the running operator, which discovered its
+    # kinds before; then the objective is loosened.
+    kubectl("delete", "-f", str(CRDS), "--wait=true")
+    kubectl("apply", "-f", "-", input=availability_slo(NS, 99.5))
     refused = wait_for(
         lambda: (c := _condition(kubectl)) and c["status"] == "False" and c,
-        what="RulesPublished=False while there is no PrometheusRule CRD",
+        what="RulesPublished=False once there is no PrometheusRule CRD",
     )
     assert refused["reason"] == "PrometheusRuleUnavailable"
     assert "install the Prometheus Operator's CRDs" in refused["message"]
@@ -101,30 +125,13 @@ def test_the_rule_follows_its_service_level_once_the_cluster_serves_prometheus_r
     )
     assert (quiet["status"], quiet["reason"]) == ("True", "NoObjectives")
 
-    # the Prometheus Operator arrives: the next try publishes, without touching the ServiceLevel
-    kubectl("apply", "-f", str(CRDS))
-    rule = wait_for(lambda: _rule(kubectl), what="the PrometheusRule shop-slo")
-    level = kubectl.json("get", "servicelevel", "shop", "-n", NS)
-    assert rule["metadata"]["labels"]["release"] == "prometheus"
-    [owner] = rule["metadata"]["ownerReferences"]
-    assert (owner["kind"], owner["name"], owner["uid"]) == (
-        "ServiceLevel",
-        "shop",
-        level["metadata"]["uid"],
-    )
-    assert rule["spec"] == _expected(tmp_path, availability_slo(NS, 99.9))["spec"]
-    published = wait_for(
-        lambda: (c := _condition(kubectl)) and c["status"] == "True" and c,
-        what="RulesPublished=True",
-    )
-    assert published["message"] == "PrometheusRule shop-slo: 12 rules for 1 objective(s)"
-
-    # a looser objective: the page threshold is 14.4 × 0.5 % instead of 14.4 × 0.1 %
-    kubectl("apply", "-f", "-", input=availability_slo(NS, 99.5))
+    # It comes back: the next try publishes the looser objective's rules, untouched by anyone.
+    # The page threshold is now 14.4 × 0.5 % instead of 14.4 × 0.1 %.
+    _install_crds(kubectl)
     looser = _expected(tmp_path, availability_slo(NS, 99.5))["spec"]
     rewritten = wait_for(
         lambda: (r := _rule(kubectl)) and r["spec"] == looser and r,
-        what="the PrometheusRule rewritten for 99.5 %",
+        what="the PrometheusRule published again for 99.5 %",
     )
     page = next(
         r
@@ -133,6 +140,10 @@ def test_the_rule_follows_its_service_level_once_the_cluster_serves_prometheus_r
         if r.get("alert") == "SLOErrorBudgetBurnPage"
     )
     assert "> 0.072 and" in page["expr"]
+    wait_for(
+        lambda: (c := _condition(kubectl)) and c["status"] == "True",
+        what="RulesPublished=True again",
+    )
 
     # the ServiceLevel goes, and Kubernetes takes its rule with it
     kubectl("delete", "servicelevel", "shop", "-n", NS)

@@ -134,19 +134,28 @@ class Kube:
         Raises LookupError when the cluster does not serve its kind and PermissionError when
         the operator may not write it."""
         meta = body.get("metadata") or {}
-        try:
-            return self.patch(
-                str(body.get("apiVersion")),
-                str(body.get("kind")),
-                str(meta.get("name")),
-                str(meta.get("namespace") or ""),
-                patch_type="apply",
-                body=body,
-            )
-        except ForbiddenError as exc:
-            raise PermissionError(
-                f"the operator may not write {body.get('kind')} {meta.get('name')}"
-            ) from exc
+        kind, api_version = str(body.get("kind")), str(body.get("apiVersion"))
+        for attempt in range(2):
+            try:
+                return self.patch(
+                    api_version,
+                    kind,
+                    str(meta.get("name")),
+                    str(meta.get("namespace") or ""),
+                    patch_type="apply",
+                    body=body,
+                )
+            except ForbiddenError as exc:
+                raise PermissionError(
+                    f"the operator may not write {kind} {meta.get('name')}"
+                ) from exc
+            except NotFoundError as exc:
+                # The discovery cache (a file, shared between processes) may still list a kind
+                # whose CRD has gone: discover again, and the kind is found or LookupError says so.
+                if attempt:
+                    raise LookupError(f"the cluster serves no {kind} in {api_version}") from exc
+                self._client().resources.invalidate_cache()
+        raise AssertionError("unreachable")
 
     def restore(
         self, api_version: str, kind: str, name: str, namespace: str, prior: Mapping[str, Any]
