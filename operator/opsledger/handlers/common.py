@@ -70,6 +70,32 @@ def parse_spec(model: type[SpecT], spec: Any) -> SpecT:
     return model.model_validate(dict(spec or {}))
 
 
+def write_condition(
+    ctx: Context,
+    body: kopf.Body,
+    patch: kopf.Patch,
+    outcome: tuple[str, ConditionStatus, str, str],
+) -> None:
+    """Set one condition (type, status, reason, message) in the handler's patch, on top of the
+    conditions it already holds; post an Event only when its status or reason changes."""
+    type_, status, reason, message = outcome
+    conditions = parse_conditions(patch.status.get("conditions") or body.status.get("conditions"))
+    before = find(conditions, type_)
+    conditions = set_condition(
+        conditions,
+        type=type_,
+        status=status,
+        reason=reason,
+        message=message,
+        now=ctx.clock(),
+        generation=body.metadata.get("generation"),
+    )
+    patch.status["conditions"] = [c.to_wire() for c in conditions]
+    if before is None or (before.status, before.reason) != (status, reason):
+        kind = "Normal" if status == ConditionStatus.TRUE else "Warning"
+        kopf.event(body, type=kind, reason=reason, message=message)
+
+
 def write_ready(
     *,
     info: KindInfo,
@@ -81,23 +107,9 @@ def write_ready(
     message: str,
 ) -> None:
     """Set Ready and observedGeneration; post an Event only when Ready changes."""
-    generation = body.metadata.get("generation")
-    conditions = parse_conditions(body.status.get("conditions"))
-    before = find(conditions, READY)
     status = ConditionStatus.TRUE if ready else ConditionStatus.FALSE
-    conditions = set_condition(
-        conditions,
-        type=READY,
-        status=status,
-        reason=reason,
-        message=message,
-        now=ctx.clock(),
-        generation=generation,
-    )
-    patch.status["conditions"] = [c.to_wire() for c in conditions]
-    patch.status["observedGeneration"] = generation
-    if before is None or before.status != status or before.reason != reason:
-        kopf.event(body, type="Normal" if ready else "Warning", reason=reason, message=message)
+    write_condition(ctx, body, patch, (READY, status, reason, message))
+    patch.status["observedGeneration"] = body.metadata.get("generation")
     namespace = str(body.metadata.get("namespace") or "")
     ctx.metrics.ready.labels(info.kind, namespace, str(body.metadata.get("name"))).set(int(ready))
     ctx.metrics.reconciliations.labels(info.kind, "ready" if ready else reason).inc()

@@ -15,9 +15,8 @@ import contextlib
 import kopf
 
 from opsledger.adapters.kube import Kube
-from opsledger.domain.conditions import find, parse_conditions, set_condition
 from opsledger.domain.slo_rules import RuleObjective, prometheus_rule, rule_groups, rule_name
-from opsledger.handlers.common import Context
+from opsledger.handlers.common import Context, write_condition
 from opsledger.models.common import ConditionStatus
 from opsledger.models.servicelevel import ServiceLevelSpec
 
@@ -105,25 +104,7 @@ def _apply(
 
 
 def _report(
-    ctx: Context,
-    body: kopf.Body,
-    patch: kopf.Patch,
-    outcome: tuple[ConditionStatus, str, str],
+    ctx: Context, body: kopf.Body, patch: kopf.Patch, outcome: tuple[ConditionStatus, str, str]
 ) -> None:
     """Set RulesPublished in the handler's patch (beside Ready); an Event when it changes."""
-    status, reason, message = outcome
-    conditions = parse_conditions(patch.status.get("conditions") or body.status.get("conditions"))
-    before = find(conditions, RULES_PUBLISHED)
-    conditions = set_condition(
-        conditions,
-        type=RULES_PUBLISHED,
-        status=status,
-        reason=reason,
-        message=message,
-        now=ctx.clock(),
-        generation=body.metadata.get("generation"),
-    )
-    patch.status["conditions"] = [c.to_wire() for c in conditions]
-    if before is None or (before.status, before.reason) != (status, reason):
-        kind = "Normal" if status == ConditionStatus.TRUE else "Warning"
-        kopf.event(body, type=kind, reason=reason, message=message)
+    write_condition(ctx, body, patch, (RULES_PUBLISHED, *outcome))
