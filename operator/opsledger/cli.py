@@ -538,10 +538,10 @@ def _report(args: argparse.Namespace) -> int:
     from opsledger.adapters.metrics import Metrics  # noqa: PLC0415
     from opsledger.adapters.prometheus import Prometheus  # noqa: PLC0415
     from opsledger.domain.report import month_bounds, previous_month  # noqa: PLC0415
-    from opsledger.handlers.common import Context  # noqa: PLC0415
     from opsledger.handlers.report import write_report  # noqa: PLC0415
     from opsledger.main import cmdb_store  # noqa: PLC0415
     from opsledger.models.settings import Settings  # noqa: PLC0415
+    from opsledger.services.context import Context  # noqa: PLC0415
 
     month = args.month or previous_month(datetime.now(UTC))
     try:

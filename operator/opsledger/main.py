@@ -30,9 +30,9 @@ from opsledger.handlers import (
     report,
     servicelevel,
 )
-from opsledger.handlers.common import Context
 from opsledger.models import API_GROUP, KINDS
 from opsledger.models.settings import Settings
+from opsledger.services.context import Context
 
 log = logging.getLogger("opsledger")
 

@@ -35,12 +35,13 @@ from opsledger.domain.admission import ActiveChange, Facts, Guardian, Review
 from opsledger.domain.observe import api_group
 from opsledger.domain.validation import describe
 from opsledger.domain.windows import decide
-from opsledger.handlers.common import Context, context
+from opsledger.handlers.common import context
 from opsledger.models.change import ChangePhase, ChangeSpec
 from opsledger.models.configitem import ConfigurationItemSpec
 from opsledger.models.incident import IncidentSpec
 from opsledger.models.servicelevel import ServiceLevelSpec
 from opsledger.models.settings import Settings
+from opsledger.services.context import Context
 
 log = logging.getLogger("opsledger.admission")
 

@@ -31,16 +31,12 @@ from opsledger.handlers.change_steps import (
     UNHAPPY,
     Step,
 )
-from opsledger.handlers.common import (
-    Context,
-    context,
-    forget_on_delete,
-    validated_spec,
-)
+from opsledger.handlers.common import context, forget_on_delete, validated_spec
 from opsledger.models import CHANGE
 from opsledger.models.change import ChangePhase, ChangeSpec
 from opsledger.models.common import ConditionStatus
 from opsledger.models.settings import Settings
+from opsledger.services.context import Context
 
 
 def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:

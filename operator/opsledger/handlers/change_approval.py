@@ -23,13 +23,11 @@ from opsledger.handlers.change_steps import (
     CMDB_SYNCED,
     Step,
 )
-from opsledger.handlers.common import (
-    Context,
-)
 from opsledger.models.change import ChangePhase, ChangeSpec, ChangeType
 from opsledger.models.common import ConditionStatus
 from opsledger.models.records import ChangeRecord, RecordMetadata
 from opsledger.models.servicelevel import ServiceLevelSpec
+from opsledger.services.context import Context
 
 # -- approval ----------------------------------------------------------------------------
 

@@ -19,12 +19,10 @@ from opsledger.handlers.change_steps import (
     WINDOW_OPEN,
     Step,
 )
-from opsledger.handlers.common import (
-    Context,
-)
 from opsledger.models.change import ChangePhase, ChangeSpec, ChangeType, HealthCheck
 from opsledger.models.common import ConditionStatus
 from opsledger.models.servicelevel import ServiceLevelSpec
+from opsledger.services.context import Context
 
 # -- starting ----------------------------------------------------------------------------
 

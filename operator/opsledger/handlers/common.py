@@ -6,25 +6,16 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import kopf
 from pydantic import BaseModel, ValidationError
 
-from opsledger.adapters.forge import Forge
-from opsledger.adapters.gitcmdb import GitCMDB
-from opsledger.adapters.kube import Kube
-from opsledger.adapters.metrics import Metrics
-from opsledger.adapters.prometheus import Prometheus
 from opsledger.domain.conditions import READY, find, parse_conditions, set_condition
-from opsledger.domain.redaction import Redactor
-from opsledger.domain.selectors import Selector
 from opsledger.domain.validation import describe
 from opsledger.models.common import ConditionStatus
 from opsledger.models.crd import KindInfo
-from opsledger.models.settings import Settings
+from opsledger.services.context import Context
 
 SpecT = TypeVar("SpecT", bound=BaseModel)
 
@@ -39,23 +30,6 @@ def changes_in_progress(index: Any, namespace: str, item: str) -> list[str]:
     """Names of the changes in progress in `namespace` that target the item `item`."""
     entries = (index or {}).get(namespace, ()) if index else ()
     return sorted(str(e[0]) for e in entries if e[4] in ACTIVE_PHASES and item in e[1])
-
-
-@dataclass
-class Context:
-    """What the operator hands every handler through Kopf's memo."""
-
-    settings: Settings
-    metrics: Metrics
-    kube: Kube | None = None
-    cmdb: GitCMDB | None = None
-    redactor: Redactor = field(default_factory=Redactor)
-    discovery: Selector | None = None  # set when discovery is configured
-    prometheus: Prometheus | None = None
-    forge: Forge | None = None  # set when a forge is configured
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-    # "namespace/name" → the lock one ConfigurationItem's sync holds, created on first use
-    item_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
 
 
 def context(memo: kopf.Memo) -> Context:

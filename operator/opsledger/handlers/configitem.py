@@ -40,7 +40,6 @@ from opsledger.domain.observe import (
 from opsledger.domain.records import ci_record, record_path, to_yaml
 from opsledger.handlers.common import (
     CHANGE_PLANS,
-    Context,
     changes_in_progress,
     context,
     on_spec,
@@ -55,6 +54,7 @@ from opsledger.models.configitem import (
     RelationshipType,
 )
 from opsledger.models.settings import Settings
+from opsledger.services.context import Context
 
 INFO = CONFIGURATION_ITEM
 INFO_GROUP_VERSION = "opsledger.io/v1alpha1"

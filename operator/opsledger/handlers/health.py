@@ -34,7 +34,7 @@ from opsledger.domain.classes import effective_class
 from opsledger.domain.conditions import find, parse_conditions, set_condition
 from opsledger.domain.durations import go_duration
 from opsledger.domain.health import Evaluation, Item, Sample
-from opsledger.handlers.common import Context, every, in_background
+from opsledger.handlers.common import every, in_background
 from opsledger.handlers.configitem import rerecord
 from opsledger.models import API_GROUP, API_VERSION, CONFIGURATION_ITEM, INCIDENT, SERVICE_LEVEL
 from opsledger.models.common import ConditionStatus, LatencyObjective
@@ -47,6 +47,7 @@ from opsledger.models.configitem import (
     Monitoring,
 )
 from opsledger.models.settings import Settings
+from opsledger.services.context import Context
 
 log = logging.getLogger(__name__)
 

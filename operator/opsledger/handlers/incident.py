@@ -38,7 +38,6 @@ from opsledger.domain.priority import matrix_with, priority
 from opsledger.domain.records import record_path, to_yaml
 from opsledger.handlers.common import (
     CHANGE_PLANS,
-    Context,
     context,
     forget_on_delete,
     on_spec,
@@ -50,6 +49,7 @@ from opsledger.models.common import ConditionStatus
 from opsledger.models.incident import IncidentSpec, IncidentState
 from opsledger.models.records import IncidentRecord, ProblemRecord, RecordMetadata
 from opsledger.models.settings import Settings
+from opsledger.services.context import Context
 
 TARGETS = "incident_targets"  # (namespace, service) → the ServiceLevel's incidentTargets
 FACTS = "incident_facts"  # namespace → what correlation needs of each incident there

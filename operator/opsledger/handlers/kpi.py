@@ -14,8 +14,9 @@ import kopf
 from opsledger.adapters.metrics import Metrics
 from opsledger.domain.durations import go_duration
 from opsledger.domain.kpi import Kpis, change_fact, compute, incident_fact
-from opsledger.handlers.common import Context, every, in_background
+from opsledger.handlers.common import every, in_background
 from opsledger.models import CHANGE, INCIDENT
+from opsledger.services.context import Context
 
 
 def _number(value: float | None) -> float:

@@ -20,11 +20,12 @@ from pydantic import ValidationError
 
 from opsledger.domain.alerts import Action, Routing, actions
 from opsledger.domain.validation import describe
-from opsledger.handlers.common import Context, context
+from opsledger.handlers.common import context
 from opsledger.models import API_GROUP, API_VERSION, INCIDENT
 from opsledger.models.alertmanager import Notification
 from opsledger.models.incident import RESOLVED_STATES
 from opsledger.models.settings import Settings
+from opsledger.services.context import Context
 
 log = logging.getLogger("opsledger.receiver")
 

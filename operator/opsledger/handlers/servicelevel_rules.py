@@ -16,9 +16,10 @@ import kopf
 
 from opsledger.adapters.kube import Kube
 from opsledger.domain.slo_rules import RuleObjective, prometheus_rule, rule_groups, rule_name
-from opsledger.handlers.common import Context, write_condition
+from opsledger.handlers.common import write_condition
 from opsledger.models.common import ConditionStatus
 from opsledger.models.servicelevel import ServiceLevelSpec
+from opsledger.services.context import Context
 
 RULES_PUBLISHED = "RulesPublished"
 RULE_API_VERSION, RULE_KIND = "monitoring.coreos.com/v1", "PrometheusRule"

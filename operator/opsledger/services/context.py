@@ -1,0 +1,34 @@
+"""What every use case works with: the settings, the adapters and the clock, wired in main.py."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from opsledger.adapters.forge import Forge
+from opsledger.adapters.gitcmdb import GitCMDB
+from opsledger.adapters.kube import Kube
+from opsledger.adapters.metrics import Metrics
+from opsledger.adapters.prometheus import Prometheus
+from opsledger.domain.redaction import Redactor
+from opsledger.domain.selectors import Selector
+from opsledger.models.settings import Settings
+
+
+@dataclass
+class Context:
+    """What the operator hands every handler through Kopf's memo, and every service."""
+
+    settings: Settings
+    metrics: Metrics
+    kube: Kube | None = None
+    cmdb: GitCMDB | None = None
+    redactor: Redactor = field(default_factory=Redactor)
+    discovery: Selector | None = None  # set when discovery is configured
+    prometheus: Prometheus | None = None
+    forge: Forge | None = None  # set when a forge is configured
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    # "namespace/name" → the lock one ConfigurationItem's sync holds, created on first use
+    item_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
