@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 from croniter import croniter
 
 from opsledger.domain.durations import go_duration
+from opsledger.domain.times import rfc3339 as rfc3339  # noqa: PLC0414 (re-exported for old callers)
 from opsledger.models.servicelevel import Freeze, MaintenanceWindow
 
 HORIZON = timedelta(days=365)  # how far ahead the next eligible window is searched
@@ -60,10 +61,6 @@ class Decision:
             if self.next
             else None,
         }
-
-
-def rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def openings(window: MaintenanceWindow, since: datetime) -> Iterator[Interval]:

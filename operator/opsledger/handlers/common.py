@@ -1,4 +1,5 @@
-"""What every kind's handler does first: validate the spec through its model and say so."""
+"""What every kind's handler shares: the Context from Kopf's memo, spec validation reported
+through the one status writer, registration helpers, and the background loops' runner."""
 
 from __future__ import annotations
 
@@ -11,11 +12,14 @@ from typing import Any, TypeVar
 import kopf
 from pydantic import BaseModel, ValidationError
 
-from opsledger.domain.conditions import READY, find, parse_conditions, set_condition
+from opsledger.domain.conditions import READY
+from opsledger.domain.outcome import Outcome
 from opsledger.domain.validation import describe
+from opsledger.handlers import status
 from opsledger.models.common import ConditionStatus
 from opsledger.models.crd import KindInfo
 from opsledger.services.context import Context
+from opsledger.services.errors import RetryLaterError
 
 SpecT = TypeVar("SpecT", bound=BaseModel)
 
@@ -44,49 +48,16 @@ def parse_spec(model: type[SpecT], spec: Any) -> SpecT:
     return model.model_validate(dict(spec or {}))
 
 
-def write_condition(
-    ctx: Context,
-    body: kopf.Body,
-    patch: kopf.Patch,
-    outcome: tuple[str, ConditionStatus, str, str],
-) -> None:
-    """Set one condition (type, status, reason, message) in the handler's patch, on top of the
-    conditions it already holds; post an Event only when its status or reason changes."""
-    type_, status, reason, message = outcome
-    conditions = parse_conditions(patch.status.get("conditions") or body.status.get("conditions"))
-    before = find(conditions, type_)
-    conditions = set_condition(
-        conditions,
-        type=type_,
-        status=status,
-        reason=reason,
-        message=message,
-        now=ctx.clock(),
-        generation=body.metadata.get("generation"),
+def invalid_spec(exc: ValidationError) -> Outcome:
+    """Ready=False InvalidSpec, saying which fields are wrong and what to do."""
+    outcome = Outcome()
+    outcome.condition(
+        READY,
+        ConditionStatus.FALSE,
+        "InvalidSpec",
+        f"{describe(exc)}. Fix the manifest and apply it again.",
     )
-    patch.status["conditions"] = [c.to_wire() for c in conditions]
-    if before is None or (before.status, before.reason) != (status, reason):
-        kind = "Normal" if status == ConditionStatus.TRUE else "Warning"
-        kopf.event(body, type=kind, reason=reason, message=message)
-
-
-def write_ready(
-    *,
-    info: KindInfo,
-    ctx: Context,
-    body: kopf.Body,
-    patch: kopf.Patch,
-    ready: bool,
-    reason: str,
-    message: str,
-) -> None:
-    """Set Ready and observedGeneration; post an Event only when Ready changes."""
-    status = ConditionStatus.TRUE if ready else ConditionStatus.FALSE
-    write_condition(ctx, body, patch, (READY, status, reason, message))
-    patch.status["observedGeneration"] = body.metadata.get("generation")
-    namespace = str(body.metadata.get("namespace") or "")
-    ctx.metrics.ready.labels(info.kind, namespace, str(body.metadata.get("name"))).set(int(ready))
-    ctx.metrics.reconciliations.labels(info.kind, "ready" if ready else reason).inc()
+    return outcome
 
 
 def validated_spec(
@@ -104,16 +75,17 @@ def validated_spec(
     try:
         return parse_spec(info.spec, body.spec)
     except ValidationError as exc:
-        write_ready(
-            info=info,
-            ctx=ctx,
-            body=body,
-            patch=patch,
-            ready=False,
-            reason="InvalidSpec",
-            message=f"{describe(exc)}. Fix the manifest and apply it again.",
-        )
+        status.apply(ctx, info, body, patch, invalid_spec(exc))
         return None
+
+
+def retry_on(error: Exception | None) -> None:
+    """Raise what Kopf retries on for a use case's RetryLaterError (after the outcome is in the
+    patch, which Kopf writes either way)."""
+    if isinstance(error, RetryLaterError):
+        raise kopf.TemporaryError(str(error), delay=error.delay) from error
+    if error is not None:
+        raise error
 
 
 def on_spec(info: KindInfo, registry: kopf.OperatorRegistry) -> Callable[[Any], Any]:
@@ -143,12 +115,12 @@ def register_spec_reconciler(
     info: KindInfo,
     registry: kopf.OperatorRegistry,
     derive: Callable[[Any], dict[str, Any]] | None = None,
-    then: Callable[[Context, kopf.Body, Any, kopf.Patch], None] | None = None,
+    then: Callable[[Context, kopf.Body, Any], Outcome] | None = None,
 ) -> None:
     """Validate the spec on create, update and resume, and report Ready with the outcome.
 
     `derive` maps the parsed spec to status fields that follow from it alone (a domain call);
-    `then` does what follows from a valid spec outside the object (after Ready is set).
+    `then` does what follows from a valid spec outside the object, and says how it went.
     """
 
     @on_spec(info, registry)
@@ -157,19 +129,18 @@ def register_spec_reconciler(
         spec = validated_spec(info=info, ctx=ctx, body=body, patch=patch)
         if spec is None:
             return
-        if derive is not None:
-            patch.status.update(derive(spec))
-        write_ready(
-            info=info,
-            ctx=ctx,
-            body=body,
-            patch=patch,
-            ready=True,
-            reason="Accepted",
-            message=f"The {info.kind}'s spec is valid.",
+        outcome = Outcome(status=derive(spec) if derive is not None else {})
+        outcome.condition(
+            READY, ConditionStatus.TRUE, "Accepted", f"The {info.kind}'s spec is valid."
         )
         if then is not None:
-            then(ctx, body, spec, patch)
+            try:
+                outcome.merge(then(ctx, body, spec))
+            except RetryLaterError as exc:
+                outcome.merge(exc.outcome)
+                status.apply(ctx, info, body, patch, outcome)
+                raise kopf.TemporaryError(str(exc), delay=exc.delay) from None
+        status.apply(ctx, info, body, patch, outcome)
 
     forget_on_delete(info, registry)
 

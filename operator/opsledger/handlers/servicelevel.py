@@ -28,12 +28,12 @@ from opsledger.domain.slo import (
     severity_of,
     split_result,
 )
-from opsledger.handlers import servicelevel_rules
 from opsledger.handlers.common import every, in_background, register_spec_reconciler
 from opsledger.models import API_GROUP, API_VERSION, INCIDENT, SERVICE_LEVEL
 from opsledger.models.common import ConditionStatus
 from opsledger.models.incident import RESOLVED_STATES
 from opsledger.models.servicelevel import ErrorBudgetPolicy, ServiceLevelSpec
+from opsledger.services import servicelevel_rules
 from opsledger.services.context import Context
 
 log = logging.getLogger(__name__)

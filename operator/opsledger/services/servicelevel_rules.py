@@ -11,15 +11,16 @@ write one, it says so and the handler tries again every 5 OPSLEDGER_SLO_INTERVAL
 from __future__ import annotations
 
 import contextlib
-
-import kopf
+from collections.abc import Mapping
+from typing import Any
 
 from opsledger.adapters.kube import Kube
+from opsledger.domain.outcome import Outcome
 from opsledger.domain.slo_rules import RuleObjective, prometheus_rule, rule_groups, rule_name
-from opsledger.handlers.common import write_condition
 from opsledger.models.common import ConditionStatus
 from opsledger.models.servicelevel import ServiceLevelSpec
 from opsledger.services.context import Context
+from opsledger.services.errors import RetryLaterError
 
 RULES_PUBLISHED = "RulesPublished"
 RULE_API_VERSION, RULE_KIND = "monitoring.coreos.com/v1", "PrometheusRule"
@@ -28,51 +29,49 @@ RULE_API_VERSION, RULE_KIND = "monitoring.coreos.com/v1", "PrometheusRule"
 RETRY_INTERVALS = 5
 
 
-def publish(ctx: Context, body: kopf.Body, spec: ServiceLevelSpec, patch: kopf.Patch) -> None:
-    """Apply the ServiceLevel's PrometheusRule and report RulesPublished (a kopf `then`)."""
+def publish(ctx: Context, owner: Mapping[str, Any], spec: ServiceLevelSpec) -> Outcome:
+    """Apply the ServiceLevel's PrometheusRule; RulesPublished says how it went.
+
+    Raises RetryLaterError (with RulesPublished=False) while the cluster cannot take it."""
+    outcome = Outcome()
     if not ctx.settings.slo_prometheus_rules or ctx.kube is None:
-        return
+        return outcome
+    retry = RETRY_INTERVALS * ctx.settings.slo_interval
     try:
-        outcome = _apply(ctx.kube, ctx.settings.slo_rule_labels, body, spec)
-    except LookupError:
-        _report(
-            ctx,
-            body,
-            patch,
-            (
-                ConditionStatus.FALSE,
-                "PrometheusRuleUnavailable",
-                f"the cluster serves no {RULE_KIND} ({RULE_API_VERSION}): install the "
-                "Prometheus Operator's CRDs, or set OPSLEDGER_SLO_PROMETHEUS_RULES=false (the "
-                "chart's slo.prometheusRules.enabled)",
-            ),
+        outcome.condition(
+            RULES_PUBLISHED, *_apply(ctx.kube, ctx.settings.slo_rule_labels, owner, spec)
         )
-        raise kopf.TemporaryError(
-            f"no {RULE_KIND} in the cluster", delay=RETRY_INTERVALS * ctx.settings.slo_interval
+    except LookupError:
+        outcome.condition(
+            RULES_PUBLISHED,
+            ConditionStatus.FALSE,
+            "PrometheusRuleUnavailable",
+            f"the cluster serves no {RULE_KIND} ({RULE_API_VERSION}): install the "
+            "Prometheus Operator's CRDs, or set OPSLEDGER_SLO_PROMETHEUS_RULES=false (the "
+            "chart's slo.prometheusRules.enabled)",
+        )
+        raise RetryLaterError(
+            f"no {RULE_KIND} in the cluster", delay=retry, outcome=outcome
         ) from None
     except PermissionError as exc:
-        _report(
-            ctx,
-            body,
-            patch,
-            (
-                ConditionStatus.FALSE,
-                "Forbidden",
-                f"{exc} in {body.metadata.get('namespace')}: grant get, create, patch and "
-                "delete on prometheusrules (the chart does with slo.prometheusRules.enabled)",
-            ),
+        namespace = (owner.get("metadata") or {}).get("namespace")
+        outcome.condition(
+            RULES_PUBLISHED,
+            ConditionStatus.FALSE,
+            "Forbidden",
+            f"{exc} in {namespace}: grant get, create, patch and "
+            "delete on prometheusrules (the chart does with slo.prometheusRules.enabled)",
         )
-        raise kopf.TemporaryError(
-            str(exc), delay=RETRY_INTERVALS * ctx.settings.slo_interval
-        ) from None
-    _report(ctx, body, patch, outcome)
+        raise RetryLaterError(str(exc), delay=retry, outcome=outcome) from None
+    return outcome
 
 
 def _apply(
-    kube: Kube, labels: dict[str, str], body: kopf.Body, spec: ServiceLevelSpec
+    kube: Kube, labels: dict[str, str], owner: Mapping[str, Any], spec: ServiceLevelSpec
 ) -> tuple[ConditionStatus, str, str]:
     """Put the PrometheusRule in place (or remove it when there are no objectives)."""
-    namespace, name = str(body.metadata.get("namespace")), str(body.metadata.get("name"))
+    meta = owner.get("metadata") or {}
+    namespace, name = str(meta.get("namespace")), str(meta.get("name"))
     objectives = [
         RuleObjective(
             o.name, o.objective, o.window, o.sli.events.error_query, o.sli.events.total_query
@@ -88,10 +87,10 @@ def _apply(
     )
     document["metadata"]["ownerReferences"] = [
         {
-            "apiVersion": str(body.get("apiVersion")),
-            "kind": str(body.get("kind")),
+            "apiVersion": str(owner.get("apiVersion")),
+            "kind": str(owner.get("kind")),
             "name": name,
-            "uid": str(body.metadata.get("uid")),
+            "uid": str(meta.get("uid")),
             "controller": True,
         }
     ]
@@ -102,10 +101,3 @@ def _apply(
         "Published",
         f"{RULE_KIND} {rule_name(name)}: {count} rules for {len(objectives)} objective(s)",
     )
-
-
-def _report(
-    ctx: Context, body: kopf.Body, patch: kopf.Patch, outcome: tuple[ConditionStatus, str, str]
-) -> None:
-    """Set RulesPublished in the handler's patch (beside Ready); an Event when it changes."""
-    write_condition(ctx, body, patch, (RULES_PUBLISHED, *outcome))
