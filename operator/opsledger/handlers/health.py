@@ -36,7 +36,7 @@ from opsledger.domain.durations import go_duration
 from opsledger.domain.health import Evaluation, Item, Sample
 from opsledger.handlers.common import every, in_background
 from opsledger.handlers.configitem import rerecord
-from opsledger.models import API_GROUP, API_VERSION, CONFIGURATION_ITEM, INCIDENT, SERVICE_LEVEL
+from opsledger.models import CONFIGURATION_ITEM, SERVICE_LEVEL
 from opsledger.models.common import ConditionStatus, LatencyObjective
 from opsledger.models.configitem import (
     CheckOverride,
@@ -46,8 +46,10 @@ from opsledger.models.configitem import (
     Lifecycle,
     Monitoring,
 )
+from opsledger.models.incident import OriginType
 from opsledger.models.settings import Settings
 from opsledger.services.context import Context
+from opsledger.services.incident_factory import open_incident
 
 log = logging.getLogger(__name__)
 
@@ -542,23 +544,23 @@ async def _capacity_incident(
     name = capacity.incident_name(item.name, resource.resource)
     if f"{item.namespace}/{name}" in state.opened:
         return
-    body = {
-        "apiVersion": f"{API_GROUP}/{API_VERSION}",
-        "kind": INCIDENT.kind,
-        "metadata": {
-            "name": name,
-            "labels": {
-                "opsledger.io/configurationitem": item.name,
-                "opsledger.io/resource": resource.resource,
-            },
+    created = await asyncio.to_thread(
+        open_incident,
+        ctx.kube,
+        item.namespace,
+        name,
+        origin=OriginType.CAPACITY,
+        reference=f"{item.name}/{resource.resource}",
+        labels={
+            "opsledger.io/configurationitem": item.name,
+            "opsledger.io/resource": resource.resource,
         },
-        "spec": capacity.incident_spec(
+        spec=capacity.incident_spec(
             item=item.name, service=item.service, resource=resource, now=now
         ),
-    }
-    created = await asyncio.to_thread(ctx.kube.create_custom, INCIDENT.plural, item.namespace, body)
+    )
     state.opened.add(f"{item.namespace}/{name}")
-    if created is not None:
+    if created:
         await asyncio.to_thread(
             ctx.kube.post_event,
             obj,

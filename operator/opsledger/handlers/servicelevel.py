@@ -29,12 +29,13 @@ from opsledger.domain.slo import (
     split_result,
 )
 from opsledger.handlers.common import every, in_background, register_spec_reconciler
-from opsledger.models import API_GROUP, API_VERSION, INCIDENT, SERVICE_LEVEL
+from opsledger.models import INCIDENT, SERVICE_LEVEL
 from opsledger.models.common import ConditionStatus
-from opsledger.models.incident import RESOLVED_STATES
+from opsledger.models.incident import RESOLVED_STATES, OriginType
 from opsledger.models.servicelevel import ErrorBudgetPolicy, ServiceLevelSpec
 from opsledger.services import servicelevel_rules
 from opsledger.services.context import Context
+from opsledger.services.incident_factory import open_incident
 
 log = logging.getLogger(__name__)
 
@@ -272,24 +273,19 @@ async def _burn_incidents(
             continue
         name = f"{ref.name}-{objective}-burn-{now:%Y%m%d%H%M%S}"[:253]
         await asyncio.to_thread(
-            kube.create_custom,
-            INCIDENT.plural,
+            open_incident,
+            kube,
             ref.namespace,
-            {
-                "apiVersion": f"{API_GROUP}/{API_VERSION}",
-                "kind": INCIDENT.kind,
-                "metadata": {
-                    "name": name,
-                    "labels": {SERVICE_LEVEL_LABEL: ref.name, OBJECTIVE_LABEL: objective},
-                },
-                "spec": {
-                    "title": burn.title,
-                    "description": burn.description,
-                    "service": ref.spec.service,
-                    "impact": burn.impact,
-                    "urgency": burn.urgency,
-                    "origin": {"type": "sloBurn", "reference": f"{ref.name}/{objective}"},
-                },
+            name,
+            origin=OriginType.SLO_BURN,
+            reference=f"{ref.name}/{objective}",
+            labels={SERVICE_LEVEL_LABEL: ref.name, OBJECTIVE_LABEL: objective},
+            spec={
+                "title": burn.title,
+                "description": burn.description,
+                "service": ref.spec.service,
+                "impact": burn.impact,
+                "urgency": burn.urgency,
             },
         )
         await asyncio.to_thread(
