@@ -1,7 +1,7 @@
 """How the health evaluation scales with the number of ConfigurationItems (a benchmark, not a test).
 
 For N workload items it backfills two hours of kube-state-metrics history into a real Prometheus
-(promtool), then runs the operator's own evaluation (handlers.health.evaluate_items) and prints:
+(promtool), then runs the operator's own evaluation (services.health.evaluate_items) and prints:
 the PromQL queries Prometheus served (the design target: one per check template, whatever N),
 the wall time, time per item, and the peak Python memory of the evaluation.
 
@@ -28,7 +28,7 @@ from opsledger.devenv.history import (
     write_families,
 )
 from opsledger.devenv.paths import Toolbox
-from opsledger.handlers.health import evaluate_items, load_templates, parse_item
+from opsledger.services.health import evaluate_items, load_templates, parse_item
 from opsledger.models.settings import Settings
 
 NAMESPACE = "bench"

@@ -32,7 +32,7 @@ from opsledger.devenv.history import (
     write_families,
 )
 from opsledger.devenv.paths import Toolbox
-from opsledger.handlers.health import evaluate_once, load_templates
+from opsledger.services.health import evaluate_once, load_templates
 from opsledger.models.configitem import CIClass
 from opsledger.models.settings import Settings
 from opsledger.services.context import Context
