@@ -28,8 +28,8 @@ from opsledger.devenv.history import (
     write_families,
 )
 from opsledger.devenv.paths import Toolbox
-from opsledger.services.health import evaluate_items, load_templates, parse_item
 from opsledger.models.settings import Settings
+from opsledger.services.health import evaluate_items, load_templates, parse_item
 
 NAMESPACE = "bench"
 

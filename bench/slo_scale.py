@@ -3,7 +3,7 @@
 For N services, each with one 99.9 %/30d objective, it backfills 31 days of request counters (a
 sample every 2 minutes) into a real Prometheus (promtool) and evaluates every objective twice:
 
-- batched, as the operator does (handlers.servicelevel.evaluate_service_levels): one query for
+- batched, as the operator does (services.servicelevel.evaluate_service_levels): one query for
   all eight windows of up to 250 objectives;
 - one query per objective and window, as a straightforward evaluator would.
 
@@ -32,8 +32,8 @@ from opsledger.devenv.history import (
 )
 from opsledger.devenv.paths import Toolbox
 from opsledger.domain.slo import BURN_WINDOWS, ratio_expression
-from opsledger.handlers.servicelevel import ServiceLevelRef, evaluate_service_levels
 from opsledger.models.servicelevel import ServiceLevelSpec
+from opsledger.services.servicelevel import ServiceLevelRef, evaluate_service_levels
 
 WINDOW = "30d"
 

@@ -156,6 +156,25 @@ def cmdb_store(settings: Settings) -> GitCMDB | None:
     )
 
 
+def context_for_cli(
+    settings: Settings, *, with_kube: bool, with_prometheus: bool, with_cmdb: bool = False
+) -> Context:
+    """The Context of one CLI command, with only the adapters it asks for.
+
+    Prometheus and the CMDB store are there only when their URL is set. The caller closes what
+    it asked for: the Kubernetes client (`ctx.kube.api.close()`) and the store (`ctx.cmdb.close()`).
+    """
+    return Context(
+        settings=settings,
+        metrics=Metrics(),
+        kube=kube.Kube(kube.api_client(settings.kubeconfig)) if with_kube else None,
+        cmdb=cmdb_store(settings) if with_cmdb else None,
+        prometheus=Prometheus(settings.prometheus_url)
+        if with_prometheus and settings.prometheus_url
+        else None,
+    )
+
+
 def _forge(settings: Settings) -> Gitea | None:
     """The forge's client, when one is configured; its token comes from a mounted file."""
     if settings.forge != "gitea":

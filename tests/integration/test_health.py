@@ -32,10 +32,10 @@ from opsledger.devenv.history import (
     write_families,
 )
 from opsledger.devenv.paths import Toolbox
-from opsledger.services.health import evaluate_once, load_templates
 from opsledger.models.configitem import CIClass
 from opsledger.models.settings import Settings
 from opsledger.services.context import Context
+from opsledger.services.health import evaluate_once, load_templates
 from tests.support import Kubectl, OperatorProcess, remote_record, wait_for
 
 NOW = int(time.time()) // 300 * 300  # history is sampled on 5m boundaries, like the subqueries

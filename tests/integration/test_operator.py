@@ -38,7 +38,9 @@ def _wait_ready(
     return result
 
 
-def test_the_examples_become_ready(kubectl: Kubectl, operator: OperatorProcess) -> None:
+def test_the_examples_become_ready(
+    devenv: DevEnvironment, kubectl: Kubectl, operator: OperatorProcess
+) -> None:
     kubectl("apply", "-f", str(ROOT / "examples"))
     names = {
         "incident": "checkout-slow",
@@ -67,6 +69,24 @@ def test_the_examples_become_ready(kubectl: Kubectl, operator: OperatorProcess) 
     rows = [line for line in table.splitlines() if line.strip() and "/" in line.split()[0]]
     assert len(rows) == 4
     assert all(" True " in row for row in rows), table
+    # opsledger_object_ready follows Ready for every kind, as the README's sample shows
+    port = devenv.ports()["operator-metrics"]
+
+    def gauges() -> list[str] | None:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+        wanted = [
+            f'opsledger_object_ready{{kind="{kind}",name="{name}",namespace="shop"}} 1.0'
+            for kind, name in (
+                ("ServiceLevel", "shop"),
+                ("Change", "web-1-5-0"),
+                ("Incident", "checkout-slow"),
+                ("ConfigurationItem", "web"),
+            )
+        ]
+        return wanted if all(line in text.splitlines() for line in wanted) else None
+
+    wait_for(gauges, timeout=30, what="opsledger_object_ready 1 for the four examples")
 
 
 def test_an_invalid_spec_is_reported_in_ready_an_event_and_an_alert_then_recovers(

@@ -24,8 +24,8 @@ from opsledger.devenv.history import (
 )
 from opsledger.devenv.paths import Toolbox
 from opsledger.domain.slo import BURN_WINDOWS, seconds
-from opsledger.handlers.servicelevel import ServiceLevelRef, evaluate_service_levels
 from opsledger.models.servicelevel import ServiceLevelSpec
+from opsledger.services.servicelevel import ServiceLevelRef, evaluate_service_levels
 from tests.support import availability_slo, opsledger
 
 NOW = (int(time.time()) // 3600) * 3600 - 3 * 3600  # the end of the history, on the hour

@@ -53,8 +53,8 @@ class ConditionType:
         bad = self.is_bad(after.status)
         if before is None:
             changed = bad or self.first_good
-        elif self.post is Post.ON_STATUS:
-            changed = before.status != after.status
+        elif self.post is Post.ON_STATUS:  # between two good states (False, Unknown) is no news
+            changed = before.status != after.status and (bad or self.is_bad(before.status))
         else:
             changed = (before.status, before.reason) != (after.status, after.reason)
         if not changed or (self.bad_only and not bad):

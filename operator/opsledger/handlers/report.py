@@ -22,10 +22,10 @@ from opsledger.adapters.prometheus import PrometheusUnavailableError
 from opsledger.domain import report
 from opsledger.domain.kpi import change_fact, compute, incident_fact
 from opsledger.handlers.common import every, in_background
-from opsledger.handlers.servicelevel import ServiceLevelRef, evaluate_service_levels
 from opsledger.models import CHANGE, CONFIGURATION_ITEM, INCIDENT, SERVICE_LEVEL
 from opsledger.models.servicelevel import ServiceLevelSpec
 from opsledger.services.context import Context
+from opsledger.services.servicelevel import ServiceLevelRef, evaluate_service_levels
 
 log = logging.getLogger(__name__)
 

@@ -26,14 +26,13 @@ from typing import Any
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
-from opsledger.adapters.kube import ConflictError
 from opsledger.adapters.prometheus import Prometheus, PrometheusUnavailableError
 from opsledger.domain import capacity, health
 from opsledger.domain.classes import effective_class
 from opsledger.domain.conditions import summarize
 from opsledger.domain.durations import go_duration
 from opsledger.domain.health import Evaluation, Item, Sample
-from opsledger.domain.outcome import ConditionUpdate
+from opsledger.domain.outcome import ConditionUpdate, Event
 from opsledger.domain.times import parse_time, rfc3339
 from opsledger.handlers.configitem import rerecord
 from opsledger.models import CONFIGURATION_ITEM, SERVICE_LEVEL
@@ -50,13 +49,13 @@ from opsledger.models.incident import OriginType
 from opsledger.models.settings import Settings
 from opsledger.services.context import Context
 from opsledger.services.incident_factory import open_incident
+from opsledger.services.status import write_status
 
 log = logging.getLogger(__name__)
 
 PLURAL = CONFIGURATION_ITEM.plural
 HEALTHY = "Healthy"
 CAPACITY_RISK = "CapacityRisk"
-WRITE_ATTEMPTS = 5
 FIELDS = ("health", "healthChecks", "availability", "performance", "capacity")
 REFRESH = 5  # status is rewritten at least every REFRESH intervals, even if nothing changed
 CONCURRENCY = 16
@@ -271,7 +270,7 @@ def _status(
     fields: Mapping[str, Any],
     conditions: Sequence[tuple[str, ConditionStatus, str, str]],
     now: datetime,
-) -> tuple[dict[str, Any] | None, list[tuple[str, str, str]]]:
+) -> tuple[dict[str, Any] | None, list[Event]]:
     """The status patch (None when nothing changed and status is fresh) and the Events."""
     previous = obj.get("status") or {}
     summary = summarize(
@@ -281,7 +280,7 @@ def _status(
         now=now,
         generation=(obj.get("metadata") or {}).get("generation"),
     )
-    events: list[tuple[str, str, str]] = [(e.type, e.reason, e.message) for e in summary.events]
+    events = summary.events
     changed = summary.changed or any(previous.get(k) != v for k, v in fields.items())
     evaluated = parse_time(previous.get("evaluatedAt"))
     stale = evaluated is None or now - evaluated > timedelta(
@@ -465,39 +464,10 @@ async def _write_all(
         fields: Mapping[str, Any],
         conditions: Sequence[tuple[str, ConditionStatus, str, str]],
     ) -> None:
-        meta = obj.get("metadata") or {}
-        name, namespace = str(meta.get("name")), str(meta.get("namespace"))
         async with gate:
-            for _ in range(WRITE_ATTEMPTS):  # computed from the listed copy: only onto that one
-                patch, events = _status(ctx, obj, fields, conditions, now)
-                if patch is None:
-                    break
-                try:
-                    await asyncio.to_thread(
-                        kube.patch_status,
-                        PLURAL,
-                        name,
-                        namespace,
-                        patch,
-                        resource_version=(obj.get("metadata") or {}).get("resourceVersion"),
-                    )
-                    break
-                except LookupError:
-                    return  # deleted meanwhile
-                except ConflictError:  # a handler wrote meanwhile: merge onto its version
-                    fresh = await asyncio.to_thread(kube.get_custom, PLURAL, name, namespace)
-                    if fresh is None:
-                        return
-                    obj = fresh
-            for kind, reason, message in events:
-                await asyncio.to_thread(
-                    kube.post_event,
-                    obj,
-                    type=kind,
-                    reason=reason,
-                    message=message,
-                    component="opsledger",
-                )
+            await write_status(
+                kube, PLURAL, obj, lambda fresh: _status(ctx, fresh, fields, conditions, now)
+            )
 
     await asyncio.gather(*(write(*w) for w in writes))
 

@@ -144,3 +144,14 @@ def test_times_parse_what_they_format() -> None:
     assert parse_time(None) is None
     assert parse_time(moment) is moment
     assert stamp(None) is None
+
+
+def test_moving_between_two_good_states_posts_nothing() -> None:
+    no_risk = ConditionUpdate("CapacityRisk", FALSE, "NoRiskWithinHorizon", "none")
+    no_data = ConditionUpdate("CapacityRisk", UNKNOWN, "NoData", "no usage series")
+    assert events("ConfigurationItem", stored("ConfigurationItem", no_risk), no_data) == []
+    down = ConditionUpdate("Healthy", FALSE, "Down", "0 of 3 ready")
+    unknown = ConditionUpdate("Healthy", UNKNOWN, "PrometheusUnavailable", "no answer")
+    assert events("ConfigurationItem", stored("ConfigurationItem", down), unknown) == [
+        Event("Warning", "PrometheusUnavailable", "no answer")
+    ]

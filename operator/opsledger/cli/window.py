@@ -1,0 +1,45 @@
+"""opsledger window: may a change start now? The windows and freezes of a ServiceLevel."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime
+from pathlib import Path
+
+from opsledger.cli.common import moment, one_manifest, print_json, validated
+
+# opsledger's domain and models load inside the function: see cli/__init__.py.
+
+
+def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    window = sub.add_parser(
+        "window", help="may a change start now (or --at)? windows and freezes of a ServiceLevel"
+    )
+    window.add_argument("file", type=Path, help="a ServiceLevel manifest (YAML)")
+    window.add_argument("--at", help="the moment to ask about (RFC 3339; default: now)")
+    window.add_argument("--emergency", action="store_true", help="answer for an emergency change")
+    window.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    window.set_defaults(func=_window)
+
+
+def _window(args: argparse.Namespace) -> int:
+    from opsledger.domain.windows import decide, rfc3339  # noqa: PLC0415
+    from opsledger.models.servicelevel import ServiceLevelSpec  # noqa: PLC0415
+
+    manifest = one_manifest(args.file, "ServiceLevel")
+    spec = validated(ServiceLevelSpec, manifest, args.file)
+    at = moment(args.at) if args.at else datetime.now(UTC)
+    decision = decide(
+        at,
+        windows=spec.maintenance_windows,
+        freezes=spec.freezes,
+        emergency=args.emergency,
+    )
+    if args.output == "json":
+        print_json(decision.to_json())
+        return 0
+    print(f"{'allowed' if decision.allowed else 'not allowed'} at {rfc3339(at)}: {decision.reason}")
+    if decision.next:
+        label = "window" if decision.allowed else "next"
+        print(f"{label}: {rfc3339(decision.next.start)} to {rfc3339(decision.next.end)}")
+    return 0
