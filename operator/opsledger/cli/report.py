@@ -35,9 +35,9 @@ def _report(args: argparse.Namespace) -> int:
     import tempfile  # noqa: PLC0415
 
     from opsledger.domain.report import month_bounds, previous_month  # noqa: PLC0415
-    from opsledger.handlers.report import write_report  # noqa: PLC0415
     from opsledger.main import context_for_cli  # noqa: PLC0415  (kopf, kubernetes: ~1 s)
     from opsledger.models.settings import Settings  # noqa: PLC0415
+    from opsledger.services.report import write_report  # noqa: PLC0415
 
     month = args.month or previous_month(datetime.now(UTC))
     try:
