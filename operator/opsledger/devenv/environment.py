@@ -1,55 +1,29 @@
 """The local environment: etcd, the Kubernetes control plane, kwok nodes, Prometheus,
 Alertmanager and a bare Git repository as the CMDB remote, all on loopback.
 
-`opsledger dev up` and the test suite's session fixture both use `DevEnvironment`.
+`opsledger dev up` and the test suite's session fixture both use `DevEnvironment`. It only
+composes the pieces: the layout of its state folder, the ports, and the order of start-up; each
+component is defined in its own module (`control_plane`, `kwok`, `monitoring`, `cmdb_remote`,
+`credentials`) from the paths and ports passed to it.
 """
 
 from __future__ import annotations
 
-import base64
-import json
-import secrets
-import shutil
-import ssl
-import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
-import yaml
-
-from opsledger.devenv.paths import Toolbox, source_root
-from opsledger.devenv.pki import CertificateAuthority, KeyPair, service_account_keys
-from opsledger.devenv.processes import (
-    Component,
-    ProcessTable,
-    StartError,
-    free_ports,
-    port_free,
-)
-from opsledger.devenv.rules import operator_rules
-
-PORT_NAMES = (
-    "etcd",
-    "etcd-peer",
-    "kube-apiserver",
-    "kube-controller-manager",
-    "kube-scheduler",
-    "kwok",
-    "prometheus",
-    "alertmanager",
-    "operator-metrics",
-    "operator-health",
-    "operator-receiver",
-    "operator-webhook",
-)
-FAKE_NODE_ANNOTATION = "kwok.x-k8s.io/node"
-CONTROLLERS = "*,-nodeipam,-attachdetach,-persistentvolume-expander,-ttl"
+from opsledger.devenv import control_plane, kwok, monitoring
+from opsledger.devenv.cmdb_remote import ensure_cmdb_remote
+from opsledger.devenv.credentials import CLIENT_IDENTITIES, CredentialFiles, write_credentials
+from opsledger.devenv.kubeconfig import Kubectl
+from opsledger.devenv.paths import Toolbox
+from opsledger.devenv.ports import PORT_NAMES, persistent_ports
+from opsledger.devenv.probes import quiet, wait_until
+from opsledger.devenv.processes import Component, ProcessTable, StartError, port_free
 
 
 @dataclass(frozen=True)
@@ -80,6 +54,7 @@ class DevEnvironment:
         self.out = out
         self.table = ProcessTable(self.dir / "processes.json")
         self.pki = self.dir / "pki"
+        self._credentials = CredentialFiles(self.pki)
         self._started = time.monotonic()
 
     # -- layout ---------------------------------------------------------------------------
@@ -99,18 +74,11 @@ class DevEnvironment:
     @property
     def receiver_token_file(self) -> Path:
         """The bearer token Alertmanager sends to the operator's receiver."""
-        return self.pki / "receiver.token"
+        return self._credentials.receiver_token
 
     def ports(self) -> dict[str, int]:
         """Ports chosen on the first `up` and kept, so kubeconfigs and URLs stay valid."""
-        path = self.dir / "ports.json"
-        ports: dict[str, int] = json.loads(path.read_text()) if path.exists() else {}
-        missing = [n for n in PORT_NAMES if n not in ports]
-        if missing:
-            ports.update(zip(missing, free_ports(len(missing)), strict=True))
-            self.dir.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(ports, indent=2, sort_keys=True))
-        return ports
+        return persistent_ports(self.dir / "ports.json", PORT_NAMES)
 
     def url(self, name: str) -> str:
         scheme = "https" if name == "kube-apiserver" else "http"
@@ -132,9 +100,9 @@ class DevEnvironment:
             "OPSLEDGER_BIND_ADDRESS": "127.0.0.1",
             "OPSLEDGER_KUBECONFIG": str(self.dir / "operator.kubeconfig"),
             "OPSLEDGER_WEBHOOK_PORT": str(ports["operator-webhook"]),
-            "OPSLEDGER_WEBHOOK_CERT_FILE": str(self.pki / "operator-webhook.crt"),
-            "OPSLEDGER_WEBHOOK_KEY_FILE": str(self.pki / "operator-webhook.key"),
-            "OPSLEDGER_WEBHOOK_CA_FILE": str(self.pki / "ca.crt"),
+            "OPSLEDGER_WEBHOOK_CERT_FILE": str(self._credentials.webhook.cert),
+            "OPSLEDGER_WEBHOOK_KEY_FILE": str(self._credentials.webhook.key),
+            "OPSLEDGER_WEBHOOK_CA_FILE": str(self._credentials.ca.cert),
             "OPSLEDGER_WEBHOOK_REGISTER_URL": f"https://127.0.0.1:{ports['operator-webhook']}",
             "OPSLEDGER_RECEIVER_PORT": str(ports["operator-receiver"]),
             "OPSLEDGER_RECEIVER_TOKEN_FILE": str(self.receiver_token_file),
@@ -156,6 +124,7 @@ class DevEnvironment:
         self.dir.mkdir(parents=True, exist_ok=True)
         self._write_pki()
         components = self._components()
+        self._write_configs()
         for component in components:
             if self.table.pid(component.name) is not None:
                 if component.health():
@@ -176,10 +145,21 @@ class DevEnvironment:
             self._say(f"{component.name}: healthy (pid {pid})")
             if component.name == "kube-apiserver":
                 self._wait(self._rbac_bootstrapped, "RBAC bootstrap roles", 60)
-        self._ensure_nodes()
-        self._wait(self._nodes_ready, f"{self.node_count} kwok nodes Ready", 90)
-        self._wait(self._default_service_account, "default service account", 60)
-        self._ensure_cmdb_remote()
+        created = kwok.ensure_nodes(self.kubectl, self.node_count)
+        if created:
+            self._say(f"kwok: created {created} fake node(s)")
+        self._wait(
+            lambda: kwok.nodes_ready(self.kubectl, self.node_count),
+            f"{self.node_count} kwok nodes Ready",
+            90,
+        )
+        self._wait(
+            lambda: control_plane.default_service_account(self.kubectl),
+            "default service account",
+            60,
+        )
+        if ensure_cmdb_remote(self.cmdb_remote):
+            self._say(f"cmdb: bare repository at {self.cmdb_remote}")
         self._say(f"environment up in {self.dir}")
 
     def down(self) -> list[str]:
@@ -194,9 +174,9 @@ class DevEnvironment:
     def status(self) -> list[ComponentStatus]:
         result = []
         entries = self.table.load()
-        for component in self._components(write=False):
+        for component in self._components():
             pid = self.table.pid(component.name)
-            healthy = pid is not None and _quiet(component.health)
+            healthy = pid is not None and quiet(component.health)
             log = str(entries.get(component.name, {}).get("log", component.log))
             result.append(ComponentStatus(component.name, component.port, pid, healthy, log))
         return result
@@ -204,417 +184,113 @@ class DevEnvironment:
     # -- the pieces -----------------------------------------------------------------------
 
     def _write_pki(self) -> None:
-        ca = CertificateAuthority(self.pki).ensure()
-        ca.issue(
-            "kube-apiserver",
-            common_name="kube-apiserver",
-            hosts=(
-                "127.0.0.1",
-                "localhost",
-                "kubernetes",
-                "kubernetes.default",
-                "kubernetes.default.svc",
-                "kubernetes.default.svc.cluster.local",
-                "10.96.0.1",
-            ),
-            server=True,
+        write_credentials(
+            self._credentials,
+            kubeconfigs={name: self._kubeconfig_of(name) for name in CLIENT_IDENTITIES},
+            cluster=self.cluster,
+            server=self.url("kube-apiserver"),
         )
-        service_account_keys(self.pki)
-        if not self.receiver_token_file.exists():
-            self.receiver_token_file.write_text(secrets.token_urlsafe(32) + "\n")
-            self.receiver_token_file.chmod(0o600)
-        ca.issue(
-            "operator-webhook", common_name="opsledger-webhook", hosts=("127.0.0.1",), server=True
-        )
-        identities = {
-            "admin": ("opsledger-admin", "system:masters"),
-            # the operator's own identity: its requests pass the admission guard, a person's not
-            "operator": ("opsledger-operator", "system:masters"),
-            "kube-controller-manager": ("system:kube-controller-manager", None),
-            "kube-scheduler": ("system:kube-scheduler", None),
-        }
-        for name, (cn, org) in identities.items():
-            pair = ca.issue(f"{name}-client", common_name=cn, organization=org, client=True)
-            path = self.kubeconfig if name == "admin" else self.dir / f"{name}.kubeconfig"
-            if not path.exists():
-                path.write_text(self._kubeconfig_text(pair, user=name))
-                path.chmod(0o600)
 
-    def _kubeconfig_text(self, pair: KeyPair, *, user: str) -> str:
-        def b64(data: bytes) -> str:
-            return base64.b64encode(data).decode()
+    def _kubeconfig_of(self, identity: str) -> Path:
+        return self.kubeconfig if identity == "admin" else self.dir / f"{identity}.kubeconfig"
 
-        doc = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [
-                {
-                    "name": self.cluster,
-                    "cluster": {
-                        "server": self.url("kube-apiserver"),
-                        "certificate-authority-data": b64((self.pki / "ca.crt").read_bytes()),
-                    },
-                }
-            ],
-            "users": [
-                {
-                    "name": user,
-                    "user": {
-                        "client-certificate-data": b64(pair.cert_pem()),
-                        "client-key-data": b64(pair.key_pem()),
-                    },
-                }
-            ],
-            "contexts": [
-                {"name": self.cluster, "context": {"cluster": self.cluster, "user": user}}
-            ],
-            "current-context": self.cluster,
-        }
-        return yaml.safe_dump(doc, sort_keys=False)
-
-    def _components(self, write: bool = True) -> list[Component]:
+    def _components(self) -> list[Component]:
+        """The components in start order (building them writes nothing)."""
         p = self.ports()
         t = self.tools
         logs = self.dir / "logs"
-        pki = self.pki
-        components = [
-            Component(
-                "etcd",
-                [
-                    str(t.binary("etcd")),
-                    "--name=opsledger",
-                    f"--data-dir={self.dir / 'etcd'}",
-                    f"--listen-client-urls=http://127.0.0.1:{p['etcd']}",
-                    f"--advertise-client-urls=http://127.0.0.1:{p['etcd']}",
-                    f"--listen-peer-urls=http://127.0.0.1:{p['etcd-peer']}",
-                    f"--initial-advertise-peer-urls=http://127.0.0.1:{p['etcd-peer']}",
-                    f"--initial-cluster=opsledger=http://127.0.0.1:{p['etcd-peer']}",
-                    "--unsafe-no-fsync",  # a throw-away local store; durability is not the point
-                    "--log-level=warn",
-                ],
-                p["etcd"],
-                lambda: b'"true"' in _get(f"http://127.0.0.1:{p['etcd']}/health"),
-                logs / "etcd.log",
+        creds = self._credentials
+        return [
+            control_plane.etcd(
+                t.binary("etcd"),
+                data_dir=self.dir / "etcd",
+                port=p["etcd"],
+                peer_port=p["etcd-peer"],
+                log=logs / "etcd.log",
             ),
-            Component(
-                "kube-apiserver",
-                [
-                    str(t.binary("kube-apiserver")),
-                    f"--etcd-servers=http://127.0.0.1:{p['etcd']}",
-                    "--bind-address=127.0.0.1",
-                    "--advertise-address=127.0.0.1",
-                    f"--secure-port={p['kube-apiserver']}",
-                    "--endpoint-reconciler-type=none",
-                    f"--tls-cert-file={pki / 'kube-apiserver.crt'}",
-                    f"--tls-private-key-file={pki / 'kube-apiserver.key'}",
-                    f"--client-ca-file={pki / 'ca.crt'}",
-                    f"--service-account-key-file={pki / 'sa.pub'}",
-                    f"--service-account-signing-key-file={pki / 'sa.key'}",
-                    "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-                    "--authorization-mode=Node,RBAC",
-                    "--service-cluster-ip-range=10.96.0.0/16",
-                    f"--cert-dir={self.dir / 'kube-apiserver'}",
-                    "--profiling=false",
-                    "--v=1",
-                ],
-                p["kube-apiserver"],
-                lambda: _get(f"{self.url('kube-apiserver')}/readyz", self._admin_tls()) == b"ok",
-                logs / "kube-apiserver.log",
+            control_plane.kube_apiserver(
+                t.binary("kube-apiserver"),
+                port=p["kube-apiserver"],
+                etcd_port=p["etcd"],
+                serving=creds.api_server,
+                client_ca=creds.ca.cert,
+                service_account=creds.service_account,
+                admin=creds.client("admin"),
+                cert_dir=self.dir / "kube-apiserver",
+                log=logs / "kube-apiserver.log",
             ),
-            self._kube_component(
-                "kube-controller-manager",
-                [
-                    f"--controllers={CONTROLLERS}",
-                    f"--service-account-private-key-file={pki / 'sa.key'}",
-                    f"--root-ca-file={pki / 'ca.crt'}",
-                    f"--cluster-signing-cert-file={pki / 'ca.crt'}",
-                    f"--cluster-signing-key-file={pki / 'ca.key'}",
-                    "--use-service-account-credentials=true",
-                    "--node-monitor-grace-period=60s",
-                ],
+            control_plane.kube_controller_manager(
+                t.binary("kube-controller-manager"),
+                port=p["kube-controller-manager"],
+                kubeconfig=self._kubeconfig_of("kube-controller-manager"),
+                ca=creds.ca,
+                service_account=creds.service_account,
+                cert_dir=self.dir / "kube-controller-manager",
+                log=logs / "kube-controller-manager.log",
             ),
-            self._kube_component("kube-scheduler", []),
-            Component(
-                "kwok",
-                [
-                    str(t.binary("kwok")),
-                    f"--kubeconfig={self.kubeconfig}",
-                    "--manage-all-nodes=false",
-                    f"--manage-nodes-with-annotation-selector={FAKE_NODE_ANNOTATION}=fake",
-                    f"--config={self.dir / 'kwok' / 'stages.yaml'}",
-                    f"--server-address=127.0.0.1:{p['kwok']}",
-                ],
-                p["kwok"],
-                lambda: _get(f"http://127.0.0.1:{p['kwok']}/healthz") == b"ok",
-                logs / "kwok.log",
+            control_plane.kube_scheduler(
+                t.binary("kube-scheduler"),
+                port=p["kube-scheduler"],
+                kubeconfig=self._kubeconfig_of("kube-scheduler"),
+                cert_dir=self.dir / "kube-scheduler",
+                log=logs / "kube-scheduler.log",
             ),
-            Component(
-                "prometheus",
-                [
-                    str(t.binary("prometheus")),
-                    f"--config.file={self.dir / 'prometheus' / 'prometheus.yml'}",
-                    f"--storage.tsdb.path={self.dir / 'prometheus' / 'data'}",
-                    f"--web.listen-address=127.0.0.1:{p['prometheus']}",
-                    "--web.enable-lifecycle",
-                    "--web.enable-admin-api",
-                    "--storage.tsdb.retention.time=400d",
-                    "--log.level=warn",
-                ],
-                p["prometheus"],
-                lambda: _get(f"{self.url('prometheus')}/-/ready").startswith(b"Prometheus"),
-                logs / "prometheus.log",
+            kwok.kwok(
+                t.binary("kwok"),
+                kubeconfig=self.kubeconfig,
+                config=self._kwok_stages,
+                port=p["kwok"],
+                log=logs / "kwok.log",
             ),
-            Component(
-                "alertmanager",
-                [
-                    str(t.alertmanager),
-                    f"--config.file={self.dir / 'alertmanager' / 'alertmanager.yml'}",
-                    f"--storage.path={self.dir / 'alertmanager' / 'data'}",
-                    f"--web.listen-address=127.0.0.1:{p['alertmanager']}",
-                    "--cluster.listen-address=",
-                    "--log.level=warn",
-                ],
-                p["alertmanager"],
-                lambda: _get(f"{self.url('alertmanager')}/-/ready").startswith(b"OK"),
-                logs / "alertmanager.log",
+            monitoring.prometheus(
+                t.binary("prometheus"),
+                config=self.dir / "prometheus" / "prometheus.yml",
+                data=self.dir / "prometheus" / "data",
+                port=p["prometheus"],
+                log=logs / "prometheus.log",
+            ),
+            monitoring.alertmanager(
+                t.alertmanager,
+                config=self.dir / "alertmanager" / "alertmanager.yml",
+                data=self.dir / "alertmanager" / "data",
+                port=p["alertmanager"],
+                log=logs / "alertmanager.log",
             ),
         ]
-        if write:
-            self._write_kwok_config()
-            self._write_prometheus_config()
-            self._write_alertmanager_config()
-        return components
 
-    def _kube_component(self, name: str, extra: list[str]) -> Component:
-        port = self.ports()[name]
-        kubeconfig = self.dir / f"{name}.kubeconfig"
-        return Component(
-            name,
-            [
-                str(self.tools.binary(name)),
-                f"--kubeconfig={kubeconfig}",
-                f"--authentication-kubeconfig={kubeconfig}",
-                f"--authorization-kubeconfig={kubeconfig}",
-                "--bind-address=127.0.0.1",
-                f"--secure-port={port}",
-                f"--cert-dir={self.dir / name}",
-                "--leader-elect=false",
-                *extra,
-            ],
-            port,
-            lambda: _get(f"https://127.0.0.1:{port}/healthz", _insecure_tls()) == b"ok",
-            self.dir / "logs" / f"{name}.log",
+    @property
+    def _kwok_stages(self) -> Path:
+        return self.dir / "kwok" / "stages.yaml"
+
+    def _write_configs(self) -> None:
+        p = self.ports()
+        kwok.write_stages(self.tools.kwok_module, self._kwok_stages)
+        monitoring.write_prometheus_files(
+            self.dir / "prometheus" / "prometheus.yml",
+            rules_dir=self.rules_dir,
+            port=p["prometheus"],
+            alertmanager_port=p["alertmanager"],
+            operator_port=p["operator-metrics"],
+            cluster=self.cluster,
         )
-
-    def _write_kwok_config(self) -> None:
-        stages = self.tools.kwok_module / "kustomize" / "stage"
-        files = [
-            *sorted((stages / "node" / "fast").glob("*.yaml")),
-            *sorted((stages / "node" / "heartbeat-with-lease").glob("*.yaml")),
-            *sorted((stages / "pod" / "fast").glob("*.yaml")),
-        ]
-        docs = [f.read_text() for f in files if f.name != "kustomization.yaml"]
-        target = self.dir / "kwok" / "stages.yaml"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text("\n---\n".join(d.strip() for d in docs) + "\n")
-
-    def _write_prometheus_config(self) -> None:
-        p = self.ports()
-        self.rules_dir.mkdir(parents=True, exist_ok=True)
-        config = {
-            "global": {"scrape_interval": "5s", "evaluation_interval": "5s"},
-            "rule_files": [str(self.rules_dir / "*.yml")],
-            "alerting": {
-                "alertmanagers": [
-                    {"static_configs": [{"targets": [f"127.0.0.1:{p['alertmanager']}"]}]}
-                ]
-            },
-            "scrape_configs": [
-                {
-                    "job_name": "prometheus",
-                    "static_configs": [{"targets": [f"127.0.0.1:{p['prometheus']}"]}],
-                },
-                {
-                    "job_name": "opsledger",
-                    "static_configs": [
-                        {
-                            "targets": [f"127.0.0.1:{p['operator-metrics']}"],
-                            "labels": {"cluster": self.cluster},
-                        }
-                    ],
-                },
-            ],
-        }
-        _write_yaml(self.dir / "prometheus" / "prometheus.yml", config)
-        _write_yaml(self.rules_dir / "opsledger-operator.yml", operator_rules())
-
-    def _write_alertmanager_config(self) -> None:
-        p = self.ports()
-        config = {
-            "route": {
-                "receiver": "opsledger",
-                "group_by": ["alertname", "service"],
-                "group_wait": "1s",
-                "group_interval": "5s",
-                "repeat_interval": "1h",
-            },
-            "receivers": [
-                {
-                    "name": "opsledger",
-                    "webhook_configs": [
-                        {
-                            "url": f"http://127.0.0.1:{p['operator-receiver']}/alertmanager",
-                            "send_resolved": True,
-                            "http_config": {
-                                "authorization": {
-                                    "type": "Bearer",
-                                    "credentials_file": str(self.receiver_token_file),
-                                }
-                            },
-                        }
-                    ],
-                }
-            ],
-        }
-        _write_yaml(self.dir / "alertmanager" / "alertmanager.yml", config)
+        monitoring.write_alertmanager_file(
+            self.dir / "alertmanager" / "alertmanager.yml",
+            receiver_port=p["operator-receiver"],
+            token_file=self.receiver_token_file,
+        )
 
     # -- cluster contents -----------------------------------------------------------------
 
     def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> str:
         """Run the project's kubectl against this environment."""
-        result = subprocess.run(
-            [str(self.tools.binary("kubectl")), f"--kubeconfig={self.kubeconfig}", *args],
-            input=input,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=120,
+        return Kubectl(self.tools.binary("kubectl"), self.kubeconfig)(
+            *args, input=input, check=check
         )
-        if check and result.returncode != 0:
-            raise StartError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
-        return result.stdout
 
     def _rbac_bootstrapped(self) -> bool:
-        return b"ok" in _get(
-            f"{self.url('kube-apiserver')}/readyz/poststarthook/rbac/bootstrap-roles",
-            self._admin_tls(),
+        return control_plane.rbac_bootstrapped(
+            self.url("kube-apiserver"), self._credentials.ca.cert, self._credentials.client("admin")
         )
-
-    def _ensure_nodes(self) -> None:
-        nodes: list[dict[str, Any]] = []
-        for i in range(self.node_count):
-            nodes.append(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Node",
-                    "metadata": {
-                        "name": f"kwok-node-{i}",
-                        "annotations": {FAKE_NODE_ANNOTATION: "fake"},
-                        "labels": {
-                            "kubernetes.io/hostname": f"kwok-node-{i}",
-                            "kubernetes.io/os": "linux",
-                            "kubernetes.io/arch": "amd64",
-                            "type": "kwok",
-                            "topology.kubernetes.io/zone": f"zone-{i % 3}",
-                        },
-                    },
-                    "status": {
-                        "allocatable": {"cpu": "16", "memory": "64Gi", "pods": "110"},
-                        "capacity": {"cpu": "16", "memory": "64Gi", "pods": "110"},
-                    },
-                }
-            )
-        existing = set(self.kubectl("get", "nodes", "-o", "name").split())
-        wanted = [n for n in nodes if f"node/{n['metadata']['name']}" not in existing]
-        if wanted:
-            docs = "\n---\n".join(yaml.safe_dump(n) for n in wanted)
-            self.kubectl("create", "-f", "-", input=docs)
-            self._say(f"kwok: created {len(wanted)} fake node(s)")
-
-    def _nodes_ready(self) -> bool:
-        out = self.kubectl(
-            "get",
-            "nodes",
-            "-l",
-            "type=kwok",
-            "-o",
-            'jsonpath={range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\\n"}{end}',
-        )
-        return out.split().count("True") >= self.node_count
-
-    def _default_service_account(self) -> bool:
-        return bool(
-            self.kubectl(
-                "get", "serviceaccount", "default", "-n", "default", "-o", "name", check=False
-            )
-        )
-
-    def _ensure_cmdb_remote(self) -> None:
-        if (self.cmdb_remote / "HEAD").exists():
-            return
-        _git("init", "--bare", "--initial-branch=main", str(self.cmdb_remote))
-        template = source_root() / "cmdb-repo-template"
-        with tempfile.TemporaryDirectory() as work:
-            seed = Path(work) / "seed"
-            shutil.copytree(template, seed)
-            _git("init", "--initial-branch=main", cwd=seed)
-            _git("add", "--all", cwd=seed)
-            _git(
-                "-c",
-                "user.name=OpsLedger",
-                "-c",
-                "user.email=opsledger@localhost",
-                "commit",
-                "--quiet",
-                "-m",
-                "Initialise the CMDB from cmdb-repo-template",
-                cwd=seed,
-            )
-            _git("push", "--quiet", str(self.cmdb_remote), "main", cwd=seed)
-        self._say(f"cmdb: bare repository at {self.cmdb_remote}")
 
     def _wait(self, check: Callable[[], bool], what: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if _quiet(check):
-                self._say(f"{what}: ok")
-                return
-            time.sleep(0.5)
-        raise StartError(
-            f"timed out after {timeout:.0f}s waiting for {what}; logs in {self.dir / 'logs'}"
-        )
-
-    def _admin_tls(self) -> ssl.SSLContext:
-        ctx = ssl.create_default_context(cafile=str(self.pki / "ca.crt"))
-        ctx.load_cert_chain(str(self.pki / "admin-client.crt"), str(self.pki / "admin-client.key"))
-        return ctx
-
-
-def _insecure_tls() -> ssl.SSLContext:
-    """For the health endpoints of components that serve a self-signed certificate."""
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
-def _get(url: str, context: ssl.SSLContext | None = None) -> bytes:
-    with urllib.request.urlopen(url, timeout=2, context=context) as response:
-        body: bytes = response.read()
-        return body.strip()
-
-
-def _quiet(check: Callable[[], Any]) -> bool:
-    try:
-        return bool(check())
-    except Exception:
-        return False
-
-
-def _write_yaml(path: Path, document: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
-
-
-def _git(*args: str, cwd: Path | None = None) -> None:
-    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True)
+        wait_until(check, what, timeout, say=self._say, logs=self.dir / "logs")
