@@ -239,6 +239,12 @@ class Kube:
             API_GROUP, API_VERSION, namespace, plural, name, {"spec": spec}
         )
 
+    def patch_custom(self, plural: str, name: str, namespace: str, body: dict[str, Any]) -> None:
+        """Merge `body` (spec, metadata) into one of OpsLedger's objects."""
+        client.CustomObjectsApi(self.api).patch_namespaced_custom_object(
+            API_GROUP, API_VERSION, namespace, plural, name, body
+        )
+
     def list_custom(self, plural: str) -> list[dict[str, Any]]:
         """Every object of one of OpsLedger's kinds, in all namespaces."""
         result = cast(

@@ -35,6 +35,7 @@ class ConditionType:
 
     name: str
     abnormal_true: bool = False  # True is the bad state (Conflict, Drifted, CapacityRisk)
+    unknown_is_good: bool = False  # Unknown means "not applicable here", not "cannot tell"
     post: Post = Post.ON_REASON
     bad_only: bool = False  # post only on entering (or changing reason within) the bad state
     first_good: bool = False  # a condition seen for the first time in its good state posts too
@@ -44,6 +45,8 @@ class ConditionType:
     def is_bad(self, status: ConditionStatus) -> bool:
         if self.abnormal_true:
             return status == ConditionStatus.TRUE
+        if self.unknown_is_good and status == ConditionStatus.UNKNOWN:
+            return False
         return status != ConditionStatus.TRUE
 
     def event(self, before: Condition | None, after: ConditionUpdate) -> Event | None:
@@ -100,8 +103,12 @@ KIND_TYPES: dict[str, dict[str, ConditionType]] = {
     "ConfigurationItem": {
         # thousands of items: an Event when one is held or retired, not for each one recorded
         READY: ConditionType(READY),
+        # Unknown: no CMDB remote is configured, which is a setting, not an outage
         "CMDBSynced": ConditionType(
-            "CMDBSynced", post=Post.ON_STATUS, bad_event_reason="CMDBUnavailable"
+            "CMDBSynced",
+            post=Post.ON_STATUS,
+            unknown_is_good=True,
+            bad_event_reason="CMDBUnavailable",
         ),
     },
 }

@@ -22,10 +22,10 @@ from opsledger.handlers.change_steps import (
     moment,
     phase_of,
 )
-from opsledger.handlers.configitem import RELATIONS
 from opsledger.models.change import ChangePhase, ChangeSpec, ChangeType
 from opsledger.models.common import ConditionStatus
 from opsledger.models.servicelevel import ServiceLevelSpec
+from opsledger.services.indexes import RELATIONS
 
 # -- conflicts and risk ------------------------------------------------------------------
 

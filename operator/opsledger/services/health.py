@@ -34,7 +34,6 @@ from opsledger.domain.durations import go_duration
 from opsledger.domain.health import Evaluation, Item, Sample
 from opsledger.domain.outcome import ConditionUpdate, Event
 from opsledger.domain.times import parse_time, rfc3339
-from opsledger.handlers.configitem import rerecord
 from opsledger.models import CONFIGURATION_ITEM, SERVICE_LEVEL
 from opsledger.models.common import ConditionStatus, LatencyObjective
 from opsledger.models.configitem import (
@@ -49,6 +48,7 @@ from opsledger.models.incident import OriginType
 from opsledger.models.settings import Settings
 from opsledger.services.context import Context
 from opsledger.services.incident_factory import open_incident
+from opsledger.services.resync import rerecord
 from opsledger.services.status import write_status
 
 log = logging.getLogger(__name__)

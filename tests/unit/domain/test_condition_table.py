@@ -155,3 +155,9 @@ def test_moving_between_two_good_states_posts_nothing() -> None:
     assert events("ConfigurationItem", stored("ConfigurationItem", down), unknown) == [
         Event("Warning", "PrometheusUnavailable", "no answer")
     ]
+
+
+def test_an_item_without_a_cmdb_remote_is_not_reported_as_an_outage() -> None:
+    unconfigured = ConditionUpdate("CMDBSynced", UNKNOWN, "NotConfigured", "no remote")
+    assert events("ConfigurationItem", [], unconfigured) == []
+    assert not condition_type("ConfigurationItem", "CMDBSynced").is_bad(UNKNOWN)
