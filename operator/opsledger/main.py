@@ -20,18 +20,18 @@ from opsledger.adapters.prometheus import Prometheus
 from opsledger.domain import selectors
 from opsledger.domain.redaction import Redactor
 from opsledger.handlers import (
-    admission,
     change,
     configitem,
     health,
     incident,
     kpi,
-    receiver,
     report,
+    servers,
     servicelevel,
 )
 from opsledger.models import API_GROUP, KINDS
 from opsledger.models.settings import Settings
+from opsledger.servers import admission, receiver
 from opsledger.services.context import Context
 
 log = logging.getLogger("opsledger")
@@ -50,8 +50,7 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
     incident.register(registry, settings)
     configitem.register(registry, settings)
     health.register(registry, settings)
-    admission.register(registry, settings)
-    receiver.register(registry, settings)
+    servers.register(registry, settings, webhook=admission.serve, receiver=receiver.serve)
     kpi.register(registry)
     report.register(registry)
 

@@ -18,8 +18,8 @@ from cryptography import x509
 from opsledger.adapters.metrics import Metrics
 from opsledger.devenv.environment import DevEnvironment
 from opsledger.devenv.rules import operator_rules
-from opsledger.handlers.admission import webhook_configuration
 from opsledger.models.settings import Settings
+from opsledger.servers.admission import webhook_configuration
 from tests.e2e.conftest import CHART, ROOT, VARIANTS, Helm, container, env_of, find
 
 LABELS = (

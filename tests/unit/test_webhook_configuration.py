@@ -2,8 +2,8 @@
 
 import pytest
 
-from opsledger.handlers.admission import BadReviewError, parse_review, webhook_configuration
 from opsledger.models.settings import Settings
+from opsledger.servers.admission import BadReviewError, parse_review, webhook_configuration
 
 
 def test_the_configuration_guards_workloads_and_their_scale_outside_kube_system() -> None:

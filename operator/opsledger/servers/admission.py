@@ -1,0 +1,233 @@
+"""The validating admission webhook, served by the operator over TLS.
+
+Two endpoints, each answering the API server's AdmissionReview:
+
+- `/guard` — protected workloads (Deployments, StatefulSets, DaemonSets and their `scale`
+  subresource);
+- `/validate` — OpsLedger's own kinds, beyond what the CRD schema can say.
+
+`services.admission` reads the facts and asks `domain.admission` to decide; this module is the
+HTTP side: the reviews in and out, the TLS certificate (reloaded when cert-manager renews it),
+and `serve`, which a Kopf startup handler in `handlers/servers.py` calls.
+
+In the local environment the operator registers the ValidatingWebhookConfiguration for its own
+endpoint at start and removes it when it stops (as Kopf's managed admission does); in a cluster
+the Helm chart ships the configuration. A request the handler cannot parse gets HTTP 400 and a
+log line; a failure reading the facts denies with the reason (the failure policy then no longer
+matters: the API server received an answer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import os
+import ssl
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from opsledger.domain import admission
+from opsledger.models.settings import Settings
+from opsledger.services import admission as service
+from opsledger.services.admission import SPEC_MODELS, WORKLOADS
+from opsledger.services.context import Context
+
+log = logging.getLogger("opsledger.admission")
+
+Decide = Callable[[Context, str | None, Mapping[str, Any]], Awaitable[tuple[bool, str]]]
+
+
+class BadReviewError(ValueError):
+    """The request body is not an AdmissionReview the webhook can answer."""
+
+
+def webhook_configuration(settings: Settings, base_url: str, ca_bundle: bytes) -> dict[str, Any]:
+    """The ValidatingWebhookConfiguration pointing the API server at `base_url`."""
+    common = {
+        "sideEffects": "None",
+        "admissionReviewVersions": ["v1"],
+        "failurePolicy": settings.webhook_failure_policy,
+        "timeoutSeconds": settings.webhook_timeout,
+        "matchPolicy": "Equivalent",
+        "namespaceSelector": {
+            "matchExpressions": [
+                {
+                    "key": "kubernetes.io/metadata.name",
+                    "operator": "NotIn",
+                    "values": sorted(admission.EXEMPT_NAMESPACES),
+                }
+            ]
+        },
+    }
+    ca = base64.b64encode(ca_bundle).decode()
+    workloads = [*WORKLOADS, "deployments/scale", "statefulsets/scale"]
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {
+            "name": settings.webhook_name,
+            "labels": {"app.kubernetes.io/managed-by": "opsledger"},
+        },
+        "webhooks": [
+            {
+                "name": "guard.opsledger.io",
+                "clientConfig": {"url": f"{base_url}/guard", "caBundle": ca},
+                "rules": [
+                    {
+                        "apiGroups": ["apps"],
+                        "apiVersions": ["v1"],
+                        "resources": workloads,
+                        "operations": ["CREATE", "UPDATE", "DELETE"],
+                        "scope": "Namespaced",
+                    }
+                ],
+                **common,
+            },
+            {
+                "name": "validate.opsledger.io",
+                "clientConfig": {"url": f"{base_url}/validate", "caBundle": ca},
+                "rules": [
+                    {
+                        "apiGroups": ["opsledger.io"],
+                        "apiVersions": ["v1alpha1"],
+                        "resources": sorted(SPEC_MODELS),
+                        "operations": ["CREATE", "UPDATE"],
+                        "scope": "Namespaced",
+                    }
+                ],
+                **common,
+            },
+        ],
+    }
+
+
+def _response(uid: str, allowed: bool, message: str = "", code: int = 403) -> dict[str, Any]:
+    response: dict[str, Any] = {"uid": uid, "allowed": allowed}
+    if not allowed:
+        response["status"] = {"code": code, "reason": "Forbidden", "message": message}
+    return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response}
+
+
+def parse_review(document: Any) -> tuple[str, Mapping[str, Any]]:
+    """The request's uid and body, or BadReviewError saying what is missing."""
+    if not isinstance(document, Mapping) or document.get("kind") != "AdmissionReview":
+        raise BadReviewError("the body is not an AdmissionReview")
+    request = document.get("request")
+    if not isinstance(request, Mapping) or not request.get("uid"):
+        raise BadReviewError("the AdmissionReview has no request.uid")
+    return str(request["uid"]), request
+
+
+class Webhook:
+    """The two endpoints; the decisions are the admission service's."""
+
+    def __init__(self, ctx: Context, operator: str | None) -> None:
+        self.ctx = ctx
+        self.operator = operator
+
+    async def _answer(self, http: web.Request, decide: Decide) -> web.Response:
+        try:
+            uid, request = parse_review(await http.json())
+        except (ValueError, BadReviewError) as exc:
+            log.warning("rejected a malformed admission request from %s: %s", http.remote, exc)
+            return web.json_response({"error": str(exc)}, status=400)
+        try:
+            allowed, message = await decide(self.ctx, self.operator, request)
+        except Exception as exc:  # reading the facts failed: deny, and say why
+            log.exception("admission check failed")
+            allowed, message = False, f"OpsLedger could not check this request: {exc}"
+        self.ctx.metrics.admissions.labels(
+            http.path.strip("/"), "allowed" if allowed else "denied"
+        ).inc()
+        return web.json_response(_response(uid, allowed, message))
+
+    async def guard(self, http: web.Request) -> web.Response:
+        return await self._answer(http, service.guard)
+
+    async def validate(self, http: web.Request) -> web.Response:
+        return await self._answer(http, service.validate)
+
+
+RELOAD_INTERVAL = 10.0  # seconds between looks at the certificate files
+
+
+class ServingCertificate:
+    """The webhook's TLS context, reloaded when its files change (cert-manager renews them in
+    place; an expired certificate would otherwise stay in use until a restart).
+
+    Loading a new chain into the same SSLContext serves it to every new connection.
+    """
+
+    def __init__(self, cert_file: str, key_file: str) -> None:
+        self.files = (cert_file, key_file)
+        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self._stamp = self._stamps()
+        self.context.load_cert_chain(*self.files)
+
+    def _stamps(self) -> tuple[int, ...]:
+        return tuple(os.stat(f).st_mtime_ns for f in self.files)
+
+    def reload_if_changed(self) -> bool:
+        try:
+            stamp = self._stamps()
+            if stamp == self._stamp:
+                return False
+            self.context.load_cert_chain(*self.files)
+        except (OSError, ssl.SSLError) as exc:  # half-written files: the next look retries
+            log.warning("serving certificate not reloaded yet: %s", exc)
+            return False
+        self._stamp = stamp
+        log.info("reloaded the webhook's serving certificate from %s", self.files[0])
+        return True
+
+    async def watch(self) -> None:
+        while True:
+            await asyncio.sleep(RELOAD_INTERVAL)
+            self.reload_if_changed()
+
+
+async def serve(ctx: Context, stack: contextlib.AsyncExitStack) -> str | None:
+    """Start the webhook (and, in the local environment, register it); `stack` stops it: the
+    configuration is removed first, then the certificate watch, then the server. A failure
+    raises (the start is tried again); None: nothing here refuses to start."""
+    settings = ctx.settings
+    assert settings.webhook_port is not None
+    operator = await service.operator_identity(ctx)
+    hook = Webhook(ctx, operator)
+    app = web.Application(client_max_size=4 * 1024 * 1024)
+    app.router.add_post("/guard", hook.guard)
+    app.router.add_post("/validate", hook.validate)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    assert settings.webhook_cert_file
+    assert settings.webhook_key_file
+    serving = ServingCertificate(settings.webhook_cert_file, settings.webhook_key_file)
+    site = web.TCPSite(
+        runner, settings.bind_address, settings.webhook_port, ssl_context=serving.context
+    )
+    await site.start()
+    stack.push_async_callback(runner.cleanup)
+    watch = asyncio.create_task(serving.watch(), name="webhook-certificate")
+    stack.callback(watch.cancel)
+    log.info(
+        "admission webhook on https://%s:%d (the operator is %s)",
+        settings.bind_address,
+        settings.webhook_port,
+        operator,
+    )
+    if settings.webhook_register_url:
+        assert settings.webhook_ca_file
+        body = webhook_configuration(
+            settings,
+            settings.webhook_register_url.rstrip("/"),
+            Path(settings.webhook_ca_file).read_bytes(),
+        )
+        stack.push_async_callback(service.remove_configuration, ctx, settings.webhook_name)
+        await service.put_configuration(ctx, body)
+        log.info("registered ValidatingWebhookConfiguration %s", settings.webhook_name)
+    return None
