@@ -36,10 +36,10 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _plan(args: argparse.Namespace) -> int:
     import asyncio  # noqa: PLC0415
 
-    from opsledger.handlers.change_assessment import plan  # noqa: PLC0415
     from opsledger.main import context_for_cli  # noqa: PLC0415  (kopf, kubernetes: ~1 s)
     from opsledger.models.change import ChangeSpec  # noqa: PLC0415
     from opsledger.models.settings import Settings  # noqa: PLC0415
+    from opsledger.services.change_assessment import plan  # noqa: PLC0415
 
     manifest = one_manifest(args.file, "Change")
     spec = validated(ChangeSpec, manifest, args.file)

@@ -337,3 +337,40 @@ def assess_risk(
         factors.append("manual work (permit)")
     level = "high" if score >= 8 else "medium" if score >= 4 else "low"
     return Risk(score, level, tuple(factors))
+
+
+# -- carrying out ------------------------------------------------------------------------
+
+STEP_ANNOTATION = "opsledger.io/change-step"  # "<change uid>/<step index>" on each patched target
+
+
+def stamped(patch_type: str, patch: Any, stamp: str, current: Mapping[str, Any] | None) -> Any:
+    """The plan step's patch plus its stamp, in the same request (so both happen or neither).
+
+    A JSON patch also tests the target's resourceVersion, so it applies to the object as read.
+    """
+    if patch_type == "json":
+        ops = list(patch or [])
+        meta = (current or {}).get("metadata") or {}
+        if current is not None:
+            ops.insert(
+                0,
+                {
+                    "op": "test",
+                    "path": "/metadata/resourceVersion",
+                    "value": meta["resourceVersion"],
+                },
+            )
+        key = STEP_ANNOTATION.replace("~", "~0").replace("/", "~1")
+        if meta.get("annotations"):
+            ops.append({"op": "add", "path": f"/metadata/annotations/{key}", "value": stamp})
+        else:
+            ops.append(
+                {"op": "add", "path": "/metadata/annotations", "value": {STEP_ANNOTATION: stamp}}
+            )
+        return ops
+    document = dict(patch or {})
+    metadata = dict(document.get("metadata") or {})
+    metadata["annotations"] = {**(metadata.get("annotations") or {}), STEP_ANNOTATION: stamp}
+    document["metadata"] = metadata
+    return document

@@ -1,0 +1,203 @@
+"""What approving a Change asks of the CMDB repository and the forge: the standard-change
+template, the proposal branch and its pull request, the merge read back from the protected
+branch; and the change record written there once the change is past approval.
+
+The rules (which of these a change needs, and what their answers mean) are in
+`domain/change_approval.py`; these functions only ask and tell, and return what they found.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from opsledger.adapters.forge import ForgeError
+from opsledger.adapters.gitcmdb import CMDBError
+from opsledger.domain import change_approval as approval_rules
+from opsledger.domain import changes
+from opsledger.domain.change_facts import Effect, Facts, ReadBack, Template
+from opsledger.domain.change_records import change_record, next_window, proposal_message
+from opsledger.domain.changes import RecordVersion
+from opsledger.domain.outcome import Outcome
+from opsledger.domain.records import record_path, to_yaml
+from opsledger.domain.times import rfc3339
+from opsledger.models.change import ChangePhase, ChangeSpec
+from opsledger.models.common import ConditionStatus
+from opsledger.services.context import Context
+
+CMDB_SYNCED = "CMDBSynced"
+
+# What the CMDB and the forge raise when they do not answer: the approval is Unknown, retried.
+UNAVAILABLE: Mapping[type[Exception], str] = {
+    ForgeError: "ForgeUnavailable",
+    CMDBError: "CMDBUnavailable",
+}
+
+
+def _path(ctx: Context, namespace: str, name: str) -> str:
+    return record_path(ctx.settings.cluster, namespace, "changes", name)
+
+
+def _redacted(ctx: Context, spec: ChangeSpec) -> dict[str, Any]:
+    return ctx.redactor.mapping(spec.model_dump(mode="json", by_alias=True, exclude_none=True))
+
+
+# -- finding out -------------------------------------------------------------------------
+
+
+async def find_template(ctx: Context, spec: ChangeSpec) -> Template:
+    """The standard change's template as the protected branch holds it now."""
+    assert ctx.cmdb is not None
+    assert spec.template is not None
+    path = changes.template_path(spec.template)
+    await asyncio.to_thread(ctx.cmdb.refresh)
+    versions = await asyncio.to_thread(ctx.cmdb.history, path)
+    if not versions or versions[-1][3] is None:
+        return Template(path)
+    sha, committer, _, _ = versions[-1]
+    return Template(path, sha, committer)
+
+
+async def find_read_back(ctx: Context, facts: Facts) -> ReadBack:
+    """The merge that brought the wanted hash onto the protected branch, and the pull request."""
+    assert ctx.cmdb is not None
+    await asyncio.to_thread(ctx.cmdb.refresh)
+    raw = await asyncio.to_thread(ctx.cmdb.history, _path(ctx, facts.namespace, facts.name))
+    history = [
+        RecordVersion(sha, who, datetime.fromisoformat(when), content)
+        for sha, who, when, content in raw
+    ]
+    found = changes.find_approval(history, facts.wanted)
+    pull = None
+    number = facts.approval.get("pullRequestNumber")
+    if ctx.forge is not None and number:
+        pull = await asyncio.to_thread(ctx.forge.get, int(number))
+    return ReadBack(found, pull)
+
+
+async def find_branch(ctx: Context, facts: Facts) -> bool:
+    """Whether the proposal branch is still there."""
+    assert ctx.cmdb is not None
+    branch = changes.proposal_branch(ctx.settings.cluster, facts.namespace, facts.name)
+    return await asyncio.to_thread(ctx.cmdb.branch_exists, branch)
+
+
+# -- proposing ---------------------------------------------------------------------------
+
+
+async def propose(
+    ctx: Context,
+    facts: Facts,
+    effects: Sequence[Effect],
+    *,
+    status: Mapping[str, Any],
+    affected: Sequence[str],
+) -> Outcome:
+    """Push the proposal (PROPOSE) and open its pull request where a forge is configured
+    (OPEN_PULL_REQUEST), saying where to approve it. `status` is the change's as it stands."""
+    assert ctx.cmdb is not None
+    out = Outcome()
+    spec = facts.spec
+    message = proposal_message(
+        cluster=ctx.settings.cluster,
+        namespace=facts.namespace,
+        name=facts.name,
+        spec=spec,
+        status=status,
+        affected=affected,
+        window=next_window(facts.now, spec, facts.level),
+    )
+    branch = changes.proposal_branch(ctx.settings.cluster, facts.namespace, facts.name)
+    approval = dict(facts.approval)
+    if Effect.PROPOSE in effects:
+        record = change_record(
+            cluster=ctx.settings.cluster,
+            namespace=facts.namespace,
+            name=facts.name,
+            spec=_redacted(ctx, spec),
+            spec_hash=facts.wanted,
+            phase=facts.phase,
+            status=status,
+            targets=spec.targets,
+            proposal=True,
+        )
+        path = _path(ctx, facts.namespace, facts.name)
+        commit = await asyncio.to_thread(ctx.cmdb.propose, branch, path, to_yaml(record), message)
+        approval = approval_rules.fresh_approval(branch, commit, facts.wanted)
+        out.status["approval"] = approval
+    if Effect.OPEN_PULL_REQUEST in effects:
+        out.merge(await _open_pull_request(ctx, branch, approval, message))
+    return out
+
+
+async def _open_pull_request(
+    ctx: Context, branch: str, approval: Mapping[str, Any], message: str
+) -> Outcome:
+    """Open (or update) the proposal's pull request where a forge is configured; say where to
+    approve either way."""
+    assert ctx.cmdb is not None
+    out = Outcome()
+    pull = None
+    if ctx.forge is not None:
+        title, _, body = message.partition("\n")
+        try:
+            pull = await asyncio.to_thread(
+                ctx.forge.open, branch, ctx.cmdb.branch, title, body.strip() + "\n"
+            )
+        except ForgeError as exc:
+            out.conditions.append(approval_rules.pull_request_failed(branch, str(exc)))
+            return out
+        out.status["approval"] = approval_rules.with_pull_request(approval, pull)
+    out.conditions.append(approval_rules.awaiting_approval(branch, pull, ctx.cmdb.branch))
+    return out
+
+
+# -- the record --------------------------------------------------------------------------
+
+
+async def record(
+    ctx: Context,
+    *,
+    namespace: str,
+    name: str,
+    spec: ChangeSpec,
+    phase: ChangePhase | None,
+    status: Mapping[str, Any],
+    now: datetime,
+) -> Outcome:
+    """Write the change record to the protected branch once the change is past approval.
+
+    While a change waits for approval only its proposal branch holds it: a record on the
+    protected branch carrying the wanted hash is exactly what approves a change, so the operator
+    never writes one itself. Later records carry the hash of the approved spec only.
+    """
+    out = Outcome()
+    if ctx.cmdb is None or phase in (None, ChangePhase.PENDING_APPROVAL):
+        return out
+    approval = status.get("approval") or {}
+    approved_hash = approval.get("specHash") if approval.get("approvedAt") else None
+    path = _path(ctx, namespace, name)
+    content = change_record(
+        cluster=ctx.settings.cluster,
+        namespace=namespace,
+        name=name,
+        spec=_redacted(ctx, spec),
+        spec_hash=approved_hash,
+        phase=phase,
+        status=status,
+        targets=spec.targets,
+        proposal=False,
+    )
+    reason = f"change {namespace}/{name}: {phase.value if phase else ''}"
+    try:
+        commit = await ctx.cmdb.write(path, to_yaml(content), reason)
+    except CMDBError as exc:
+        out.condition(CMDB_SYNCED, ConditionStatus.FALSE, "CMDBUnavailable", f"{exc}; retrying")
+        return out
+    previous = status.get("cmdb") or {}
+    if previous.get("commit") != commit.sha:
+        out.status["cmdb"] = {"path": path, "commit": commit.sha, "syncedAt": rfc3339(now)}
+    out.condition(CMDB_SYNCED, ConditionStatus.TRUE, "Synced", f"{path} at {commit.sha[:12]}")
+    return out
