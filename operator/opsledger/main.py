@@ -4,21 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import socket
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import kopf
 
 from opsledger.adapters import kube
-from opsledger.adapters.forge import Gitea
-from opsledger.adapters.gitcmdb import GitCMDB, credentials_from_env
 from opsledger.adapters.metrics import Metrics
-from opsledger.adapters.prometheus import Prometheus
-from opsledger.domain import selectors
-from opsledger.domain.redaction import Redactor
 from opsledger.handlers import (
     change,
     configitem,
@@ -32,7 +24,7 @@ from opsledger.handlers import (
 from opsledger.models import API_GROUP, KINDS
 from opsledger.models.settings import Settings
 from opsledger.servers import admission, receiver
-from opsledger.services.context import Context
+from opsledger.services import wiring
 
 log = logging.getLogger("opsledger")
 
@@ -109,19 +101,7 @@ async def run(settings: Settings) -> None:
         settings.health_port,
     )
     registry = build_registry(settings)
-    api = kube.api_client(settings.kubeconfig)
-    ctx = Context(
-        settings=settings,
-        metrics=metrics,
-        kube=kube.Kube(api),
-        cmdb=cmdb_store(settings),
-        redactor=Redactor.with_extra(settings.redact_keys, settings.redact_values),
-        discovery=selectors.parse(settings.discovery_selector)
-        if settings.discovery_kinds
-        else None,
-        prometheus=Prometheus(settings.prometheus_url) if settings.prometheus_url else None,
-        forge=_forge(settings),
-    )
+    ctx = wiring.operator_context(settings, metrics)
     memo = kopf.Memo(ctx=ctx)
     await kopf.operator(
         registry=registry,
@@ -133,56 +113,6 @@ async def run(settings: Settings) -> None:
         priority=settings.priority,
         liveness_endpoint=f"http://{settings.bind_address}:{settings.health_port}/healthz",
     )
-
-
-def cmdb_store(settings: Settings) -> GitCMDB | None:
-    """The CMDB store, when a remote is configured; credentials come from mounted files."""
-    if not settings.cmdb_url:
-        log.warning("OPSLEDGER_CMDB_URL is not set: records are not committed anywhere")
-        return None
-    workdir = Path(
-        settings.cmdb_workdir or Path(tempfile.gettempdir()) / "opsledger-cmdb" / settings.cluster
-    )
-    return GitCMDB(
-        settings.cmdb_url,
-        workdir,
-        cluster=settings.cluster,
-        branch=settings.cmdb_branch,
-        credentials=credentials_from_env(os.environ),
-        debounce=settings.cmdb_debounce,
-        max_batch=settings.cmdb_max_batch,
-        author=("OpsLedger", f"opsledger@{settings.cluster}"),
-    )
-
-
-def context_for_cli(
-    settings: Settings, *, with_kube: bool, with_prometheus: bool, with_cmdb: bool = False
-) -> Context:
-    """The Context of one CLI command, with only the adapters it asks for.
-
-    Prometheus and the CMDB store are there only when their URL is set. The caller closes what
-    it asked for: the Kubernetes client (`ctx.kube.api.close()`) and the store (`ctx.cmdb.close()`).
-    """
-    return Context(
-        settings=settings,
-        metrics=Metrics(),
-        kube=kube.Kube(kube.api_client(settings.kubeconfig)) if with_kube else None,
-        cmdb=cmdb_store(settings) if with_cmdb else None,
-        prometheus=Prometheus(settings.prometheus_url)
-        if with_prometheus and settings.prometheus_url
-        else None,
-    )
-
-
-def _forge(settings: Settings) -> Gitea | None:
-    """The forge's client, when one is configured; its token comes from a mounted file."""
-    if settings.forge != "gitea":
-        return None
-    assert settings.forge_url
-    assert settings.forge_repository
-    assert settings.forge_token_file
-    token = Path(settings.forge_token_file).read_text().strip()
-    return Gitea(settings.forge_url, settings.forge_repository, token)
 
 
 def configure_logging(*, verbose: bool) -> None:

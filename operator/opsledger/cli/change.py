@@ -36,10 +36,10 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _plan(args: argparse.Namespace) -> int:
     import asyncio  # noqa: PLC0415
 
-    from opsledger.main import context_for_cli  # noqa: PLC0415  (kopf, kubernetes: ~1 s)
     from opsledger.models.change import ChangeSpec  # noqa: PLC0415
     from opsledger.models.settings import Settings  # noqa: PLC0415
     from opsledger.services.change_assessment import plan  # noqa: PLC0415
+    from opsledger.services.wiring import cli_context  # noqa: PLC0415  (kubernetes, git)
 
     manifest = one_manifest(args.file, "Change")
     spec = validated(ChangeSpec, manifest, args.file)
@@ -51,7 +51,7 @@ def _plan(args: argparse.Namespace) -> int:
     settings = Settings(
         kubeconfig=args.kubeconfig or os.environ.get("KUBECONFIG"), prometheus_url=url
     )
-    ctx = context_for_cli(settings, with_kube=True, with_prometheus=True)
+    ctx = cli_context(settings, with_kube=True, with_prometheus=True)
     assert ctx.kube is not None
     try:
         report = asyncio.run(

@@ -52,12 +52,12 @@ def _validate(args: argparse.Namespace) -> int:
 
 def _impact(args: argparse.Namespace) -> int:
     from opsledger.domain.impact import ImpactGraph, ImpactNode, render_tree  # noqa: PLC0415
-    from opsledger.main import context_for_cli  # noqa: PLC0415  (kopf, kubernetes: ~1 s)
     from opsledger.models.settings import Settings  # noqa: PLC0415
+    from opsledger.services.wiring import cli_context  # noqa: PLC0415  (kubernetes, git)
 
     item = args.item if "/" in args.item else f"{args.namespace}/{args.item}"
     settings = Settings(kubeconfig=args.kubeconfig or os.environ.get("KUBECONFIG"))
-    ctx = context_for_cli(settings, with_kube=True, with_prometheus=False)
+    ctx = cli_context(settings, with_kube=True, with_prometheus=False)
     assert ctx.kube is not None
     try:
         items = ctx.kube.list_custom("configurationitems")

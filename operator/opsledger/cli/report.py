@@ -35,9 +35,9 @@ def _report(args: argparse.Namespace) -> int:
     import tempfile  # noqa: PLC0415
 
     from opsledger.domain.report import month_bounds, previous_month  # noqa: PLC0415
-    from opsledger.main import context_for_cli  # noqa: PLC0415  (kopf, kubernetes: ~1 s)
     from opsledger.models.settings import Settings  # noqa: PLC0415
     from opsledger.services.report import write_report  # noqa: PLC0415
+    from opsledger.services.wiring import cli_context  # noqa: PLC0415  (kubernetes, git)
 
     month = args.month or previous_month(datetime.now(UTC))
     try:
@@ -60,7 +60,7 @@ def _report(args: argparse.Namespace) -> int:
 
     async def commit(workdir: str) -> Any:
         # a working copy of its own: a running operator may be using the configured one
-        ctx = context_for_cli(
+        ctx = cli_context(
             settings.model_copy(update={"cmdb_workdir": workdir, "cmdb_debounce": 0}),
             with_kube=True,
             with_prometheus=True,

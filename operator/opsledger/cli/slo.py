@@ -54,12 +54,10 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    # The one adapter import left in the CLI: the error it raises when Prometheus does not
-    # answer, caught to report it in one line (exit 1). Lazy, as it loads requests.
-    from opsledger.adapters.prometheus import PrometheusUnavailableError  # noqa: PLC0415
-    from opsledger.main import context_for_cli  # noqa: PLC0415  (kopf, kubernetes: ~1 s)
     from opsledger.models.settings import Settings  # noqa: PLC0415
-    from opsledger.services.servicelevel import evaluate_service_levels  # noqa: PLC0415
+    from opsledger.services.errors import UnavailableError  # noqa: PLC0415
+    from opsledger.services.servicelevel import measure  # noqa: PLC0415
+    from opsledger.services.wiring import cli_context  # noqa: PLC0415  (kubernetes, git)
 
     url = args.prometheus or os.environ.get("OPSLEDGER_PROMETHEUS_URL")
     if not url:
@@ -69,11 +67,10 @@ def _evaluate(args: argparse.Namespace) -> int:
         at = datetime.fromisoformat(args.at.replace("Z", "+00:00")) if args.at else None
     except ValueError as exc:
         raise CLIError(f"--at: {exc}") from exc
-    ctx = context_for_cli(Settings(prometheus_url=url), with_kube=False, with_prometheus=True)
-    assert ctx.prometheus is not None
+    ctx = cli_context(Settings(prometheus_url=url), with_kube=False, with_prometheus=True)
     try:
-        results = evaluate_service_levels(ctx.prometheus, refs, at)
-    except PrometheusUnavailableError as exc:
+        results = measure(ctx, refs, at)
+    except UnavailableError as exc:
         raise CLIError(str(exc), code=1) from exc
     objectives = [e for ref in refs for e in results[(ref.namespace, ref.name)]]
     refused = 0

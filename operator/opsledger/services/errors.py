@@ -12,3 +12,8 @@ class RetryLaterError(Exception):
         super().__init__(message)
         self.delay = delay
         self.outcome = outcome or Outcome()
+
+
+class UnavailableError(RuntimeError):
+    """An outside service (Prometheus, the CMDB remote, the forge) did not answer; the message
+    says which and why."""

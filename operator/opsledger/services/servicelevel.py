@@ -32,6 +32,7 @@ from opsledger.models.common import ConditionStatus
 from opsledger.models.incident import RESOLVED_STATES, OriginType
 from opsledger.models.servicelevel import ErrorBudgetPolicy, ServiceLevelSpec
 from opsledger.services.context import Context
+from opsledger.services.errors import UnavailableError
 from opsledger.services.incident_factory import open_incident
 from opsledger.services.status import write_status
 
@@ -88,6 +89,19 @@ def evaluate_service_levels(
         ]
         for ref in refs
     }
+
+
+def measure(
+    ctx: Context, service_levels: Iterable[ServiceLevelRef], at: datetime | None = None
+) -> dict[tuple[str, str], list[Evaluation]]:
+    """evaluate_service_levels with the Context's Prometheus (`opsledger slo evaluate`).
+
+    Raises UnavailableError when Prometheus does not answer."""
+    assert ctx.prometheus is not None
+    try:
+        return evaluate_service_levels(ctx.prometheus, service_levels, at)
+    except PrometheusUnavailableError as exc:
+        raise UnavailableError(str(exc)) from exc
 
 
 def _measure(
