@@ -1,9 +1,9 @@
 """How the health evaluation scales with the number of ConfigurationItems (a benchmark, not a test).
 
 For N workload items it backfills two hours of kube-state-metrics history into a real Prometheus
-(promtool), then runs the operator's own evaluation (services.health.evaluate_items) and prints:
-the PromQL queries Prometheus served (the design target: one per check template, whatever N),
-the wall time, time per item, and the peak Python memory of the evaluation.
+(promtool), then runs the operator's own evaluation (services.health_queries.evaluate_items) and
+prints: the PromQL queries Prometheus served (the design target: one per check template, whatever
+N), the wall time, time per item, and the peak Python memory of the evaluation.
 
     .venv/bin/python bench/health_scale.py [N ...]      # default: 100 1000 5000
 """
@@ -29,7 +29,7 @@ from opsledger.devenv.history import (
 )
 from opsledger.devenv.paths import Toolbox
 from opsledger.models.settings import Settings
-from opsledger.services.health import evaluate_items, load_templates, parse_item
+from opsledger.services.health_queries import evaluate_items, load_templates, parse_item
 
 NAMESPACE = "bench"
 

@@ -218,7 +218,7 @@ def test_settings_the_chart_sets_are_accepted_by_the_operator(helm: Helm) -> Non
 
 KNOWN_VARIABLES = {
     name
-    for module in ("models/settings.py", "adapters/gitcmdb.py")
+    for module in ("models/settings.py", "adapters/gitcmdb_credentials.py")
     for name in re.findall(
         r'"(OPSLEDGER_[A-Z_]+)"', (ROOT / "operator/opsledger" / module).read_text()
     )

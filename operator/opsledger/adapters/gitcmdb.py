@@ -15,18 +15,23 @@ import contextlib
 import fcntl
 import os
 import random
-import re
-import shlex
 import shutil
-import stat
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
 import git
+
+from opsledger.adapters.gitcmdb_credentials import (
+    Credentials,
+    credentials_from_env,
+    redact_text,
+    redact_url,
+)
+from opsledger.adapters.gitcmdb_types import CMDBError, Commit, RemoteUnavailableError, Write
 
 T = TypeVar("T")
 
@@ -41,82 +46,6 @@ RETRYABLE_PUSH = (
 )
 GIT_TIMEOUT = 120  # seconds any one git command may take before it is killed
 MARKER = ".opsledger-workdir"  # only folders the store made itself are ever deleted
-
-
-class CMDBError(Exception):
-    """Writing to the CMDB repository failed."""
-
-
-class RemoteUnavailableError(CMDBError):
-    """The remote could not be reached or refused us; the message says why, in git's words."""
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """How to authenticate to the remote; secrets stay in files (mounted from a Secret)."""
-
-    token_file: Path | None = None
-    username: str = "opsledger"
-    ssh_key_file: Path | None = None
-    known_hosts_file: Path | None = None
-
-    def environment(self, scratch: Path) -> dict[str, str]:
-        """Environment for git: an askpass helper reading the token file, or an SSH command."""
-        # A stalled transfer must fail, not hang the single writer: abort below 1 KB/s for 30 s.
-        env: dict[str, str] = {
-            "GIT_TERMINAL_PROMPT": "0",
-            "GIT_HTTP_LOW_SPEED_LIMIT": "1000",
-            "GIT_HTTP_LOW_SPEED_TIME": "30",
-        }
-        if self.token_file:
-            helper = scratch / "askpass.sh"
-            helper.write_text(
-                "#!/bin/sh\n"
-                'case "$1" in\n'
-                f"  Username*) echo {shlex.quote(self.username)} ;;\n"
-                f"  *) cat {shlex.quote(str(self.token_file))} ;;\n"
-                "esac\n"
-            )
-            helper.chmod(stat.S_IRWXU)
-            env["GIT_ASKPASS"] = str(helper)
-        if self.ssh_key_file:
-            if not self.known_hosts_file:
-                raise CMDBError(
-                    "an SSH key needs a known_hosts file: host keys are verified, never trusted "
-                    "on first use"
-                )
-            env["GIT_SSH_COMMAND"] = " ".join(
-                [
-                    "ssh",
-                    "-i",
-                    shlex.quote(str(self.ssh_key_file)),
-                    "-o",
-                    "IdentitiesOnly=yes",
-                    "-o",
-                    f"UserKnownHostsFile={shlex.quote(str(self.known_hosts_file))}",
-                    "-o",
-                    "StrictHostKeyChecking=yes",
-                ]
-            )
-        return env
-
-
-@dataclass(frozen=True)
-class Write:
-    """One record to write, and why (for the commit message)."""
-
-    path: str
-    content: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class Commit:
-    """Where a record now lives in the remote."""
-
-    path: str
-    sha: str
-    changed: bool  # False when the record already had this content
 
 
 @dataclass
@@ -247,7 +176,7 @@ class GitCMDB:
             except (git.GitError, OSError, ValueError) as exc:
                 self._discard_clone()
                 raise CMDBError(
-                    f"the CMDB working copy in {self.workdir} failed ({_clean(str(exc))}); "
+                    f"the CMDB working copy in {self.workdir} failed ({redact_text(str(exc))}); "
                     "it is cloned afresh on the next attempt"
                 ) from exc
 
@@ -277,7 +206,7 @@ class GitCMDB:
             self.commits_made += 1
             return self._locate(repo, writes, changed)
         raise CMDBError(  # pragma: no cover - the loop returns or raises on its last try
-            f"push to {_redact_url(self.url)} kept losing races after {self.push_attempts} tries"
+            f"push to {redact_url(self.url)} kept losing races after {self.push_attempts} tries"
         )
 
     def _repo(self) -> git.Repo:
@@ -367,7 +296,7 @@ class GitCMDB:
             except CMDBError:
                 raise
             except (git.GitError, OSError, ValueError) as exc:
-                raise CMDBError(f"the CMDB working copy failed: {_clean(str(exc))}") from exc
+                raise CMDBError(f"the CMDB working copy failed: {redact_text(str(exc))}") from exc
 
     def refresh(self) -> None:
         """Fetch every branch of the remote, forgetting branches deleted there."""
@@ -479,16 +408,7 @@ def _explain(url: str, action: str, exc: git.GitCommandError) -> str:
     detail = "; ".join(
         ln for ln in lines if ln.startswith(("fatal", "error", " !", "!", "hint"))
     ) or (lines[-1] if lines else f"exit status {exc.status}")
-    return f"git {action} {_redact_url(url)} failed: {_clean(detail)}"
-
-
-def _redact_url(url: str) -> str:
-    """A remote URL without any user:password@ part, fit for conditions and Events."""
-    return re.sub(r"://[^/@\s]*@", "://", url)
-
-
-def _clean(text: str) -> str:
-    return re.sub(r"://[^/@\s]*@", "://", text)
+    return f"git {action} {redact_url(url)} failed: {redact_text(detail)}"
 
 
 class _FileLock:
@@ -509,21 +429,6 @@ class _FileLock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
-
-
-def credentials_from_env(settings_env: Mapping[str, str]) -> Credentials:
-    """Credentials from the file paths the chart mounts (OPSLEDGER_CMDB_*_FILE)."""
-
-    def path(name: str) -> Path | None:
-        value = settings_env.get(name)
-        return Path(value) if value else None
-
-    return Credentials(
-        token_file=path("OPSLEDGER_CMDB_TOKEN_FILE"),
-        username=settings_env.get("OPSLEDGER_CMDB_USERNAME", "opsledger"),
-        ssh_key_file=path("OPSLEDGER_CMDB_SSH_KEY_FILE"),
-        known_hosts_file=path("OPSLEDGER_CMDB_KNOWN_HOSTS_FILE"),
-    )
 
 
 __all__ = [
