@@ -50,6 +50,14 @@ def test_in_a_freeze_the_next_window_after_it_is_returned(
     assert result["next"] == {"start": "2027-01-09T21:00:00Z", "end": "2027-01-10T01:00:00Z"}
 
 
+def test_the_iso_8601_forms_people_write_are_the_same_moment(
+    manifest: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    strict = answer(manifest, "2026-11-28T23:30:00+01:00", capsys)
+    assert answer(manifest, "2026-11-28 22:30Z", capsys) == strict
+    assert answer(manifest, "20261128T2230Z", capsys) == strict
+
+
 def test_a_bad_manifest_or_time_is_a_clear_error(
     tmp_path: Path, manifest: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

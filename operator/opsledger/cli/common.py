@@ -57,11 +57,13 @@ def validated(model: type[M], manifest: dict[str, object], path: Path) -> M:
 
 
 def moment(text: str) -> datetime:
-    """An RFC 3339 time from the command line (a Z suffix or an offset is required)."""
-    try:
-        at = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise CLIError(f"--at {text!r} is not RFC 3339, e.g. 2026-11-28T22:30:00Z") from exc
+    """An RFC 3339 time from the command line (a Z suffix or an offset is required); the other
+    ISO 8601 forms people write pass too (a space for the T, no seconds, 20261128T2230Z)."""
+    from opsledger.domain.times import parse_time  # noqa: PLC0415
+
+    at = parse_time(text, naive=None)
+    if at is None:
+        raise CLIError(f"--at {text!r} is not RFC 3339, e.g. 2026-11-28T22:30:00Z")
     if at.tzinfo is None:
         raise CLIError(f"--at {text!r} needs a time zone, e.g. 2026-11-28T22:30:00Z")
     return at

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -54,6 +53,7 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from opsledger.domain.times import parse_time  # noqa: PLC0415
     from opsledger.models.settings import Settings  # noqa: PLC0415
     from opsledger.services.errors import UnavailableError  # noqa: PLC0415
     from opsledger.services.servicelevel import measure  # noqa: PLC0415
@@ -63,10 +63,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     if not url:
         raise CLIError("give --prometheus URL (or set OPSLEDGER_PROMETHEUS_URL)")
     refs = _service_levels(args.file)
-    try:
-        at = datetime.fromisoformat(args.at.replace("Z", "+00:00")) if args.at else None
-    except ValueError as exc:
-        raise CLIError(f"--at: {exc}") from exc
+    at = parse_time(args.at) if args.at else None  # a time without a zone is UTC
+    if args.at and at is None:
+        raise CLIError(f"--at {args.at!r} is not RFC 3339, e.g. 2026-11-28T22:30:00Z")
     ctx = cli_context(Settings(prometheus_url=url), with_kube=False, with_prometheus=True)
     try:
         results = measure(ctx, refs, at)

@@ -23,7 +23,8 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _window(args: argparse.Namespace) -> int:
-    from opsledger.domain.windows import decide, rfc3339  # noqa: PLC0415
+    from opsledger.domain.times import rfc3339  # noqa: PLC0415
+    from opsledger.domain.windows import decide  # noqa: PLC0415
     from opsledger.models.servicelevel import ServiceLevelSpec  # noqa: PLC0415
 
     manifest = one_manifest(args.file, "ServiceLevel")

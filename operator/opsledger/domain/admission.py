@@ -17,7 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from opsledger.domain.windows import Interval, rfc3339
+from opsledger.domain.times import rfc3339
+from opsledger.domain.windows import Interval
 
 PROTECTED_LABEL = "opsledger.io/protected"
 EXEMPT_NAMESPACES = frozenset({"kube-system"})

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from opsledger.domain.times import rfc3339
 from opsledger.models.alertmanager import Alert, Notification
 from opsledger.models.incident import Level
 
@@ -125,7 +126,7 @@ def action_for(alert: Alert, routing: Routing, *, resolve: bool) -> Action | Non
     if alert.status == "resolved":
         if not resolve:
             return None
-        ended = alert.ends_at.isoformat().replace("+00:00", "Z") if alert.ends_at else "now"
+        ended = rfc3339(alert.ends_at) if alert.ends_at else "now"
         return Action(
             "resolve",
             namespace,

@@ -21,6 +21,7 @@ from opsledger.domain.health import (
     per_workload,
     round_to,
 )
+from opsledger.domain.times import stamp
 from opsledger.models.configitem import CIClass
 
 RESOURCE_LABEL = "opsledger_resource"
@@ -118,11 +119,7 @@ class Resource:
             "capacity": r(self.capacity),
             "utilization": None if self.utilization is None else round(self.utilization, 2),
             "trendPerDay": r(None if self.slope is None else self.slope * DAY),
-            "exhaustedAt": (
-                None
-                if self.exhausted_at is None
-                else self.exhausted_at.replace(microsecond=0).isoformat().replace("+00:00", "Z")
-            ),
+            "exhaustedAt": stamp(self.exhausted_at),
         }
         return {k: v for k, v in wire.items() if v is not None}
 

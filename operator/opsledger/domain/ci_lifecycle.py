@@ -35,7 +35,6 @@ from opsledger.models.configitem import (
     RelationshipType,
 )
 
-CMDB_SYNCED = "CMDBSynced"
 DRIFTED = "Drifted"
 # Set on an item the operator retired because its source was deleted (value: operator), with
 # the lifecycle it had before; both go when the source comes back and that lifecycle returns.

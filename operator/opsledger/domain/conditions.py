@@ -19,6 +19,7 @@ from opsledger.domain.outcome import ConditionUpdate, Event, EventType
 from opsledger.models.common import Condition, ConditionStatus
 
 READY = "Ready"
+CMDB_SYNCED = "CMDBSynced"  # whether the object's record is in the CMDB remote
 
 
 class Post(StrEnum):

@@ -23,6 +23,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from opsledger.domain.times import parse_time
+
 PRIORITIES = ("P1", "P2", "P3", "P4", "P5")
 CHANGE_TYPES = ("standard", "normal", "emergency")
 OUTCOMES = ("Completed", "Failed", "RolledBack", "Rejected", "Cancelled")
@@ -132,21 +134,13 @@ def compute(
     )
 
 
-def _time(value: object) -> datetime | None:
-    if not value:
-        return None
-    if isinstance(value, datetime):
-        return value
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-
-
 def incident_fact(obj: Mapping[str, object]) -> IncidentKpiFact | None:
     """An Incident object's KPI facts; None until the operator has handled it."""
     spec = obj.get("spec") or {}
     status = obj.get("status") or {}
     assert isinstance(spec, Mapping)
     assert isinstance(status, Mapping)
-    opened = _time(status.get("openedAt"))
+    opened = parse_time(status.get("openedAt"))
     if opened is None or not status.get("priority"):
         return None
     sla = status.get("sla") or {}
@@ -157,8 +151,8 @@ def incident_fact(obj: Mapping[str, object]) -> IncidentKpiFact | None:
         priority=str(status["priority"]),
         state=str(spec.get("state") or "New"),
         opened_at=opened,
-        acknowledged_at=_time(status.get("acknowledgedAt")),
-        resolved_at=_time(status.get("resolvedAt")),
+        acknowledged_at=parse_time(status.get("acknowledgedAt")),
+        resolved_at=parse_time(status.get("resolvedAt")),
         response_breached=bool(sla.get("responseBreached")),
         resolution_breached=bool(sla.get("resolutionBreached")),
         caused_by_change=origin.get("type") == "change" or bool(status.get("suspectedCause")),
@@ -173,13 +167,13 @@ def change_fact(obj: Mapping[str, object]) -> ChangeKpiFact | None:
     assert isinstance(spec, Mapping)
     assert isinstance(status, Mapping)
     assert isinstance(meta, Mapping)
-    created = _time(meta.get("creationTimestamp"))
+    created = parse_time(meta.get("creationTimestamp"))
     if created is None:
         return None
     phase = str(status.get("phase") or "")
     transitions = status.get("transitions") or []
     assert isinstance(transitions, list)
-    entered = [_time(t.get("at")) for t in transitions if t.get("phase") == phase]
+    entered = [parse_time(t.get("at")) for t in transitions if t.get("phase") == phase]
     finished = entered[-1] if entered and phase in OUTCOMES else None
     return ChangeKpiFact(
         type=str(spec.get("type") or "normal"),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 
 
 def rfc3339(moment: datetime) -> str:
@@ -15,9 +15,10 @@ def stamp(moment: datetime | None) -> str | None:
     return rfc3339(moment) if moment is not None else None
 
 
-def parse_time(value: object) -> datetime | None:
+def parse_time(value: object, *, naive: tzinfo | None = UTC) -> datetime | None:
     """A time from status or a record: a datetime, or RFC 3339 text ("Z" or an offset); None
-    for nothing or for text that is not a time. A naive time is taken as UTC."""
+    for nothing or for text that is not a time. A naive time is taken as UTC (as in `naive`;
+    None leaves it naive, for a caller that requires a zone)."""
     if isinstance(value, datetime):
         moment = value
     elif not value:
@@ -27,4 +28,4 @@ def parse_time(value: object) -> datetime | None:
             moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
         except ValueError:
             return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=naive)

@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 from croniter import croniter
 
 from opsledger.domain.durations import go_duration
-from opsledger.domain.times import rfc3339 as rfc3339  # noqa: PLC0414 (re-exported for old callers)
+from opsledger.domain.times import rfc3339
 from opsledger.models.servicelevel import Freeze, MaintenanceWindow
 
 HORIZON = timedelta(days=365)  # how far ahead the next eligible window is searched

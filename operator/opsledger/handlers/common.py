@@ -101,6 +101,22 @@ def on_spec(info: KindInfo, registry: kopf.OperatorRegistry) -> Callable[[Any], 
     return decorate
 
 
+def every_idle(
+    info: KindInfo, registry: kopf.OperatorRegistry, *, id: str, interval: float
+) -> Callable[[Any], Any]:
+    """Register a timer `id` on every object of a kind: every `interval` seconds once the
+    object has not changed for that long."""
+    return kopf.timer(
+        "opsledger.io",
+        "v1alpha1",
+        info.plural,
+        registry=registry,
+        id=id,
+        interval=interval,
+        idle=interval,
+    )
+
+
 def forget_on_delete(info: KindInfo, registry: kopf.OperatorRegistry) -> None:
     """Drop an object's metrics when it goes; no finalizer needed for that."""
 

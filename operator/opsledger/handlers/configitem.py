@@ -15,19 +15,19 @@ from typing import Any, cast
 import kopf
 
 from opsledger.domain.ci_lifecycle import (
-    CMDB_SYNCED,
     SOURCE_KINDS,
     count_dependents,
     elder_claim,
     exposes_stale,
     source_event_reason,
 )
-from opsledger.domain.conditions import find, parse_conditions
+from opsledger.domain.conditions import CMDB_SYNCED, find, parse_conditions
 from opsledger.domain.observe import source_key
 from opsledger.handlers import status
 from opsledger.handlers.common import (
     changes_in_progress,
     context,
+    every_idle,
     on_spec,
     retry_on,
     validated_spec,
@@ -50,6 +50,23 @@ PLURAL = INFO.plural
 def _indexes(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """The CI indexes among a handler's keyword arguments (Kopf passes them by id)."""
     return {k: kwargs[k] for k in (BY_SOURCE, POD_LABELS, RELATIONS) if k in kwargs}
+
+
+async def _resync(
+    ctx: Context,
+    namespace: str,
+    name: str,
+    kwargs: Mapping[str, Any],
+    *,
+    reason: str,
+    source: dict[str, Any] | items.Unset | None = items.UNSET,
+) -> None:
+    """Sync an item from outside its own handlers (`kwargs` are the handler's, with the
+    indexes), and post what the sync found."""
+    report = await resync(
+        ctx, namespace, name, reason=reason, source=source, indexes=_indexes(kwargs)
+    )
+    _report(ctx, report)
 
 
 def _report(ctx: Context, report: Report | None) -> None:
@@ -165,15 +182,7 @@ def _register_indexes(registry: kopf.OperatorRegistry) -> None:
 def _register_timers(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     """Periodic work: dependents counts, and retries while the CMDB is unreachable."""
 
-    @kopf.timer(
-        "opsledger.io",
-        "v1alpha1",
-        PLURAL,
-        registry=registry,
-        id="count-dependents",
-        interval=settings.impact_interval,
-        idle=settings.impact_interval,
-    )
+    @every_idle(INFO, registry, id="count-dependents", interval=settings.impact_interval)
     async def recount(
         *,
         body: kopf.Body,
@@ -186,26 +195,14 @@ def _register_timers(registry: kopf.OperatorRegistry, settings: Settings) -> Non
         """Keep status.dependents current as other items' relationships change, and a
         Service's exposes edges current as workload items learn their pod labels."""
         if exposes_stale(body, kwargs.get(POD_LABELS) or {}, namespace or ""):
-            ctx = context(memo)
             reason = f"ConfigurationItem {namespace}/{name}: workloads it selects changed"
-            report = await resync(
-                ctx, namespace or "", name, reason=reason, indexes=_indexes(kwargs)
-            )
-            _report(ctx, report)
+            await _resync(context(memo), namespace or "", name, kwargs, reason=reason)
             return
         count = count_dependents(kwargs[RELATIONS], f"{namespace}/{name}")
         if body.status.get("dependents") != count:
             patch.status["dependents"] = count
 
-    @kopf.timer(
-        "opsledger.io",
-        "v1alpha1",
-        PLURAL,
-        registry=registry,
-        id="retry-cmdb",
-        interval=settings.cmdb_retry_interval,
-        idle=settings.cmdb_retry_interval,
-    )
+    @every_idle(INFO, registry, id="retry-cmdb", interval=settings.cmdb_retry_interval)
     async def retry_unsynced(
         *, body: kopf.Body, memo: kopf.Memo, namespace: str | None, name: str, **kwargs: Any
     ) -> None:
@@ -213,10 +210,8 @@ def _register_timers(registry: kopf.OperatorRegistry, settings: Settings) -> Non
         synced = find(parse_conditions(body.status.get("conditions")), CMDB_SYNCED)
         if synced is None or synced.status != ConditionStatus.FALSE:
             return
-        ctx = context(memo)
         reason = f"ConfigurationItem {namespace}/{name}: retry after the CMDB write failed"
-        report = await resync(ctx, namespace or "", name, reason=reason, indexes=_indexes(kwargs))
-        _report(ctx, report)
+        await _resync(context(memo), namespace or "", name, kwargs, reason=reason)
 
 
 def _register_source_watch(
@@ -259,12 +254,5 @@ def _register_source_watch(
             what=what,
             during=during,
         )
-        report = await resync(
-            ctx,
-            namespace,
-            name,
-            reason=reason,
-            source=None if deleted else dict(body),
-            indexes=_indexes(kwargs),
-        )
-        _report(ctx, report)
+        source = None if deleted else dict(body)
+        await _resync(ctx, namespace, name, kwargs, reason=reason, source=source)

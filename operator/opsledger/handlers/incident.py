@@ -10,7 +10,14 @@ import kopf
 from opsledger.domain.correlation import IncidentFact
 from opsledger.domain.times import parse_time
 from opsledger.handlers import status
-from opsledger.handlers.common import context, forget_on_delete, on_spec, retry_on, validated_spec
+from opsledger.handlers.common import (
+    context,
+    every_idle,
+    forget_on_delete,
+    on_spec,
+    retry_on,
+    validated_spec,
+)
 from opsledger.models import INCIDENT
 from opsledger.models.incident import IncidentSpec
 from opsledger.models.settings import Settings
@@ -71,15 +78,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         status.apply(ctx, INCIDENT, body, patch, outcome)
         retry_on(failed)
 
-    @kopf.timer(
-        "opsledger.io",
-        "v1alpha1",
-        "incidents",
-        registry=registry,
-        id="sla-clock",
-        interval=settings.incident_interval,
-        idle=settings.incident_interval,
-    )
+    @every_idle(INCIDENT, registry, id="sla-clock", interval=settings.incident_interval)
     async def clock(*, body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any) -> None:
         """Flag breaches as deadlines pass (nothing else changes the incident then)."""
         ctx = context(memo)

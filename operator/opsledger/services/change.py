@@ -21,24 +21,21 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from opsledger.adapters.forge import ForgeError
-from opsledger.adapters.gitcmdb import CMDBError
 from opsledger.domain import changes
 from opsledger.domain.change_approval import approval_unavailable
-from opsledger.domain.change_assessment import Assessment, phase_of
+from opsledger.domain.change_assessment import Assessment, assess, phase_of
 from opsledger.domain.change_facts import Effect, Facts, Move, Need
 from opsledger.domain.change_lifecycle import ready, transition
-from opsledger.domain.conditions import find, parse_conditions
+from opsledger.domain.conditions import CMDB_SYNCED, find, parse_conditions
 from opsledger.domain.outcome import Outcome
 from opsledger.domain.times import rfc3339
 from opsledger.models.change import ChangePhase, ChangeSpec
 from opsledger.models.common import ConditionStatus
 from opsledger.services import change_approval, change_execution
-from opsledger.services.change_approval import CMDB_SYNCED, UNAVAILABLE
-from opsledger.services.change_assessment import assess
+from opsledger.services.change_approval import UNAVAILABLE
 from opsledger.services.change_health import measure_checks
 from opsledger.services.context import Context
-from opsledger.services.indexes import SERVICE_LEVELS
+from opsledger.services.indexes import CHANGE_PLANS, CRITICALITY, RELATIONS, SERVICE_LEVELS
 
 
 @dataclass
@@ -111,8 +108,10 @@ async def tick(
             spec=spec,
             window=state.stored.get("window") or {},
             active=state.phase in changes.ACTIVE,
+            entries=list((indexes.get(CHANGE_PLANS) or {}).get(state.namespace, ())),
+            relations=indexes.get(RELATIONS) or {},
+            criticality=indexes.get(CRITICALITY) or {},
             level=level,
-            indexes=indexes,
             now=state.now,
         )
         state.outcome.status.update(assessment.status)
@@ -170,7 +169,7 @@ async def advance(
                 facts = await carry_out(ctx, state, facts, move, assessment)
             if move.done:
                 return
-    except (ForgeError, CMDBError) as exc:  # asking for the approval: Unknown, tried again
+    except tuple(UNAVAILABLE) as exc:  # asking for the approval: Unknown, tried again
         reason = next(r for kind, r in UNAVAILABLE.items() if isinstance(exc, kind))
         state.outcome.conditions.append(approval_unavailable(reason, str(exc)))
 

@@ -14,25 +14,25 @@ from datetime import datetime
 from typing import Any
 
 from opsledger.adapters.forge import ForgeError
-from opsledger.adapters.gitcmdb import CMDBError
 from opsledger.domain import change_approval as approval_rules
 from opsledger.domain import changes
 from opsledger.domain.change_facts import Effect, Facts, ReadBack, Template
 from opsledger.domain.change_records import change_record, next_window, proposal_message
 from opsledger.domain.changes import RecordVersion
+from opsledger.domain.conditions import CMDB_SYNCED
 from opsledger.domain.outcome import Outcome
 from opsledger.domain.records import record_path, to_yaml
-from opsledger.domain.times import rfc3339
+from opsledger.domain.times import parse_time, rfc3339
 from opsledger.models.change import ChangePhase, ChangeSpec
 from opsledger.models.common import ConditionStatus
 from opsledger.services.context import Context
-
-CMDB_SYNCED = "CMDBSynced"
+from opsledger.services.errors import CMDBUnavailableError
+from opsledger.services.records import call, write_record
 
 # What the CMDB and the forge raise when they do not answer: the approval is Unknown, retried.
 UNAVAILABLE: Mapping[type[Exception], str] = {
     ForgeError: "ForgeUnavailable",
-    CMDBError: "CMDBUnavailable",
+    CMDBUnavailableError: "CMDBUnavailable",
 }
 
 
@@ -52,8 +52,8 @@ async def find_template(ctx: Context, spec: ChangeSpec) -> Template:
     assert ctx.cmdb is not None
     assert spec.template is not None
     path = changes.template_path(spec.template)
-    await asyncio.to_thread(ctx.cmdb.refresh)
-    versions = await asyncio.to_thread(ctx.cmdb.history, path)
+    await call(ctx.cmdb.refresh)
+    versions = await call(ctx.cmdb.history, path)
     if not versions or versions[-1][3] is None:
         return Template(path)
     sha, committer, _, _ = versions[-1]
@@ -63,11 +63,12 @@ async def find_template(ctx: Context, spec: ChangeSpec) -> Template:
 async def find_read_back(ctx: Context, facts: Facts) -> ReadBack:
     """The merge that brought the wanted hash onto the protected branch, and the pull request."""
     assert ctx.cmdb is not None
-    await asyncio.to_thread(ctx.cmdb.refresh)
-    raw = await asyncio.to_thread(ctx.cmdb.history, _path(ctx, facts.namespace, facts.name))
+    await call(ctx.cmdb.refresh)
+    raw = await call(ctx.cmdb.history, _path(ctx, facts.namespace, facts.name))
     history = [
-        RecordVersion(sha, who, datetime.fromisoformat(when), content)
+        RecordVersion(sha, who, at, content)
         for sha, who, when, content in raw
+        if (at := parse_time(when)) is not None  # git's strict ISO 8601 (%cI): always a time
     ]
     found = changes.find_approval(history, facts.wanted)
     pull = None
@@ -81,7 +82,7 @@ async def find_branch(ctx: Context, facts: Facts) -> bool:
     """Whether the proposal branch is still there."""
     assert ctx.cmdb is not None
     branch = changes.proposal_branch(ctx.settings.cluster, facts.namespace, facts.name)
-    return await asyncio.to_thread(ctx.cmdb.branch_exists, branch)
+    return await call(ctx.cmdb.branch_exists, branch)
 
 
 # -- proposing ---------------------------------------------------------------------------
@@ -124,7 +125,7 @@ async def propose(
             proposal=True,
         )
         path = _path(ctx, facts.namespace, facts.name)
-        commit = await asyncio.to_thread(ctx.cmdb.propose, branch, path, to_yaml(record), message)
+        commit = await call(ctx.cmdb.propose, branch, path, to_yaml(record), message)
         approval = approval_rules.fresh_approval(branch, commit, facts.wanted)
         out.status["approval"] = approval
     if Effect.OPEN_PULL_REQUEST in effects:
@@ -191,10 +192,9 @@ async def record(
         proposal=False,
     )
     reason = f"change {namespace}/{name}: {phase.value if phase else ''}"
-    try:
-        commit = await ctx.cmdb.write(path, to_yaml(content), reason)
-    except CMDBError as exc:
-        out.condition(CMDB_SYNCED, ConditionStatus.FALSE, "CMDBUnavailable", f"{exc}; retrying")
+    commit, _, error = await write_record(ctx, path, to_yaml(content), reason)
+    if commit is None:
+        out.condition(CMDB_SYNCED, ConditionStatus.FALSE, "CMDBUnavailable", f"{error}; retrying")
         return out
     previous = status.get("cmdb") or {}
     if previous.get("commit") != commit.sha:

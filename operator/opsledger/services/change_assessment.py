@@ -1,17 +1,16 @@
-"""Conflicts and risk of a change: from the operator's indexes in each tick, and from the API
-server for `opsledger change plan` (a dry run for a pull-request check)."""
+"""Conflicts and risk of a change from the API server, for `opsledger change plan` (a dry run
+for a pull-request check); in each tick the operator judges them from its indexes
+(`services/change.py`), by the same rules in `domain/change_assessment.py`."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from opsledger.adapters.kube import Kube
 from opsledger.adapters.prometheus import Prometheus
 from opsledger.domain import change_assessment, changes
-from opsledger.domain.change_assessment import Assessment
 from opsledger.domain.changes import Health
 from opsledger.domain.impact import ImpactGraph
 from opsledger.domain.times import rfc3339
@@ -19,33 +18,6 @@ from opsledger.models import CHANGE, CONFIGURATION_ITEM, SERVICE_LEVEL
 from opsledger.models.change import ChangeSpec, ChangeType
 from opsledger.models.servicelevel import ServiceLevelSpec
 from opsledger.services.change_health import measure_checks
-from opsledger.services.indexes import CHANGE_PLANS, CRITICALITY, RELATIONS
-
-
-def assess(
-    *,
-    namespace: str,
-    name: str,
-    spec: ChangeSpec,
-    window: Mapping[str, Any],
-    active: bool,
-    level: Mapping[str, Any] | None,
-    indexes: Mapping[str, Any],
-    now: datetime,
-) -> Assessment:
-    """Conflicts with other open changes, and the risk, from the operator's indexes."""
-    return change_assessment.assess(
-        namespace=namespace,
-        name=name,
-        spec=spec,
-        window=window,
-        active=active,
-        entries=list((indexes.get(CHANGE_PLANS) or {}).get(namespace, ())),
-        relations=indexes.get(RELATIONS) or {},
-        criticality=indexes.get(CRITICALITY) or {},
-        level=level,
-        now=now,
-    )
 
 
 async def plan(

@@ -16,15 +16,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opsledger.domain import ci_lifecycle as rules
-from opsledger.domain.ci_lifecycle import CMDB_SYNCED, Amendment
+from opsledger.domain.ci_lifecycle import Amendment
 from opsledger.domain.classes import effective_class
-from opsledger.domain.conditions import READY
+from opsledger.domain.conditions import CMDB_SYNCED, READY
 from opsledger.domain.observe import WORKLOAD_KINDS, observe, recorded
 from opsledger.domain.outcome import Outcome
 from opsledger.domain.records import ci_record, record_path, to_yaml
+from opsledger.domain.times import rfc3339
 from opsledger.models import CONFIGURATION_ITEM
 from opsledger.models.common import ConditionStatus
 from opsledger.models.configitem import ConfigurationItemSpec, Lifecycle, Relationship
+from opsledger.models.records import ConfigurationItemRecord
 from opsledger.services.context import Context
 from opsledger.services.errors import RetryLaterError
 from opsledger.services.indexes import BY_SOURCE, POD_LABELS, RELATIONS
@@ -157,16 +159,15 @@ async def sync_item(
                 pod_labels=indexes.get(POD_LABELS) or {},
                 nodes=nodes,
             )
-    record = ci_record(
-        cluster=ctx.settings.cluster,
-        namespace=namespace,
-        name=name,
-        spec=spec,
-        observed=recorded(live),
+    record = render(
+        ctx,
+        namespace,
+        name,
+        spec,
+        status,
+        live=live,
         discovered=discovered,
         retired_reason=retired_reason,
-        redactor=ctx.redactor,
-        availability=status.get("availability"),
     )
     out.status.update(
         {
@@ -179,40 +180,57 @@ async def sync_item(
     if RELATIONS in indexes:
         out.status["dependents"] = rules.count_dependents(indexes[RELATIONS], f"{namespace}/{name}")
     out.conditions.append(rules.drift_condition(record.drift))
-    await commit_record(
-        ctx,
-        out,
-        namespace=namespace,
-        name=name,
-        text=to_yaml(record),
-        reason=reason,
-        availability=status.get("availability"),
-    )
+    await commit_record(ctx, out, record, reason, status)
     out.conditions.append(rules.ready_condition(retired_reason))
     return out
+
+
+def render(
+    ctx: Context,
+    namespace: str,
+    name: str,
+    spec: ConfigurationItemSpec,
+    status: Mapping[str, Any],
+    *,
+    live: dict[str, Any],
+    discovered: list[Relationship],
+    retired_reason: str | None = None,
+) -> ConfigurationItemRecord:
+    """The item's record from what was seen of its source (`live`, `discovered`) and the
+    figures its status holds (availability)."""
+    return ci_record(
+        cluster=ctx.settings.cluster,
+        namespace=namespace,
+        name=name,
+        spec=spec,
+        observed=recorded(live),
+        discovered=discovered,
+        retired_reason=retired_reason,
+        redactor=ctx.redactor,
+        availability=status.get("availability"),
+    )
 
 
 async def commit_record(
     ctx: Context,
     out: Outcome,
-    *,
-    namespace: str,
-    name: str,
-    text: str,
+    record: ConfigurationItemRecord,
     reason: str,
-    availability: Any = None,
+    status: Mapping[str, Any],
 ) -> None:
-    """Write the record; status.cmdb says where it is when it was written."""
-    path = record_path(ctx.settings.cluster, namespace, PLURAL, name)
-    commit, synced = await write_record(ctx, path, text, reason)
-    if commit is not None:
+    """Write the record; status.cmdb says where it is when it was written (and the
+    availability in `status` it holds)."""
+    meta = record.metadata
+    path = record_path(meta.cluster, meta.namespace, PLURAL, meta.name)
+    written = await write_record(ctx, path, to_yaml(record), reason)
+    if written.commit is not None:
         out.status["cmdb"] = {
             "path": path,
-            "commit": commit.sha,
-            "syncedAt": ctx.clock().isoformat().replace("+00:00", "Z"),
-            "availability": availability or None,
+            "commit": written.commit.sha,
+            "syncedAt": rfc3339(ctx.clock()),
+            "availability": status.get("availability") or None,
         }
-    out.conditions.append(synced)
+    out.conditions.append(written.synced)
 
 
 async def _pod_nodes(ctx: Context, kind: str, source: dict[str, Any], namespace: str) -> list[str]:

@@ -17,3 +17,7 @@ class RetryLaterError(Exception):
 class UnavailableError(RuntimeError):
     """An outside service (Prometheus, the CMDB remote, the forge) did not answer; the message
     says which and why."""
+
+
+class CMDBUnavailableError(UnavailableError):
+    """The CMDB store could not fetch, read or push what was asked; the message is the store's."""

@@ -13,7 +13,6 @@ import contextlib
 from collections.abc import Mapping
 from typing import Any
 
-from opsledger.adapters.gitcmdb import CMDBError
 from opsledger.domain.conditions import READY
 from opsledger.domain.correlation import (
     CompletedChange,
@@ -43,6 +42,7 @@ from opsledger.models.records import IncidentRecord, ProblemRecord, RecordMetada
 from opsledger.services.context import Context
 from opsledger.services.errors import RetryLaterError
 from opsledger.services.indexes import CHANGE_PLANS, FACTS, RELATIONS, TARGETS
+from opsledger.services.records import write_record
 
 SLA_BREACHED = "SLABreached"
 
@@ -208,24 +208,37 @@ def render(
     return outcome, record
 
 
-async def _commit(ctx: Context, record: IncidentRecord, reason: str) -> None:
-    if ctx.cmdb is None:
-        return
-    meta = record.metadata
-    path = record_path(meta.cluster, meta.namespace, "incidents", meta.name)
-    text = to_yaml(record)
-    try:
-        await ctx.cmdb.write(path, text, reason)
-    except CMDBError as exc:
-        raise RetryLaterError(
-            f"incident record not committed yet: {exc}", delay=ctx.settings.cmdb_retry_interval
-        ) from exc
+# What to commit: "incident" or "problem" (the records' folder, in the singular), the record,
+# and the commit message.
+ToCommit = tuple[str, IncidentRecord | ProblemRecord, str]
 
 
-async def _record_problem(
+async def _commit(ctx: Context, records: list[ToCommit]) -> RetryLaterError | None:
+    """Commit the records in order, up to the first the CMDB does not take: then the error to
+    retry on ("<what> record not committed yet: ..."); None once all are in."""
+    for what, record, reason in records:
+        meta = record.metadata
+        path = record_path(meta.cluster, meta.namespace, f"{what}s", meta.name)
+        written = await write_record(ctx, path, to_yaml(record), reason)
+        if written.error is not None:
+            error = RetryLaterError(
+                f"{what} record not committed yet: {written.error}",
+                delay=ctx.settings.cmdb_retry_interval,
+            )
+            error.__cause__ = written.error
+            return error
+    return None
+
+
+def _name(body: Mapping[str, Any]) -> str:
+    meta = body["metadata"]
+    return f"{meta.get('namespace')}/{meta.get('name')}"
+
+
+async def _problem(
     ctx: Context, body: Mapping[str, Any], problem: Problem, outcome: Outcome
-) -> None:
-    """Commit the problem's record; link the other incidents and the item when it is new."""
+) -> ToCommit:
+    """The problem's record to commit; link the other incidents and the item when it is new."""
     meta, status = body["metadata"], body.get("status") or {}
     namespace, name = str(meta.get("namespace")), str(meta.get("name"))
     if status.get("problem") != problem.name:
@@ -238,8 +251,6 @@ async def _record_problem(
         )
         if ctx.kube is not None:
             await asyncio.to_thread(_link, ctx, namespace, name, problem)
-    if ctx.cmdb is None:
-        return
     record = ProblemRecord.model_validate(
         {
             "metadata": RecordMetadata(
@@ -262,18 +273,11 @@ async def _record_problem(
             ],
         }
     )
-    path = record_path(ctx.settings.cluster, namespace, "problems", problem.name)
-    try:
-        await ctx.cmdb.write(
-            path,
-            to_yaml(record),
-            f"Problem {namespace}/{problem.name}: {len(problem.incidents)} incidents on "
-            f"{problem.subject} ({problem.state})",
-        )
-    except CMDBError as exc:
-        raise RetryLaterError(
-            f"problem record not committed yet: {exc}", delay=ctx.settings.cmdb_retry_interval
-        ) from exc
+    reason = (
+        f"Problem {namespace}/{problem.name}: {len(problem.incidents)} incidents on "
+        f"{problem.subject} ({problem.state})"
+    )
+    return "problem", record, reason
 
 
 def _link(ctx: Context, namespace: str, name: str, problem: Problem) -> None:
@@ -316,15 +320,9 @@ async def reconcile(
             f"Change {suspect} completed on these items or what they depend on "
             f"shortly before this incident opened",
         )
-    meta = body["metadata"]
-    name = f"{meta.get('namespace')}/{meta.get('name')}"
-    try:
-        if problem is not None:
-            await _record_problem(ctx, body, problem, outcome)
-        await _commit(ctx, record, f"Incident {name}: {record.state} ({record.priority})")
-    except RetryLaterError as exc:
-        return outcome, exc
-    return outcome, None
+    records = [await _problem(ctx, body, problem, outcome)] if problem is not None else []
+    reason = f"Incident {_name(body)}: {record.state} ({record.priority})"
+    return outcome, await _commit(ctx, [*records, ("incident", record, reason)])
 
 
 async def tick(
@@ -348,10 +346,5 @@ async def tick(
         problem=status.get("problem"),
         suspect=status.get("suspectedCause"),
     )
-    meta = body["metadata"]
-    name = f"{meta.get('namespace')}/{meta.get('name')}"
-    try:
-        await _commit(ctx, record, f"Incident {name}: SLA target missed")
-    except RetryLaterError as exc:
-        return outcome, exc
-    return outcome, None
+    reason = f"Incident {_name(body)}: SLA target missed"
+    return outcome, await _commit(ctx, [("incident", record, reason)])

@@ -22,6 +22,7 @@ from opsledger.domain.kpi import change_fact, compute, incident_fact
 from opsledger.models import CHANGE, CONFIGURATION_ITEM, INCIDENT, SERVICE_LEVEL
 from opsledger.models.servicelevel import ServiceLevelSpec
 from opsledger.services.context import Context
+from opsledger.services.records import write_record
 from opsledger.services.servicelevel import ServiceLevelRef, evaluate_service_levels
 
 log = logging.getLogger(__name__)
@@ -140,7 +141,11 @@ async def write_report(ctx: Context, month: str) -> Written:
     facts = await asyncio.to_thread(facts_for, ctx, month, objects)
     files = await asyncio.to_thread(documents, facts)
     reason = f"Service review {month} for {facts.cluster}"
-    commits = await asyncio.gather(*(ctx.cmdb.write(p, t, reason) for p, t in files.items()))
+    written = await asyncio.gather(*(write_record(ctx, p, t, reason) for p, t in files.items()))
+    failed = next((w.error for w in written if w.error is not None), None)
+    if failed is not None:
+        raise failed
+    commits = [w.commit for w in written if w.commit is not None]
     path = report.report_path(facts.cluster, month)
     main = next(c for c in commits if c.path == path)
     return Written(path, main.sha, any(c.changed for c in commits), files[path])

@@ -8,14 +8,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 from opsledger.domain import ci_lifecycle as rules
 from opsledger.domain.conditions import READY, summarize
-from opsledger.domain.observe import recorded
 from opsledger.domain.outcome import ConditionUpdate, Event, Outcome
-from opsledger.domain.records import ci_record, to_yaml
 from opsledger.models.configitem import ConfigurationItemSpec, Lifecycle
 from opsledger.services.configitem import (
     INFO,
@@ -25,6 +22,7 @@ from opsledger.services.configitem import (
     Unset,
     commit_record,
     item_lock,
+    render,
     sync_item,
 )
 from opsledger.services.context import Context
@@ -58,20 +56,15 @@ async def _read_item(
 
 
 def _write_status(
-    ctx: Context,
-    *,
-    namespace: str,
-    name: str,
-    generation: int | None,
-    previous: Mapping[str, Any],
-    out: Outcome,
+    ctx: Context, namespace: str, name: str, ci: Mapping[str, Any], out: Outcome
 ) -> list[Event]:
-    """Write `out`'s fields and conditions to the item's status through the API; returns the
-    Events the condition changes post."""
+    """Write `out`'s fields and conditions to the status of the item `ci` (as read before the
+    sync) through the API; returns the Events the condition changes post."""
     assert ctx.kube is not None
+    generation = (ci.get("metadata") or {}).get("generation")
     summary = summarize(
         INFO.kind,
-        previous.get("conditions"),
+        (ci.get("status") or {}).get("conditions"),
         out.conditions,
         now=ctx.clock(),
         generation=generation,
@@ -127,17 +120,7 @@ async def resync(
             source=source,
             indexes=indexes,
         )
-        posted = await asyncio.to_thread(
-            partial(
-                _write_status,
-                ctx,
-                namespace=namespace,
-                name=name,
-                generation=metadata.get("generation"),
-                previous=previous,
-                out=out,
-            )
-        )
+        posted = await asyncio.to_thread(_write_status, ctx, namespace, name, ci, out)
         await asyncio.to_thread(_amend, ctx, namespace, name, out)
     ready = next((c for c in reversed(out.conditions) if c.type == READY), None)
     return Report(ci, [*out.events, *posted], ready)
@@ -159,35 +142,7 @@ async def rerecord(ctx: Context, namespace: str, name: str, *, reason: str) -> N
         if not previous.get("cmdb") or spec.lifecycle == Lifecycle.RETIRED:
             return
         live, discovered = rules.last_seen(previous)
-        record = ci_record(
-            cluster=ctx.settings.cluster,
-            namespace=namespace,
-            name=name,
-            spec=spec,
-            observed=recorded(live),
-            discovered=discovered,
-            redactor=ctx.redactor,
-            availability=previous.get("availability"),
-        )
         out = Outcome()
-        await commit_record(
-            ctx,
-            out,
-            namespace=namespace,
-            name=name,
-            text=to_yaml(record),
-            reason=reason,
-            availability=previous.get("availability"),
-        )
-        generation = (ci.get("metadata") or {}).get("generation")
-        await asyncio.to_thread(
-            partial(
-                _write_status,
-                ctx,
-                namespace=namespace,
-                name=name,
-                generation=generation,
-                previous=previous,
-                out=out,
-            )
-        )
+        record = render(ctx, namespace, name, spec, previous, live=live, discovered=discovered)
+        await commit_record(ctx, out, record, reason, previous)
+        await asyncio.to_thread(_write_status, ctx, namespace, name, ci, out)

@@ -27,6 +27,7 @@ from opsledger.domain.slo import (
     severity_of,
     split_result,
 )
+from opsledger.domain.times import rfc3339
 from opsledger.models import INCIDENT, SERVICE_LEVEL
 from opsledger.models.common import ConditionStatus
 from opsledger.models.incident import RESOLVED_STATES, OriginType
@@ -184,7 +185,7 @@ async def evaluate_once(ctx: Context) -> int:
     if not refs:
         return 0
     now = ctx.clock()
-    stamp = now.isoformat().replace("+00:00", "Z")
+    stamp = rfc3339(now)
     try:
         results = await asyncio.to_thread(evaluate_service_levels, ctx.prometheus, refs, now)
     except PrometheusUnavailableError as exc:

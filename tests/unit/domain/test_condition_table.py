@@ -146,6 +146,16 @@ def test_times_parse_what_they_format() -> None:
     assert stamp(None) is None
 
 
+def test_a_caller_that_needs_a_zone_can_keep_a_naive_time_naive() -> None:
+    naive = parse_time("2026-12-01T19:44:43", naive=None)
+    assert naive == datetime(2026, 12, 1, 19, 44, 43)
+    assert naive is not None
+    assert naive.tzinfo is None
+    assert parse_time("2026-12-01T19:44:43Z", naive=None) == datetime(
+        2026, 12, 1, 19, 44, 43, tzinfo=UTC
+    )
+
+
 def test_moving_between_two_good_states_posts_nothing() -> None:
     no_risk = ConditionUpdate("CapacityRisk", FALSE, "NoRiskWithinHorizon", "none")
     no_data = ConditionUpdate("CapacityRisk", UNKNOWN, "NoData", "no usage series")
