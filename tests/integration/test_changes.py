@@ -577,7 +577,7 @@ def test_standard_emergency_and_cancelled_changes(
     for _ in range(5):
         if subprocess.run(["git", "push", "--quiet"], cwd=work, check=False).returncode == 0:
             break
-        git("pull", "--quiet", "--rebase", cwd=work)
+        git("pull", "--quiet", "--rebase", cwd=work, who=who)  # the rebase recommits as Dana
 
     running = wait_for(
         lambda: _in_phase(kubectl, ns, "restart-web", "InProgress"),
