@@ -20,6 +20,7 @@ from opsledger.handlers import (
     report,
     servers,
     servicelevel,
+    views,
 )
 from opsledger.models import API_GROUP, KINDS
 from opsledger.models.settings import Settings
@@ -45,6 +46,7 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
     servers.register(registry, settings, webhook=admission.serve, receiver=receiver.serve)
     kpi.register(registry)
     report.register(registry)
+    views.register(registry)
 
     @kopf.on.startup(registry=registry, id="configure")
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:

@@ -689,9 +689,15 @@ def test_a_retired_service_keeps_its_edges_and_is_left_alone(
         return _item_syncs(devenv) == first
 
     wait_for(settled, timeout=40, what="the canary's reconciliations settled")
-    before = _item_syncs(devenv)
-    time.sleep(8)  # four recount intervals
-    assert _item_syncs(devenv) - before <= 1
+
+    def window() -> float:  # four recount intervals: a reworked item would take four syncs
+        before = _item_syncs(devenv)
+        time.sleep(8)
+        return _item_syncs(devenv) - before
+
+    # The count is of every item in the cluster (other modules' workloads still roll): the
+    # quietest of three windows is the one that tells whether this item is reworked.
+    assert min(window() for _ in range(3)) <= 1
     item = kubectl.json("get", "ci", "web-svc", "-n", "svc-gone")
     assert item["status"]["relationships"] == exposes
 

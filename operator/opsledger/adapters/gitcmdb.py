@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import logging
 import os
 import random
 import shutil
@@ -34,6 +35,7 @@ from opsledger.adapters.gitcmdb_credentials import (
 from opsledger.adapters.gitcmdb_types import CMDBError, Commit, RemoteUnavailableError, Write
 
 T = TypeVar("T")
+log = logging.getLogger("opsledger.cmdb")
 
 # git's words for a push that lost a race (as opposed to one the remote refused for good)
 RETRYABLE_PUSH = (
@@ -169,8 +171,9 @@ class GitCMDB:
         working copy left broken by a local failure is cloned afresh next time.
         """
         with self._lock, _FileLock(self.workdir / ".lock"):
+            started = time.monotonic()
             try:
-                return self._commit_and_push(writes)
+                result = self._commit_and_push(writes)
             except CMDBError:
                 raise
             except (git.GitError, OSError, ValueError) as exc:
@@ -179,6 +182,13 @@ class GitCMDB:
                     f"the CMDB working copy in {self.workdir} failed ({redact_text(str(exc))}); "
                     "it is cloned afresh on the next attempt"
                 ) from exc
+            log.info(
+                "CMDB: committed %d records (%d changed) in %.3fs",
+                len(writes),
+                sum(1 for c in result.values() if c.changed),
+                time.monotonic() - started,
+            )
+            return result
 
     def _commit_and_push(self, writes: list[Write]) -> dict[str, Commit]:
         repo = self._repo()

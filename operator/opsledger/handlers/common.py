@@ -23,18 +23,6 @@ from opsledger.services.errors import RetryLaterError
 
 SpecT = TypeVar("SpecT", bound=BaseModel)
 
-# Kopf index of every Change: namespace → (name, targets, start, end, phase, finished at).
-# Kept by the change handlers, read by the ConfigurationItem ones (to name the change in progress
-# in a record's commit message).
-CHANGE_PLANS = "change_plans"
-ACTIVE_PHASES = ("InProgress", "Verifying")
-
-
-def changes_in_progress(index: Any, namespace: str, item: str) -> list[str]:
-    """Names of the changes in progress in `namespace` that target the item `item`."""
-    entries = (index or {}).get(namespace, ()) if index else ()
-    return sorted(str(e[0]) for e in entries if e[4] in ACTIVE_PHASES and item in e[1])
-
 
 def context(memo: kopf.Memo) -> Context:
     ctx = memo.get("ctx")

@@ -1,5 +1,5 @@
-"""ConfigurationItem handlers: reconcile on create/update/resume, retire on delete, the three
-CI indexes, the dependents and CMDB-retry timers, and the watches on the source kinds.
+"""ConfigurationItem handlers: reconcile on create/update/resume, retire on delete, the
+dependents and CMDB-retry timers, and the watches on the source kinds.
 
 The work is in `services/configitem.py` (sync, retirement), `services/resync.py` (syncs from
 outside the item's own handlers) and `services/discovery.py`; the rules in
@@ -9,7 +9,6 @@ writer; a resync writes through the API, and its Events and the Ready gauge are 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, cast
 
 import kopf
@@ -23,9 +22,15 @@ from opsledger.domain.ci_lifecycle import (
 )
 from opsledger.domain.conditions import CMDB_SYNCED, find, parse_conditions
 from opsledger.domain.observe import source_key
+from opsledger.domain.views import (
+    BY_SOURCE,
+    CHANGE_PLANS,
+    POD_LABELS,
+    RELATIONS,
+    changes_in_progress,
+)
 from opsledger.handlers import status
 from opsledger.handlers.common import (
-    changes_in_progress,
     context,
     every_idle,
     on_spec,
@@ -40,32 +45,22 @@ from opsledger.services import configitem as items
 from opsledger.services.context import Context
 from opsledger.services.discovery import discover_item
 from opsledger.services.errors import RetryLaterError
-from opsledger.services.indexes import BY_SOURCE, CHANGE_PLANS, POD_LABELS, RELATIONS
 from opsledger.services.resync import Report, resync
 
 INFO = CONFIGURATION_ITEM
 PLURAL = INFO.plural
 
 
-def _indexes(kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """The CI indexes among a handler's keyword arguments (Kopf passes them by id)."""
-    return {k: kwargs[k] for k in (BY_SOURCE, POD_LABELS, RELATIONS) if k in kwargs}
-
-
 async def _resync(
     ctx: Context,
     namespace: str,
     name: str,
-    kwargs: Mapping[str, Any],
     *,
     reason: str,
     source: dict[str, Any] | items.Unset | None = items.UNSET,
 ) -> None:
-    """Sync an item from outside its own handlers (`kwargs` are the handler's, with the
-    indexes), and post what the sync found."""
-    report = await resync(
-        ctx, namespace, name, reason=reason, source=source, indexes=_indexes(kwargs)
-    )
+    """Sync an item from outside its own handlers, and post what the sync found."""
+    report = await resync(ctx, namespace, name, reason=reason, source=source, indexes=ctx.views)
     _report(ctx, report)
 
 
@@ -84,7 +79,6 @@ def _report(ctx: Context, report: Report | None) -> None:
 def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     """Attach the ConfigurationItem handlers to `registry`."""
 
-    _register_indexes(registry)
     _register_timers(registry, settings)
 
     @on_spec(INFO, registry)
@@ -112,7 +106,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
                 status=dict(body.status),
                 annotations=dict(body.metadata.annotations),
                 reason=f"ConfigurationItem {namespace}/{name} generation {generation}",
-                indexes=_indexes(kwargs),
+                indexes=ctx.views,
             )
         except items.NoClientError as exc:
             raise kopf.PermanentError(str(exc)) from exc
@@ -147,38 +141,6 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         _register_source_watch(registry, group, version, plural, kind)
 
 
-def _register_indexes(registry: kopf.OperatorRegistry) -> None:
-    """The indexes the CI handlers look items up in."""
-
-    @kopf.index("opsledger.io", "v1alpha1", PLURAL, registry=registry, id=BY_SOURCE)
-    def ci_by_source(
-        *, namespace: str | None, name: str, spec: kopf.Spec, meta: kopf.Meta, **_: Any
-    ) -> dict[tuple[str, str, str, str], tuple[str, str, str]]:
-        # {} rather than None: Kopf keeps an object's old entries when its function returns None
-        source = spec.get("source") or {}
-        if not source.get("apiVersion") or not source.get("kind") or not source.get("name"):
-            return {}
-        key = source_key(source["apiVersion"], source["kind"], namespace, source["name"])
-        return {key: (str(meta.get("creationTimestamp", "")), namespace or "", name)}
-
-    @kopf.index("opsledger.io", "v1alpha1", PLURAL, registry=registry, id=POD_LABELS)
-    def ci_pod_labels(
-        *, namespace: str | None, name: str, status: kopf.Status, **_: Any
-    ) -> dict[str, tuple[str, tuple[tuple[str, str], ...]]]:
-        labels = ((status.get("observed") or {}).get("podLabels")) or {}
-        if not labels:
-            return {}  # not None, which would keep the labels the item had before
-        return {namespace or "": (name, tuple(sorted(labels.items())))}
-
-    @kopf.index("opsledger.io", "v1alpha1", PLURAL, registry=registry, id=RELATIONS)
-    def ci_relations(
-        *, namespace: str | None, name: str, spec: kopf.Spec, status: kopf.Status, **_: Any
-    ) -> dict[str, tuple[tuple[str, str], ...]]:
-        rels = [*(spec.get("relationships") or []), *(status.get("relationships") or [])]
-        pairs = tuple(sorted({(r["type"], r["target"]) for r in rels if "type" in r}))
-        return {f"{namespace}/{name}": pairs}
-
-
 def _register_timers(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     """Periodic work: dependents counts, and retries while the CMDB is unreachable."""
 
@@ -194,11 +156,12 @@ def _register_timers(registry: kopf.OperatorRegistry, settings: Settings) -> Non
     ) -> None:
         """Keep status.dependents current as other items' relationships change, and a
         Service's exposes edges current as workload items learn their pod labels."""
-        if exposes_stale(body, kwargs.get(POD_LABELS) or {}, namespace or ""):
+        ctx = context(memo)
+        if exposes_stale(body, ctx.views[POD_LABELS], namespace or ""):
             reason = f"ConfigurationItem {namespace}/{name}: workloads it selects changed"
-            await _resync(context(memo), namespace or "", name, kwargs, reason=reason)
+            await _resync(ctx, namespace or "", name, reason=reason)
             return
-        count = count_dependents(kwargs[RELATIONS], f"{namespace}/{name}")
+        count = count_dependents(ctx.views[RELATIONS], f"{namespace}/{name}")
         if body.status.get("dependents") != count:
             patch.status["dependents"] = count
 
@@ -211,7 +174,7 @@ def _register_timers(registry: kopf.OperatorRegistry, settings: Settings) -> Non
         if synced is None or synced.status != ConditionStatus.FALSE:
             return
         reason = f"ConfigurationItem {namespace}/{name}: retry after the CMDB write failed"
-        await _resync(context(memo), namespace or "", name, kwargs, reason=reason)
+        await _resync(context(memo), namespace or "", name, reason=reason)
 
 
 def _register_source_watch(
@@ -231,11 +194,11 @@ def _register_source_watch(
     ) -> None:
         metadata = body.get("metadata", {})
         key = source_key(api_version, kind, metadata.get("namespace"), str(metadata.get("name")))
-        claim = elder_claim(kwargs[BY_SOURCE], key)  # Kopf passes indexes by their id
         ctx = context(memo)
+        claim = elder_claim(ctx.views[BY_SOURCE], key)
         if claim is None:
             if event.get("type") != "DELETED":
-                found = await discover_item(ctx, kind, dict(body), kwargs.get(RELATIONS) or {})
+                found = await discover_item(ctx, kind, dict(body), ctx.views[RELATIONS])
                 if found is not None:
                     created, discovered = found
                     status.post(kopf.Body(cast(kopf.RawBody, created)), [discovered])
@@ -245,7 +208,7 @@ def _register_source_watch(
         _, namespace, name = claim  # the elder claim owns the source
         deleted = event.get("type") == "DELETED"
         what = "deleted" if deleted else f"changed (generation {metadata.get('generation')})"
-        during = changes_in_progress(kwargs.get(CHANGE_PLANS), namespace, name)
+        during = changes_in_progress(ctx.views[CHANGE_PLANS], namespace, name)
         reason = source_event_reason(
             namespace,
             name,
@@ -255,4 +218,4 @@ def _register_source_watch(
             during=during,
         )
         source = None if deleted else dict(body)
-        await _resync(ctx, namespace, name, kwargs, reason=reason, source=source)
+        await _resync(ctx, namespace, name, reason=reason, source=source)

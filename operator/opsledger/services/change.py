@@ -29,13 +29,13 @@ from opsledger.domain.change_lifecycle import ready, transition
 from opsledger.domain.conditions import CMDB_SYNCED, find, parse_conditions
 from opsledger.domain.outcome import Outcome
 from opsledger.domain.times import rfc3339
+from opsledger.domain.views import CHANGE_PLANS, CRITICALITY, RELATIONS, SERVICE_LEVELS
 from opsledger.models.change import ChangePhase, ChangeSpec
 from opsledger.models.common import ConditionStatus
 from opsledger.services import change_approval, change_execution
 from opsledger.services.change_approval import UNAVAILABLE
 from opsledger.services.change_health import measure_checks
 from opsledger.services.context import Context
-from opsledger.services.indexes import CHANGE_PLANS, CRITICALITY, RELATIONS, SERVICE_LEVELS
 
 
 @dataclass

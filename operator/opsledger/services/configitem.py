@@ -23,13 +23,13 @@ from opsledger.domain.observe import WORKLOAD_KINDS, observe, recorded
 from opsledger.domain.outcome import Outcome
 from opsledger.domain.records import ci_record, record_path, to_yaml
 from opsledger.domain.times import rfc3339
+from opsledger.domain.views import BY_SOURCE, POD_LABELS, RELATIONS
 from opsledger.models import CONFIGURATION_ITEM
 from opsledger.models.common import ConditionStatus
 from opsledger.models.configitem import ConfigurationItemSpec, Lifecycle, Relationship
 from opsledger.models.records import ConfigurationItemRecord
 from opsledger.services.context import Context
 from opsledger.services.errors import RetryLaterError
-from opsledger.services.indexes import BY_SOURCE, POD_LABELS, RELATIONS
 from opsledger.services.records import write_record
 
 INFO = CONFIGURATION_ITEM

@@ -14,6 +14,7 @@ from opsledger.adapters.metrics import Metrics
 from opsledger.adapters.prometheus import Prometheus
 from opsledger.domain.redaction import Redactor
 from opsledger.domain.selectors import Selector
+from opsledger.domain.views import Views
 from opsledger.models.settings import Settings
 
 
@@ -30,5 +31,6 @@ class Context:
     prometheus: Prometheus | None = None
     forge: Forge | None = None  # set when a forge is configured
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    views: Views = field(default_factory=Views)  # the cross-object views (domain/views.py)
     # "namespace/name" → the lock one ConfigurationItem's sync holds, created on first use
     item_locks: dict[str, asyncio.Lock] = field(default_factory=dict)

@@ -35,13 +35,13 @@ from opsledger.domain.outcome import Outcome
 from opsledger.domain.priority import matrix_with, priority
 from opsledger.domain.records import record_path, to_yaml
 from opsledger.domain.times import parse_time, stamp
+from opsledger.domain.views import CHANGE_PLANS, FACTS, RELATIONS, TARGETS
 from opsledger.models import CONFIGURATION_ITEM, INCIDENT
 from opsledger.models.common import ConditionStatus
 from opsledger.models.incident import IncidentSpec, IncidentState
 from opsledger.models.records import IncidentRecord, ProblemRecord, RecordMetadata
 from opsledger.services.context import Context
 from opsledger.services.errors import RetryLaterError
-from opsledger.services.indexes import CHANGE_PLANS, FACTS, RELATIONS, TARGETS
 from opsledger.services.records import write_record
 
 SLA_BREACHED = "SLABreached"
