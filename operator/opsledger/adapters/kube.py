@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from kubernetes import client, config, dynamic, watch
+from kubernetes import client, config, dynamic
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic.exceptions import ConflictError as DynamicConflictError
 from kubernetes.dynamic.exceptions import ForbiddenError, NotFoundError, ResourceNotFoundError
@@ -24,10 +24,6 @@ PATCH_CONTENT_TYPES = {
 
 class ConflictError(RuntimeError):
     """The object changed since the version a write was computed from (HTTP 409)."""
-
-
-class ExpiredError(RuntimeError):
-    """A watch's resourceVersion is too old (HTTP 410): list again, then watch."""
 
 
 def api_client(kubeconfig: str | None) -> client.ApiClient:
@@ -284,42 +280,6 @@ class Kube:
             token = meta.get("continue")
             if not token:
                 return items, str(meta.get("resourceVersion") or "")
-
-    def watch_custom(
-        self,
-        plural: str,
-        namespace: str | None,
-        resource_version: str,
-        *,
-        timeout: int = 300,
-    ) -> Iterator[tuple[str, dict[str, Any]]]:
-        """(type, object) for each change after `resource_version`, until the server ends the
-        watch (after about `timeout` seconds). Raises ExpiredError when that version is too old
-        to watch from (HTTP 410): list again."""
-        api = client.CustomObjectsApi(self.api)
-        stream_kwargs: dict[str, Any] = {
-            "resource_version": resource_version,
-            "timeout_seconds": timeout,
-            "allow_watch_bookmarks": True,
-            "_request_timeout": timeout + 30,
-        }
-        watcher = watch.Watch()  # type: ignore[no-untyped-call]
-        if namespace:
-            func: Any = api.list_namespaced_custom_object
-            args: tuple[Any, ...] = (API_GROUP, API_VERSION, namespace, plural)
-        else:
-            func, args = api.list_cluster_custom_object, (API_GROUP, API_VERSION, plural)
-        try:
-            for event in watcher.stream(func, *args, **stream_kwargs):  # type: ignore[no-untyped-call]
-                if event.get("type") == "BOOKMARK":
-                    continue
-                yield str(event.get("type")), cast(dict[str, Any], event.get("object") or {})
-        except ApiException as exc:
-            if exc.status == 410:
-                raise ExpiredError(str(exc.reason)) from None
-            raise
-        finally:
-            watcher.stop()  # type: ignore[no-untyped-call]
 
     def list_namespaced_custom(self, plural: str, namespace: str) -> list[dict[str, Any]]:
         """Every object of one of OpsLedger's kinds in one namespace, read now (not cached)."""
