@@ -229,16 +229,22 @@ def operator_metric(port: int, name: str) -> float:
     )
 
 
-def api_writes(env: DevEnvironment) -> float:
-    """Write requests (POST, PUT, PATCH, DELETE) the API server has served, by its own count."""
+def api_writes(env: DevEnvironment) -> dict[str, float]:
+    """Write requests (POST, PUT, PATCH, DELETE) the API server has served, by its own count,
+    per resource (and subresource)."""
     text = env.kubectl("get", "--raw", "/metrics")
-    total = 0.0
+    writes: dict[str, float] = {}
     for line in text.splitlines():
         if line.startswith("apiserver_request_total{") and re.search(
             r'verb="(POST|PUT|PATCH|DELETE)"', line
         ):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+            resource = re.search(r'resource="([^"]*)"', line)
+            sub = re.search(r'subresource="([^"]*)"', line)
+            key = (resource.group(1) if resource else "?") + (
+                f"/{sub.group(1)}" if sub and sub.group(1) else ""
+            )
+            writes[key] = writes.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
+    return writes
 
 
 def git_seconds(log: Path) -> float:
@@ -322,7 +328,10 @@ def run(count: int, tools: Toolbox, folder: Path) -> dict[str, Any]:
         # steady state: API server writes per minute with nothing changing
         writes = api_writes(env)
         time.sleep(60)
-        result["steady_writes_per_minute"] = round(api_writes(env) - writes)
+        after = api_writes(env)
+        per_resource = {k: round(v - writes.get(k, 0.0)) for k, v in after.items()}
+        result["steady_writes_per_minute"] = sum(per_resource.values())
+        result["steady_writes_by_resource"] = {k: v for k, v in per_resource.items() if v}
 
         # a restart with nothing changed: time until idle, and no commit
         operator.stop()

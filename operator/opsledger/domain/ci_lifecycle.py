@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opsledger.domain.conditions import READY
-from opsledger.domain.impact import ImpactGraph
 from opsledger.domain.observe import (
     CLUSTER_SCOPED_KINDS,
     api_group,
@@ -27,6 +26,7 @@ from opsledger.domain.observe import (
 )
 from opsledger.domain.outcome import ConditionUpdate, Event
 from opsledger.domain.selectors import Selector
+from opsledger.domain.views import dependents_of
 from opsledger.models.common import ConditionStatus, ObjectReference
 from opsledger.models.configitem import (
     ConfigurationItemSpec,
@@ -336,9 +336,6 @@ def qualify_target(target_namespace: str, target: str, namespace: str) -> str:
     return target if target_namespace == namespace else f"{target_namespace}/{target}"
 
 
-def count_dependents(index: Mapping[str, Any], item: str) -> int:
-    """How many items depend on `item`, from the index of every item's relationships."""
-    graph = ImpactGraph(
-        {key: [pair for value in store for pair in value] for key, store in index.items()}
-    )
-    return len(graph.dependents(item))
+def count_dependents(view: Mapping[str, Any], item: str) -> int:
+    """How many items depend on `item`, directly or not, from the DEPENDENTS view."""
+    return len(dependents_of(view, item))

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opsledger.domain.correlation import IncidentFact
+from opsledger.domain.impact import edges
 from opsledger.domain.observe import source_key
 from opsledger.domain.times import parse_time
 
@@ -31,6 +32,7 @@ FACTS = "incident_facts"  # namespace → what correlation needs of each inciden
 BY_SOURCE = "ci_by_source"  # source key → (created, namespace, name) of the CIs claiming it
 POD_LABELS = "ci_pod_labels"  # namespace → (name, pod labels) of workload CIs
 RELATIONS = "ci_relations"  # "namespace/name" → its (type, target) relationships
+DEPENDENTS = "ci_dependents"  # "namespace/name" → (dependent, type) of the items that depend on it
 
 Entries = Mapping[Hashable, Any]
 Indexer = Callable[[Mapping[str, Any]], Entries]
@@ -121,11 +123,39 @@ def pod_labels(obj: Mapping[str, Any]) -> Entries:
     return {namespace: (name, tuple(sorted(labels.items())))}
 
 
-def relations(obj: Mapping[str, Any]) -> Entries:
-    namespace, name, spec, status = _parts(obj)
+def _pairs(obj: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    _, _, spec, status = _parts(obj)
     rels = [*(spec.get("relationships") or []), *(status.get("relationships") or [])]
-    pairs = tuple(sorted({(r["type"], r["target"]) for r in rels if "type" in r}))
-    return {f"{namespace}/{name}": pairs}
+    return tuple(sorted({(r["type"], r["target"]) for r in rels if "type" in r}))
+
+
+def relations(obj: Mapping[str, Any]) -> Entries:
+    namespace, name, _, _ = _parts(obj)
+    return {f"{namespace}/{name}": _pairs(obj)}
+
+
+def depended_on(obj: Mapping[str, Any]) -> Entries:
+    """The item's relationships turned round: each item it affects when it fails... read the
+    other way, each item whose failure affects it (see domain/impact.py for the direction)."""
+    namespace, name, _, _ = _parts(obj)
+    found: dict[str, list[tuple[str, str]]] = {}
+    for edge in edges({f"{namespace}/{name}": _pairs(obj)}):
+        found.setdefault(edge.dependency, []).append((edge.dependent, edge.type.value))
+    return {dependency: tuple(pairs) for dependency, pairs in found.items()}
+
+
+def dependents_of(view: Mapping[str, Any], item: str) -> set[str]:
+    """Every item that depends on `item`, directly or through others, from the DEPENDENTS
+    view: it visits only those items, whatever the number of items (cycles are safe)."""
+    seen: set[str] = set()
+    queue = [item]
+    while queue:
+        for contributed in view.get(queue.pop(), ()):
+            for dependent, _ in contributed:
+                if dependent not in seen and dependent != item:
+                    seen.add(dependent)
+                    queue.append(dependent)
+    return seen
 
 
 # plural → view name → what an object of that kind contributes to the view
@@ -138,6 +168,7 @@ INDEXERS: dict[str, dict[str, Indexer]] = {
         BY_SOURCE: claimed_source,
         POD_LABELS: pod_labels,
         RELATIONS: relations,
+        DEPENDENTS: depended_on,
     },
 }
 

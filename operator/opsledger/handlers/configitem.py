@@ -25,6 +25,7 @@ from opsledger.domain.observe import source_key
 from opsledger.domain.views import (
     BY_SOURCE,
     CHANGE_PLANS,
+    DEPENDENTS,
     POD_LABELS,
     RELATIONS,
     changes_in_progress,
@@ -161,7 +162,7 @@ def _register_timers(registry: kopf.OperatorRegistry, settings: Settings) -> Non
             reason = f"ConfigurationItem {namespace}/{name}: workloads it selects changed"
             await _resync(ctx, namespace or "", name, reason=reason)
             return
-        count = count_dependents(ctx.views[RELATIONS], f"{namespace}/{name}")
+        count = count_dependents(ctx.views[DEPENDENTS], f"{namespace}/{name}")
         if body.status.get("dependents") != count:
             patch.status["dependents"] = count
 

@@ -31,7 +31,7 @@ def register(registry: kopf.OperatorRegistry) -> None:
 
 def _keep(registry: kopf.OperatorRegistry, plural: str) -> None:
     @kopf.on.event("opsledger.io", "v1alpha1", plural, registry=registry, id=f"view-{plural}")
-    def keep(*, event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    async def keep(*, event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         ctx = context(memo)
         if event.get("type") == "DELETED":
             ctx.views.forget(plural, body)

@@ -23,7 +23,7 @@ from opsledger.domain.observe import WORKLOAD_KINDS, observe, recorded
 from opsledger.domain.outcome import Outcome
 from opsledger.domain.records import ci_record, record_path, to_yaml
 from opsledger.domain.times import rfc3339
-from opsledger.domain.views import BY_SOURCE, POD_LABELS, RELATIONS
+from opsledger.domain.views import BY_SOURCE, DEPENDENTS, POD_LABELS
 from opsledger.models import CONFIGURATION_ITEM
 from opsledger.models.common import ConditionStatus
 from opsledger.models.configitem import ConfigurationItemSpec, Lifecycle, Relationship
@@ -177,8 +177,10 @@ async def sync_item(
             "relationships": [r.to_wire() for r in discovered],
         }
     )
-    if RELATIONS in indexes:
-        out.status["dependents"] = rules.count_dependents(indexes[RELATIONS], f"{namespace}/{name}")
+    if DEPENDENTS in indexes:
+        out.status["dependents"] = rules.count_dependents(
+            indexes[DEPENDENTS], f"{namespace}/{name}"
+        )
     out.conditions.append(rules.drift_condition(record.drift))
     await commit_record(ctx, out, record, reason, status)
     out.conditions.append(rules.ready_condition(retired_reason))

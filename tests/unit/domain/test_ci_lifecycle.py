@@ -31,6 +31,7 @@ from opsledger.domain.ci_lifecycle import (
 from opsledger.domain.observe import source_key
 from opsledger.domain.outcome import Event
 from opsledger.domain.selectors import parse
+from opsledger.domain.views import DEPENDENTS, Views
 from opsledger.models.common import ConditionStatus, ObjectReference
 from opsledger.models.configitem import (
     ConfigurationItemSpec,
@@ -348,11 +349,17 @@ def test_targets_in_other_namespaces_are_qualified() -> None:
 
 
 def test_dependents_are_counted_over_every_items_relationships() -> None:
-    index = {
-        "shop/web": [(("dependsOn", "db"),)],
-        "shop/api": [(("dependsOn", "web"),)],
-        "shop/db": [()],
-    }
+    views = Views()
+    for uid, name, target in (("u1", "web", "db"), ("u2", "api", "web"), ("u3", "db", None)):
+        rels = [{"type": "dependsOn", "target": target}] if target else []
+        views.observe(
+            "configurationitems",
+            {
+                "metadata": {"name": name, "namespace": "shop", "uid": uid},
+                "spec": {"relationships": rels},
+            },
+        )
+    index = views[DEPENDENTS]
     assert count_dependents(index, "shop/db") == 2  # web, and api through it
     assert count_dependents(index, "shop/web") == 1
     assert count_dependents(index, "shop/api") == 0
