@@ -43,6 +43,12 @@ class Metrics:
             ["kind", "namespace", "name"],
             registry=self.registry,
         )
+        self.health_evaluated = Gauge(
+            "opsledger_health_last_evaluation_timestamp_seconds",
+            "When the health loop last measured every item (an item's status is written only "
+            "when its figures change).",
+            registry=self.registry,
+        )
         self.admissions = Counter(
             "opsledger_admission_requests",
             "Admission requests answered by the webhook, by endpoint and decision.",

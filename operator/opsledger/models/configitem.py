@@ -347,7 +347,9 @@ class ConfigurationItemStatus(StatusBase):
         default_factory=list, description="The evidence: each check's value and verdict."
     )
     evaluated_at: datetime | None = Field(
-        default=None, description="When health, availability and capacity were last measured."
+        default=None,
+        description="When health, availability or capacity last changed (they are measured "
+        "every OPSLEDGER_HEALTH_INTERVAL; a status that did not change is not written again).",
     )
     availability: Availability | None = Field(
         default=None, description="Percent of time up over 1d, 7d and 30d."
