@@ -280,7 +280,7 @@ def test_an_unreachable_remote_delays_records_and_loses_none(
         assert "will retry every 2s" in synced["message"]
 
         # retried every 2 s while the remote is away, but reported once
-        retries = "[offline/late-0] Timer 'retry-cmdb' succeeded"
+        retries = "ConfigurationItem offline/late-0: writing its record to the CMDB again"
         seen = operator.output().count(retries)
         wait_for(
             lambda: operator.output().count(retries) >= seen + 3,

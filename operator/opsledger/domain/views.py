@@ -33,6 +33,7 @@ BY_SOURCE = "ci_by_source"  # source key → (created, namespace, name) of the C
 POD_LABELS = "ci_pod_labels"  # namespace → (name, pod labels) of workload CIs
 RELATIONS = "ci_relations"  # "namespace/name" → its (type, target) relationships
 DEPENDENTS = "ci_dependents"  # "namespace/name" → (dependent, type) of the items that depend on it
+ITEMS = "ci_items"  # "namespace/name" → what the item sweeps read of it (item_state)
 
 Entries = Mapping[Hashable, Any]
 Indexer = Callable[[Mapping[str, Any]], Entries]
@@ -144,6 +145,31 @@ def depended_on(obj: Mapping[str, Any]) -> Entries:
     return {dependency: tuple(pairs) for dependency, pairs in found.items()}
 
 
+def item_state(obj: Mapping[str, Any]) -> Entries:
+    """What the periodic sweeps over every item read: its dependents count, whether its record
+    is not in the CMDB, and what tells whether a Service item's exposes edges are stale."""
+    namespace, name, spec, status = _parts(obj)
+    if (obj.get("metadata") or {}).get("deletionTimestamp"):
+        return {}  # being retired: the delete handler has it
+    unsynced = any(
+        c.get("type") == "CMDBSynced" and c.get("status") == "False"
+        for c in status.get("conditions") or []
+    )
+    return {
+        f"{namespace}/{name}": {
+            "metadata": {"namespace": namespace, "name": name},
+            "spec": {"lifecycle": spec.get("lifecycle")},
+            "status": {
+                "class": status.get("class"),
+                "observed": {"selector": (status.get("observed") or {}).get("selector")},
+                "relationships": status.get("relationships") or [],
+                "dependents": status.get("dependents"),
+                "unsynced": unsynced,
+            },
+        }
+    }
+
+
 def dependents_of(view: Mapping[str, Any], item: str) -> set[str]:
     """Every item that depends on `item`, directly or through others, from the DEPENDENTS
     view: it visits only those items, whatever the number of items (cycles are safe)."""
@@ -169,6 +195,7 @@ INDEXERS: dict[str, dict[str, Indexer]] = {
         POD_LABELS: pod_labels,
         RELATIONS: relations,
         DEPENDENTS: depended_on,
+        ITEMS: item_state,
     },
 }
 

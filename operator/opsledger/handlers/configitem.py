@@ -15,38 +15,34 @@ import kopf
 
 from opsledger.domain.ci_lifecycle import (
     SOURCE_KINDS,
-    count_dependents,
     elder_claim,
-    exposes_stale,
     source_event_reason,
 )
-from opsledger.domain.conditions import CMDB_SYNCED, find, parse_conditions
 from opsledger.domain.observe import source_key
 from opsledger.domain.views import (
     BY_SOURCE,
     CHANGE_PLANS,
-    DEPENDENTS,
-    POD_LABELS,
     RELATIONS,
     changes_in_progress,
 )
 from opsledger.handlers import status
 from opsledger.handlers.common import (
     context,
-    every_idle,
+    every,
+    in_background,
     on_spec,
     retry_on,
     validated_spec,
 )
 from opsledger.models import CONFIGURATION_ITEM
-from opsledger.models.common import ConditionStatus
 from opsledger.models.configitem import ConfigurationItemSpec
 from opsledger.models.settings import Settings
 from opsledger.services import configitem as items
+from opsledger.services import sweeps
 from opsledger.services.context import Context
 from opsledger.services.discovery import discover_item
 from opsledger.services.errors import RetryLaterError
-from opsledger.services.resync import Report, resync
+from opsledger.services.resync import resync
 
 INFO = CONFIGURATION_ITEM
 PLURAL = INFO.plural
@@ -62,25 +58,13 @@ async def _resync(
 ) -> None:
     """Sync an item from outside its own handlers, and post what the sync found."""
     report = await resync(ctx, namespace, name, reason=reason, source=source, indexes=ctx.views)
-    _report(ctx, report)
-
-
-def _report(ctx: Context, report: Report | None) -> None:
-    """Post what a resync outside the item's own handler found, and set the Ready gauge."""
-    if report is None:
-        return
-    status.post(report.obj, report.events)
-    if report.ready is not None:
-        ready = report.ready.status == ConditionStatus.TRUE
-        status.ready_gauge(ctx, INFO.kind, report.obj.get("metadata") or {}, ready=ready)
-        label = "ready" if ready else report.ready.reason
-        ctx.metrics.reconciliations.labels(INFO.kind, label).inc()
+    await sweeps.report_resync(ctx, report)
 
 
 def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     """Attach the ConfigurationItem handlers to `registry`."""
 
-    _register_timers(registry, settings)
+    _register_sweeps(registry, settings)
 
     @on_spec(INFO, registry)
     async def reconcile(
@@ -142,40 +126,23 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         _register_source_watch(registry, group, version, plural, kind)
 
 
-def _register_timers(registry: kopf.OperatorRegistry, settings: Settings) -> None:
-    """Periodic work: dependents counts, and retries while the CMDB is unreachable."""
-
-    @every_idle(INFO, registry, id="count-dependents", interval=settings.impact_interval)
-    async def recount(
-        *,
-        body: kopf.Body,
-        patch: kopf.Patch,
-        memo: kopf.Memo,
-        namespace: str | None,
-        name: str,
-        **kwargs: Any,
-    ) -> None:
-        """Keep status.dependents current as other items' relationships change, and a
-        Service's exposes edges current as workload items learn their pod labels."""
-        ctx = context(memo)
-        if exposes_stale(body, ctx.views[POD_LABELS], namespace or ""):
-            reason = f"ConfigurationItem {namespace}/{name}: workloads it selects changed"
-            await _resync(ctx, namespace or "", name, reason=reason)
-            return
-        count = count_dependents(ctx.views[DEPENDENTS], f"{namespace}/{name}")
-        if body.status.get("dependents") != count:
-            patch.status["dependents"] = count
-
-    @every_idle(INFO, registry, id="retry-cmdb", interval=settings.cmdb_retry_interval)
-    async def retry_unsynced(
-        *, body: kopf.Body, memo: kopf.Memo, namespace: str | None, name: str, **kwargs: Any
-    ) -> None:
-        """While a record is not in the remote, try again every cmdb_retry_interval seconds."""
-        synced = find(parse_conditions(body.status.get("conditions")), CMDB_SYNCED)
-        if synced is None or synced.status != ConditionStatus.FALSE:
-            return
-        reason = f"ConfigurationItem {namespace}/{name}: retry after the CMDB write failed"
-        await _resync(context(memo), namespace or "", name, reason=reason)
+def _register_sweeps(registry: kopf.OperatorRegistry, settings: Settings) -> None:
+    """Periodic work over every item: dependents counts, and retries while the CMDB is
+    unreachable (one loop each, not a Kopf timer per item)."""
+    in_background(
+        registry,
+        "recount-dependents",
+        lambda ctx: every(
+            settings.impact_interval, "recounting dependents", lambda: sweeps.recount(ctx)
+        ),
+    )
+    in_background(
+        registry,
+        "retry-cmdb",
+        lambda ctx: every(
+            settings.cmdb_retry_interval, "retrying CMDB writes", lambda: sweeps.retry_unsynced(ctx)
+        ),
+    )
 
 
 def _register_source_watch(

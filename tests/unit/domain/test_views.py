@@ -7,6 +7,7 @@ from opsledger.domain.views import (
     CHANGE_PLANS,
     CRITICALITY,
     FACTS,
+    ITEMS,
     POD_LABELS,
     RELATIONS,
     SERVICE_LEVELS,
@@ -123,3 +124,19 @@ def test_the_changes_in_progress_on_an_item_are_named() -> None:
     assert changes_in_progress(views[CHANGE_PLANS], "shop", "web") == ["up"]
     assert changes_in_progress(views[CHANGE_PLANS], "shop", "db") == []
     assert changes_in_progress(views[CHANGE_PLANS], "other", "web") == []
+
+
+def test_the_item_sweeps_see_unsynced_items_and_their_dependents_count() -> None:
+    views = Views()
+    web = item("web", "u1")
+    web["status"] = {
+        "dependents": 2,
+        "conditions": [{"type": "CMDBSynced", "status": "False", "reason": "RemoteUnavailable"}],
+    }
+    views.observe("configurationitems", web)
+    [state] = views[ITEMS]["shop/web"]
+    assert state["status"]["unsynced"] is True
+    assert state["status"]["dependents"] == 2
+    web["metadata"]["deletionTimestamp"] = "2026-12-01T10:00:00Z"  # retiring: not swept
+    views.observe("configurationitems", web)
+    assert "shop/web" not in views[ITEMS]
