@@ -49,6 +49,7 @@ unit: venv
 bench: setup               ## benchmarks: figures and ratios, not pass/fail
 	$(BIN)/python bench/health_scale.py
 	$(BIN)/python bench/slo_scale.py
+	$(BIN)/python bench/cmdb_sync.py
 
 clean:
 	-$(BIN)/opsledger dev down

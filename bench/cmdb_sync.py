@@ -147,6 +147,22 @@ def create_items(api: client.ApiClient, namespace: str, count: int, *, sources: 
         list(pool.map(one, range(count)))
 
 
+def deployments_settled(api: client.ApiClient, namespace: str) -> bool:
+    """Whether the controllers have caught up with every Deployment (its status observes its
+    generation): until then the cluster's own status writes each wake the operator too."""
+    apps = client.AppsV1Api(api)
+    token = None
+    while True:
+        page = apps.list_namespaced_deployment(namespace, limit=2000, _continue=token)
+        for d in page.items:
+            status = d.status
+            if status is None or status.observed_generation != d.metadata.generation:
+                return False
+        token = page.metadata._continue
+        if not token:
+            return True
+
+
 def count_with_status(api: client.ApiClient, namespace: str, field: str) -> int:
     custom = client.CustomObjectsApi(api)
     found, token = 0, None
@@ -301,6 +317,7 @@ def run(count: int, tools: Toolbox, folder: Path) -> dict[str, Any]:
 
         # OpsLedger on N items of its own
         create_items(api, ITEMS, count, sources=True)
+        wait(lambda: deployments_settled(api, ITEMS), TIMEOUT)
         before = commits_on_remote(env.cmdb_remote)
         log = folder / "operator.log"
         metrics_port = env.ports()["operator-metrics"]
