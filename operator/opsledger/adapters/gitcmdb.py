@@ -266,14 +266,29 @@ class GitCMDB:
 
     def _locate(self, repo: git.Repo, writes: list[Write], changed: list[str]) -> dict[str, Commit]:
         head = repo.head.commit.hexsha
-        result = {}
-        for w in writes:
-            if w.path in changed:
-                result[w.path] = Commit(w.path, head, True)
-            else:  # unchanged: the commit that last wrote it
-                sha = repo.git.log("-1", "--format=%H", "--", w.path) or head
-                result[w.path] = Commit(w.path, sha, False)
-        return result
+        unchanged = [w.path for w in writes if w.path not in changed]
+        last = self._last_commits(repo, unchanged) if unchanged else {}
+        return {
+            w.path: Commit(w.path, head, True)
+            if w.path in changed
+            else Commit(w.path, last.get(w.path) or head, False)  # the commit that last wrote it
+            for w in writes
+        }
+
+    def _last_commits(self, repo: git.Repo, paths: list[str]) -> dict[str, str]:
+        """The commit that last changed each path, from one walk of the history (a `git log`
+        per path was one process and one walk per unchanged record)."""
+        found: dict[str, str] = {}
+        wanted = set(paths)
+        sha = ""
+        for line in repo.git.log("--format=%x00%H", "--name-only", "--", *paths).splitlines():
+            if line.startswith("\x00"):
+                sha = line[1:]
+            elif line in wanted and line not in found:
+                found[line] = sha
+                if len(found) == len(wanted):
+                    break
+        return found
 
     def _message(self, writes: list[Write], changed: list[str]) -> str:
         by_path = {w.path: w for w in writes}
