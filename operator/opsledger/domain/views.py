@@ -234,6 +234,11 @@ class View(Mapping[Any, tuple[Any, ...]]):
     def __getitem__(self, key: Any) -> tuple[Any, ...]:
         return tuple(self._by_key[key].values())
 
+    def singles(self) -> list[tuple[Any, Any]]:
+        """(key, value) for views where each key has one object (one item per "ns/name"),
+        read straight from the store."""
+        return [(k, next(iter(b.values()))) for k, b in self._by_key.items() if b]
+
     def __iter__(self) -> Iterator[Any]:
         return iter(self._by_key)
 

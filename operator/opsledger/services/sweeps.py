@@ -29,7 +29,7 @@ YIELD_EVERY = 200  # items between two returns to the event loop
 
 
 def _items(ctx: Context) -> list[tuple[str, dict[str, Any]]]:
-    return [(key, states[0]) for key, states in list(ctx.views[ITEMS].items()) if states]
+    return ctx.views[ITEMS].singles()
 
 
 async def recount(ctx: Context) -> int:

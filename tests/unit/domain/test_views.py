@@ -137,6 +137,7 @@ def test_the_item_sweeps_see_unsynced_items_and_their_dependents_count() -> None
     [state] = views[ITEMS]["shop/web"]
     assert state["status"]["unsynced"] is True
     assert state["status"]["dependents"] == 2
+    assert views[ITEMS].singles() == [("shop/web", state)]
     web["metadata"]["deletionTimestamp"] = "2026-12-01T10:00:00Z"  # retiring: not swept
     views.observe("configurationitems", web)
     assert "shop/web" not in views[ITEMS]
