@@ -164,6 +164,15 @@ def deployments_settled(api: client.ApiClient, namespace: str) -> bool:
 
 
 def count_with_status(api: client.ApiClient, namespace: str, field: str) -> int:
+    """How many items in `namespace` have `field` in their status (0 while the API server
+    cannot page through them, e.g. its watch cache lags behind a continue token: ask again)."""
+    try:
+        return _count_with_status(api, namespace, field)
+    except client.ApiException:
+        return 0
+
+
+def _count_with_status(api: client.ApiClient, namespace: str, field: str) -> int:
     custom = client.CustomObjectsApi(api)
     found, token = 0, None
     while True:
