@@ -136,8 +136,8 @@ def relations(obj: Mapping[str, Any]) -> Entries:
 
 
 def depended_on(obj: Mapping[str, Any]) -> Entries:
-    """The item's relationships turned round: each item it affects when it fails... read the
-    other way, each item whose failure affects it (see domain/impact.py for the direction)."""
+    """The item's relationships turned round: keyed by each item it depends on, the item (and
+    how) that is hit when that one fails (domain/impact.py says which end depends on which)."""
     namespace, name, _, _ = _parts(obj)
     found: dict[str, list[tuple[str, str]]] = {}
     for edge in edges({f"{namespace}/{name}": _pairs(obj)}):

@@ -4,7 +4,7 @@ phase asks for (facts to find out, effects to carry out), at a fixed clock."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,6 +27,7 @@ from opsledger.domain.change_lifecycle import TRANSITIONS, TransitionError, read
 from opsledger.domain.changes import RecordVersion, Verdict
 from opsledger.models.change import ChangePhase, ChangeSpec
 from opsledger.models.common import ConditionStatus
+from tests.unit.domain.test_change_approval import PR  # the pull request as the policies see it
 
 T0 = datetime(2026, 11, 25, 12, tzinfo=UTC)
 P = ChangePhase
@@ -38,15 +39,6 @@ PLAN = [
     }
 ]
 LEVEL = {"spec": {"service": "shop"}, "status": {}}  # no windows: any time outside a freeze
-
-
-@dataclass(frozen=True)
-class PR:
-    number: int = 7
-    url: str = "https://forge/pulls/7"
-    open: bool = True
-    merged: bool = False
-    approvers: tuple[str, ...] = ()
 
 
 def _spec(**extra: Any) -> ChangeSpec:
