@@ -310,11 +310,9 @@ class Kube:
             raise LookupError("the API server did not say who these credentials belong to")
         return str(user.username)
 
-    def put_validating_webhook(self, body: dict[str, Any]) -> None:
-        """Create or update a ValidatingWebhookConfiguration (server-side apply)."""
-        resource = self._resource(
-            "admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration"
-        )
+    def put_webhook_configuration(self, body: dict[str, Any]) -> None:
+        """Create or update a Validating- or MutatingWebhookConfiguration (server-side apply)."""
+        resource = self._resource("admissionregistration.k8s.io/v1", body["kind"])
         resource.server_side_apply(
             body=body,
             name=body["metadata"]["name"],
@@ -322,14 +320,48 @@ class Kube:
             force_conflicts=True,
         )
 
-    def delete_validating_webhook(self, name: str) -> None:
-        resource = self._resource(
-            "admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration"
-        )
+    def delete_webhook_configuration(self, kind: str, name: str) -> None:
+        resource = self._resource("admissionregistration.k8s.io/v1", kind)
         try:
             resource.delete(name=name)
         except NotFoundError:
             return
+
+    def may(
+        self,
+        user: Mapping[str, Any],
+        *,
+        namespace: str,
+        verb: str,
+        group: str,
+        resource: str,
+        subresource: str | None = None,
+    ) -> tuple[bool, str]:
+        """Whether RBAC (the API server's authorizers) lets `user` (an AdmissionReview's
+        userInfo) do `verb` on the resource; and the authorizer's reason (a SubjectAccessReview)."""
+        extra = {str(k): [str(v) for v in vs] for k, vs in (user.get("extra") or {}).items()}
+        review = client.V1SubjectAccessReview(
+            api_version="authorization.k8s.io/v1",
+            kind="SubjectAccessReview",
+            spec=client.V1SubjectAccessReviewSpec(
+                user=str(user.get("username") or ""),
+                uid=user.get("uid") or None,
+                groups=[str(g) for g in user.get("groups") or ()],
+                extra=extra or None,
+                resource_attributes=client.V1ResourceAttributes(
+                    namespace=namespace,
+                    verb=verb,
+                    group=group,
+                    resource=resource,
+                    subresource=subresource,
+                ),
+            ),
+        )
+        answer = client.AuthorizationV1Api(self.api).create_subject_access_review(review)
+        status = answer.status
+        if status is None:
+            return False, "the API server gave no answer"
+        return bool(status.allowed), str(status.reason or status.evaluation_error or "")
 
     def create_custom(
         self, plural: str, namespace: str, body: dict[str, Any]

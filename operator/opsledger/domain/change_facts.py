@@ -33,6 +33,8 @@ class Rule(StrEnum):
     PLAN_APPLIED = "plan-applied"
     PERMIT_FINISHED = "permit-finished"  # spec.done, or the window ended
     PLAN_FAILED = "plan-failed"  # the API server refused a step: rolled back, Failed
+    # a running change's spec is no longer the approved one: no further step, rolled back, Failed
+    APPROVAL_VOIDED = "approval-voided"
     POST_CHECKS_PASS = "post-checks-pass"
     POST_CHECKS_FAILED = "post-checks-failed"  # rolled back, an Incident opened
     ROLLBACK_FAILED = "rollback-failed"  # some target's prior state could not be restored
@@ -117,6 +119,7 @@ class Facts:
     spec: ChangeSpec
     wanted: str  # the spec's hash
     phase: ChangePhase | None
+    uid: str | None = None  # the Change object's: an approval binds it
     approval: Mapping[str, Any] = field(default_factory=dict)
     execution: Mapping[str, Any] = field(default_factory=dict)
     window: Mapping[str, Any] = field(default_factory=dict)  # status.window

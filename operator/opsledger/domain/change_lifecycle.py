@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from opsledger.domain import changes
-from opsledger.domain.change_approval import approval_void, seek_approval
+from opsledger.domain.change_approval import APPROVED, approval_void, seek_approval
 from opsledger.domain.change_facts import (
     Effect,
     Facts,
@@ -79,8 +79,10 @@ TRANSITIONS: Mapping[ChangePhase | None, Mapping[Rule, ChangePhase]] = {
         Rule.PLAN_APPLIED: P.VERIFYING,
         Rule.PERMIT_FINISHED: P.VERIFYING,
         Rule.PLAN_FAILED: P.FAILED,
+        Rule.APPROVAL_VOIDED: P.FAILED,
     },
     P.VERIFYING: {
+        Rule.APPROVAL_VOIDED: P.FAILED,
         Rule.POST_CHECKS_PASS: P.COMPLETED,
         Rule.POST_CHECKS_FAILED: P.ROLLED_BACK,
         Rule.ROLLBACK_FAILED: P.FAILED,
@@ -146,7 +148,42 @@ def voided(f: Facts) -> Move | None:
     )
 
 
-ANY_PHASE: tuple[Callable[[Facts], Move | None], ...] = (finished, created, cancelled, voided)
+def approval_voided(reason: str) -> ConditionUpdate:
+    return ConditionUpdate(APPROVED, ConditionStatus.FALSE, "ApprovalVoided", reason)
+
+
+def tampered(f: Facts) -> Move | None:
+    """What runs is what was approved: in every tick of a running change the spec's hash is
+    checked against the approved one, before any step. A mismatch (the webhook that freezes an
+    approved spec was bypassed or absent) applies no further step, restores what was applied
+    and fails the change."""
+    if f.phase not in changes.ACTIVE:
+        return None
+    approved = f.approval.get("specHash") if f.approval.get("approvedAt") else None
+    if approved == f.wanted:
+        return None
+    why = (
+        f"the spec running is not the one approved (its hash is {f.wanted[:19]}…, the approval "
+        f"holds {str(approved)[:19]}…): no further step is applied; cancel this change and "
+        "propose a new one for the edit"
+    )
+    if f.rollback is not None:
+        move = rolled_back(f.rollback, Rule.APPROVAL_VOIDED, f.execution, f.now)
+        return dataclasses.replace(move, conditions=(approval_voided(why),))
+    return Move(
+        conditions=(approval_voided(why),),
+        effects=(Effect.ROLL_BACK, Effect.OPEN_INCIDENT),
+        why=why,
+    )
+
+
+ANY_PHASE: tuple[Callable[[Facts], Move | None], ...] = (
+    finished,
+    created,
+    cancelled,
+    voided,
+    tampered,
+)
 
 
 def scheduled(f: Facts) -> Move:

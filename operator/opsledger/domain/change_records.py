@@ -22,6 +22,7 @@ def change_record(
     cluster: str,
     namespace: str,
     name: str,
+    uid: str | None,
     spec: Mapping[str, Any],
     spec_hash: str | None,
     phase: ChangePhase | None,
@@ -29,14 +30,15 @@ def change_record(
     targets: Sequence[str],
     proposal: bool,
 ) -> ChangeRecord:
-    """The change record: `spec` as the API server holds it (redacted), `status` as it stands.
+    """The change record: `spec` as the API server holds it (redacted), `status` as it stands,
+    bound to the Change object's `uid`.
 
     A proposal holds only what reviewers approve; later records also carry who approved it and
     what happened since.
     """
     return ChangeRecord.model_validate(
         {
-            "metadata": RecordMetadata(cluster=cluster, namespace=namespace, name=name),
+            "metadata": RecordMetadata(cluster=cluster, namespace=namespace, name=name, uid=uid),
             "spec": spec,
             "specHash": spec_hash,
             "phase": ChangePhase.PENDING_APPROVAL if proposal else phase,

@@ -85,30 +85,46 @@ class RecordVersion:
     content: str | None  # the record as of that commit; None where it was deleted
 
 
-def recorded_hash(content: str | None) -> str | None:
-    """The specHash a change record holds, or None (no record, unparsable, no hash)."""
+def recorded_binding(content: str | None) -> tuple[str | None, str | None]:
+    """The specHash and the Change uid a change record holds (None where it holds none)."""
     if not content:
-        return None
+        return None, None
     try:
         data = yaml.safe_load(content)
     except yaml.YAMLError:
-        return None
+        return None, None
     if not isinstance(data, dict):
-        return None
+        return None, None
     value = data.get("specHash")
-    return value if isinstance(value, str) else None
+    metadata = data.get("metadata")
+    uid = metadata.get("uid") if isinstance(metadata, dict) else None
+    return (value if isinstance(value, str) else None), (uid if isinstance(uid, str) else None)
 
 
-def find_approval(history: Sequence[RecordVersion], wanted: str) -> RecordVersion | None:
-    """The commit that brought a record with hash `wanted` onto the protected branch.
+def recorded_hash(content: str | None) -> str | None:
+    """The specHash a change record holds, or None (no record, unparsable, no hash)."""
+    return recorded_binding(content)[0]
 
-    `history` is oldest first. The first version holding the hash is the approval; later
+
+def find_approval(
+    history: Sequence[RecordVersion], wanted: str, uid: str | None = None
+) -> RecordVersion | None:
+    """The commit that brought a record with hash `wanted` (and, given `uid`, of that very
+    Change object) onto the protected branch.
+
+    `history` is oldest first. The first version holding the binding is the approval; later
     commits that merely rewrite the record (the operator recording progress) do not move it.
-    Returns None unless the branch's current version still holds the hash.
+    Returns None unless the branch's current version still holds it. A record of another
+    object of the same name (deleted and created again) approves nothing.
     """
-    if not history or recorded_hash(history[-1].content) != wanted:
+
+    def binds(content: str | None) -> bool:
+        spec_hash, bound = recorded_binding(content)
+        return spec_hash == wanted and (uid is None or bound == uid)
+
+    if not history or not binds(history[-1].content):
         return None
-    return next(v for v in history if recorded_hash(v.content) == wanted)
+    return next(v for v in history if binds(v.content))
 
 
 # -- health ------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import ConfigDict, Field, model_validator
 
@@ -142,6 +142,17 @@ class Checks(CamelModel):
     )
 
 
+class Requester(CamelModel):
+    """Who asked for the change, as the API server authenticated them (as a
+    CertificateSigningRequest's spec.username and spec.groups are)."""
+
+    username: str = Field(description="The requester's user name.", max_length=512)
+    uid: str | None = Field(default=None, description="Their uid, where the API server has one.")
+    groups: list[Annotated[str, Field(description="A group name.", max_length=512)]] = Field(
+        default_factory=list, description="Their groups.", max_length=256
+    )
+
+
 class ChangeSpec(CamelModel):
     """What is to change, where, when, and how its health is judged."""
 
@@ -160,6 +171,17 @@ class ChangeSpec(CamelModel):
                     "rule": "self.type == oldSelf.type",
                     "message": "spec.type is immutable: create a new Change for another type",
                     "fieldPath": ".type",
+                },
+                {
+                    "rule": (
+                        "has(self.requester) == has(oldSelf.requester) && "
+                        "(!has(self.requester) || self.requester == oldSelf.requester)"
+                    ),
+                    "message": (
+                        "spec.requester is who the API server says created the Change: it "
+                        "cannot be set or changed afterwards"
+                    ),
+                    "fieldPath": ".requester",
                 },
             ]
         }
@@ -214,6 +236,14 @@ class ChangeSpec(CamelModel):
     cancelled: bool = Field(
         default=False,
         description="Set true to cancel a change that has not started. Not part of the approval.",
+    )
+    requester: Requester | None = Field(
+        default=None,
+        description=(
+            "Who created the Change: filled in by OpsLedger's admission webhook from the "
+            "authenticated user (anything set by hand is replaced), immutable afterwards. The "
+            "requester never counts as an approver."
+        ),
     )
 
 

@@ -22,6 +22,13 @@ class RecordMetadata(CamelModel):
     cluster: K8sName = Field(description="The cluster's name (OPSLEDGER_CLUSTER).")
     namespace: K8sName = Field(description="The object's namespace.")
     name: K8sName = Field(description="The object's name.")
+    uid: str | None = Field(
+        default=None,
+        description=(
+            "The object's uid (Change records): an approval binds it, so a Change deleted and "
+            "created again under the same name is proposed afresh."
+        ),
+    )
 
 
 class ConfigurationItemRecord(CamelModel):

@@ -1,20 +1,22 @@
 """The validating admission webhook, served by the operator over TLS.
 
-Two endpoints, each answering the API server's AdmissionReview:
+Three endpoints, each answering the API server's AdmissionReview:
 
 - `/guard` — protected workloads (Deployments, StatefulSets, DaemonSets and their `scale`
   subresource);
-- `/validate` — OpsLedger's own kinds, beyond what the CRD schema can say.
+- `/validate` — OpsLedger's own kinds, beyond what the CRD schema can say, and change control
+  (who created a Change, its frozen approved spec, its status, the break-glass right);
+- `/mutate` — a Change being created gets its requester, who the API server says is asking.
 
 `services.admission` reads the facts and asks `domain.admission` to decide; this module is the
 HTTP side: the reviews in and out, the TLS certificate (reloaded when cert-manager renews it),
 and `serve`, which a Kopf startup handler in `handlers/servers.py` calls.
 
-In the local environment the operator registers the ValidatingWebhookConfiguration for its own
-endpoint at start and removes it when it stops (as Kopf's managed admission does); in a cluster
-the Helm chart ships the configuration. A request the handler cannot parse gets HTTP 400 and a
-log line; a failure reading the facts denies with the reason (the failure policy then no longer
-matters: the API server received an answer).
+In the local environment the operator registers the Validating- and
+MutatingWebhookConfiguration for its own endpoints at start and removes them when it stops (as
+Kopf's managed admission does); in a cluster the Helm chart ships the configuration. A request
+the handler cannot parse gets HTTP 400 and a log line; a failure reading the facts denies with
+the reason (the failure policy then no longer matters: the API server received an answer).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import logging
 import os
 import ssl
@@ -46,9 +49,8 @@ class BadReviewError(ValueError):
     """The request body is not an AdmissionReview the webhook can answer."""
 
 
-def webhook_configuration(settings: Settings, base_url: str, ca_bundle: bytes) -> dict[str, Any]:
-    """The ValidatingWebhookConfiguration pointing the API server at `base_url`."""
-    common = {
+def _common(settings: Settings) -> dict[str, Any]:
+    return {
         "sideEffects": "None",
         "admissionReviewVersions": ["v1"],
         "failurePolicy": settings.webhook_failure_policy,
@@ -64,15 +66,21 @@ def webhook_configuration(settings: Settings, base_url: str, ca_bundle: bytes) -
             ]
         },
     }
+
+
+def _metadata(settings: Settings) -> dict[str, Any]:
+    return {"name": settings.webhook_name, "labels": {"app.kubernetes.io/managed-by": "opsledger"}}
+
+
+def webhook_configuration(settings: Settings, base_url: str, ca_bundle: bytes) -> dict[str, Any]:
+    """The ValidatingWebhookConfiguration pointing the API server at `base_url`."""
+    common = _common(settings)
     ca = base64.b64encode(ca_bundle).decode()
     workloads = [*WORKLOADS, "deployments/scale", "statefulsets/scale"]
     return {
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "ValidatingWebhookConfiguration",
-        "metadata": {
-            "name": settings.webhook_name,
-            "labels": {"app.kubernetes.io/managed-by": "opsledger"},
-        },
+        "metadata": _metadata(settings),
         "webhooks": [
             {
                 "name": "guard.opsledger.io",
@@ -98,7 +106,14 @@ def webhook_configuration(settings: Settings, base_url: str, ca_bundle: bytes) -
                         "resources": sorted(SPEC_MODELS),
                         "operations": ["CREATE", "UPDATE"],
                         "scope": "Namespaced",
-                    }
+                    },
+                    {
+                        "apiGroups": ["opsledger.io"],
+                        "apiVersions": ["v1alpha1"],
+                        "resources": ["changes/status"],
+                        "operations": ["UPDATE"],
+                        "scope": "Namespaced",
+                    },
                 ],
                 **common,
             },
@@ -106,10 +121,42 @@ def webhook_configuration(settings: Settings, base_url: str, ca_bundle: bytes) -
     }
 
 
-def _response(uid: str, allowed: bool, message: str = "", code: int = 403) -> dict[str, Any]:
+def mutating_configuration(settings: Settings, base_url: str, ca_bundle: bytes) -> dict[str, Any]:
+    """The MutatingWebhookConfiguration that records a Change's requester on create."""
+    ca = base64.b64encode(ca_bundle).decode()
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": _metadata(settings),
+        "webhooks": [
+            {
+                "name": "requester.opsledger.io",
+                "clientConfig": {"url": f"{base_url}/mutate", "caBundle": ca},
+                "rules": [
+                    {
+                        "apiGroups": ["opsledger.io"],
+                        "apiVersions": ["v1alpha1"],
+                        "resources": ["changes"],
+                        "operations": ["CREATE"],
+                        "scope": "Namespaced",
+                    }
+                ],
+                "reinvocationPolicy": "Never",
+                **_common(settings),
+            }
+        ],
+    }
+
+
+def _response(
+    uid: str, allowed: bool, message: str = "", code: int = 403, patch: list[Any] | None = None
+) -> dict[str, Any]:
     response: dict[str, Any] = {"uid": uid, "allowed": allowed}
     if not allowed:
         response["status"] = {"code": code, "reason": "Forbidden", "message": message}
+    if patch:
+        response["patchType"] = "JSONPatch"
+        response["patch"] = base64.b64encode(json.dumps(patch).encode()).decode()
     return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response}
 
 
@@ -151,6 +198,23 @@ class Webhook:
 
     async def validate(self, http: web.Request) -> web.Response:
         return await self._answer(http, service.validate)
+
+    async def mutate(self, http: web.Request) -> web.Response:
+        """Allowed, with the patch that records who is asking (nothing is refused here: the
+        validating webhook judges the result)."""
+        try:
+            uid, request = parse_review(await http.json())
+        except (ValueError, BadReviewError) as exc:
+            log.warning("rejected a malformed admission request from %s: %s", http.remote, exc)
+            return web.json_response({"error": str(exc)}, status=400)
+        try:
+            patch = await service.mutate(self.ctx, self.operator, request)
+        except Exception as exc:  # cannot record who asks: refuse rather than admit unnamed
+            log.exception("admission mutation failed")
+            message = f"OpsLedger could not record who is asking: {exc}"
+            return web.json_response(_response(uid, False, message))
+        self.ctx.metrics.admissions.labels("mutate", "allowed").inc()
+        return web.json_response(_response(uid, True, patch=patch))
 
 
 RELOAD_INTERVAL = 10.0  # seconds between looks at the certificate files
@@ -202,6 +266,7 @@ async def serve(ctx: Context, stack: contextlib.AsyncExitStack) -> str | None:
     app = web.Application(client_max_size=4 * 1024 * 1024)
     app.router.add_post("/guard", hook.guard)
     app.router.add_post("/validate", hook.validate)
+    app.router.add_post("/mutate", hook.mutate)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     assert settings.webhook_cert_file
@@ -222,12 +287,13 @@ async def serve(ctx: Context, stack: contextlib.AsyncExitStack) -> str | None:
     )
     if settings.webhook_register_url:
         assert settings.webhook_ca_file
-        body = webhook_configuration(
-            settings,
-            settings.webhook_register_url.rstrip("/"),
-            Path(settings.webhook_ca_file).read_bytes(),
-        )
-        stack.push_async_callback(service.remove_configuration, ctx, settings.webhook_name)
-        await service.put_configuration(ctx, body)
-        log.info("registered ValidatingWebhookConfiguration %s", settings.webhook_name)
+        url = settings.webhook_register_url.rstrip("/")
+        ca = Path(settings.webhook_ca_file).read_bytes()
+        for make in (mutating_configuration, webhook_configuration):
+            body = make(settings, url, ca)
+            stack.push_async_callback(
+                service.remove_configuration, ctx, body["kind"], settings.webhook_name
+            )
+            await service.put_configuration(ctx, body)
+            log.info("registered %s %s", body["kind"], settings.webhook_name)
     return None

@@ -5,7 +5,10 @@ decision `domain.admission` makes from them.
   their `scale` subresource). The facts are read at the moment of the request: the items that
   follow the object, the changes in progress, the service's windows.
 - `validate`: OpsLedger's own kinds, beyond what the CRD schema can say: the spec through its
-  model (a cron expression, a time zone), and a Change's targets must exist.
+  model (a cron expression, a time zone), and a Change's targets must exist; and change control
+  (`domain.change_control`): the requester is who created it, an approved spec is frozen, only
+  the operator writes a Change's status, an emergency change needs the break-glass right.
+- `mutate`: a Change being created gets its requester from the request's authenticated user.
 
 Each returns (allowed, message); a failure reading the facts raises, and the webhook denies with
 the reason. Also here: who the operator is, and the ValidatingWebhookConfiguration written and
@@ -20,12 +23,12 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from opsledger.domain import admission
+from opsledger.domain import admission, change_control
 from opsledger.domain.admission import ActiveChange, Facts, Guardian, Review
 from opsledger.domain.observe import api_group
 from opsledger.domain.validation import describe
 from opsledger.domain.windows import decide
-from opsledger.models.change import ChangePhase, ChangeSpec
+from opsledger.models.change import ChangeSpec
 from opsledger.models.configitem import ConfigurationItemSpec
 from opsledger.models.incident import IncidentSpec
 from opsledger.models.servicelevel import ServiceLevelSpec
@@ -49,15 +52,15 @@ async def operator_identity(ctx: Context) -> str:
 
 
 async def put_configuration(ctx: Context, body: dict[str, Any]) -> None:
-    """Create or replace the ValidatingWebhookConfiguration `body`."""
+    """Create or replace the (Validating or Mutating) webhook configuration `body`."""
     assert ctx.kube is not None
-    await asyncio.to_thread(ctx.kube.put_validating_webhook, body)
+    await asyncio.to_thread(ctx.kube.put_webhook_configuration, body)
 
 
-async def remove_configuration(ctx: Context, name: str) -> None:
-    """Delete the ValidatingWebhookConfiguration `name` (when there is a client to do it)."""
+async def remove_configuration(ctx: Context, kind: str, name: str) -> None:
+    """Delete the webhook configuration `name` (when there is a client to do it)."""
     if ctx.kube is not None:
-        await asyncio.to_thread(ctx.kube.delete_validating_webhook, name)
+        await asyncio.to_thread(ctx.kube.delete_webhook_configuration, kind, name)
 
 
 async def guard(ctx: Context, operator: str | None, request: Mapping[str, Any]) -> tuple[bool, str]:
@@ -129,7 +132,7 @@ def _facts(
     changes = [
         ActiveChange(str(c["metadata"]["name"]), tuple((c.get("spec") or {}).get("targets") or ()))
         for c in kube.list_namespaced_custom("changes", review.namespace)
-        if (c.get("status") or {}).get("phase") == ChangePhase.IN_PROGRESS
+        if change_control.verified_in_progress(c)
     ]
     levels = {}
     if any(g.service for g in guardians):
@@ -141,41 +144,92 @@ def _facts(
     return facts, parent, levels
 
 
+async def mutate(ctx: Context, operator: str | None, request: Mapping[str, Any]) -> list[Any]:
+    """The JSON patch for a request: a Change being created gets its requester, who the API
+    server says is creating it."""
+    plural = str((request.get("resource") or {}).get("resource", ""))
+    if plural != "changes" or request.get("operation") != "CREATE" or request.get("subResource"):
+        return []
+    new = request.get("object") or {}
+    return change_control.requester_patch(new.get("spec"), request.get("userInfo") or {})
+
+
 async def validate(
     ctx: Context, operator: str | None, request: Mapping[str, Any]
 ) -> tuple[bool, str]:
-    """Is this OpsLedger object's spec valid, and do a Change's targets exist?"""
+    """Is this OpsLedger object's spec valid, do a Change's targets exist, and may this user
+    make this change to it?"""
+    refused = await _refusal(ctx, operator, request)
+    return (False, refused) if refused else (True, "")
+
+
+async def _refusal(ctx: Context, operator: str | None, request: Mapping[str, Any]) -> str | None:
     plural = str((request.get("resource") or {}).get("resource", ""))
     model = SPEC_MODELS.get(plural)
     new = request.get("object") or {}
     old = request.get("oldObject") or {}
-    username = str((request.get("userInfo") or {}).get("username", ""))
-    if model is None or username == operator:
-        return True, ""
-    if request.get("operation") == "UPDATE" and old.get("spec") == new.get("spec"):
-        return True, "the spec is unchanged"  # metadata only: finalizers, annotations
+    user = request.get("userInfo") or {}
+    username = str(user.get("username", ""))
     what = f"{new.get('kind', plural)} {request.get('namespace')}/{request.get('name')}"
+    if plural == "changes" and request.get("subResource") == "status":
+        return change_control.status_refusal(what, username, operator)
+    if model is None or username == operator:
+        return None
+    refused = await _change_control(ctx, request, what, user) if plural == "changes" else None
+    if refused or (request.get("operation") == "UPDATE" and old.get("spec") == new.get("spec")):
+        return refused  # (an unchanged spec: metadata only, finalizers, annotations)
     try:
         spec = model.model_validate(dict(new.get("spec") or {}))
     except ValidationError as exc:
-        return (
-            False,
-            f"{what} is invalid: {describe(exc)}. Fix the manifest and apply it again.",
-        )
+        return f"{what} is invalid: {describe(exc)}. Fix the manifest and apply it again."
     if isinstance(spec, ChangeSpec) and spec.targets:
-        old_targets = set((old.get("spec") or {}).get("targets") or ())
-        if set(spec.targets) != old_targets:
-            missing = await asyncio.to_thread(
-                _missing_items, ctx, str(request.get("namespace")), spec.targets
-            )
-            if missing:
-                return False, (
-                    f"{what} is invalid: spec.targets names ConfigurationItems that do not "
-                    f"exist in namespace {request.get('namespace')}: {', '.join(missing)}. "
-                    "Create them first (kubectl get ci lists the existing ones) or fix the "
-                    "names."
-                )
-    return True, ""
+        return await _targets_refusal(ctx, request, what, spec)
+    return None
+
+
+async def _targets_refusal(
+    ctx: Context, request: Mapping[str, Any], what: str, spec: ChangeSpec
+) -> str | None:
+    """A Change's targets must exist (checked when they change)."""
+    old_targets = set(((request.get("oldObject") or {}).get("spec") or {}).get("targets") or ())
+    if set(spec.targets) == old_targets:
+        return None
+    namespace = str(request.get("namespace"))
+    missing = await asyncio.to_thread(_missing_items, ctx, namespace, spec.targets)
+    if not missing:
+        return None
+    return (
+        f"{what} is invalid: spec.targets names ConfigurationItems that do not exist in "
+        f"namespace {namespace}: {', '.join(missing)}. Create them first (kubectl get ci "
+        "lists the existing ones) or fix the names."
+    )
+
+
+async def _change_control(
+    ctx: Context, request: Mapping[str, Any], what: str, user: Mapping[str, Any]
+) -> str | None:
+    """Who may create or edit this Change: the refusal, or None."""
+    new = request.get("object") or {}
+    spec = new.get("spec") or {}
+    namespace = str(request.get("namespace") or "")
+    if request.get("operation") == "UPDATE":
+        return change_control.frozen_refusal(what, request.get("oldObject") or {}, new)
+    refused = change_control.requester_refusal(what, spec, user)
+    if refused or not change_control.needs_emergency_right(spec):
+        return refused
+    assert ctx.kube is not None
+    allowed, reason = await asyncio.to_thread(
+        ctx.kube.may,
+        user,
+        namespace=namespace,
+        verb="create",
+        group="opsledger.io",
+        resource="changes",
+        subresource=change_control.EMERGENCY_SUBRESOURCE,
+    )
+    if allowed:
+        return None
+    return change_control.emergency_refusal(what, namespace, str(user.get("username")), reason)
 
 
 def _missing_items(ctx: Context, namespace: str, targets: list[str]) -> list[str]:

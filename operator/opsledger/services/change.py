@@ -59,6 +59,11 @@ class Tick:
     def name(self) -> str:
         return str(self.metadata.get("name"))
 
+    @property
+    def uid(self) -> str | None:
+        uid = self.metadata.get("uid")
+        return str(uid) if uid else None
+
     def status(self) -> dict[str, Any]:
         """Status as it will be once the outcome is applied (conditions aside)."""
         return {**self.stored, **self.outcome.status}
@@ -123,6 +128,7 @@ async def tick(
             ctx,
             namespace=state.namespace,
             name=state.name,
+            uid=state.uid,
             spec=spec,
             phase=state.phase,
             status=state.status(),
@@ -150,6 +156,7 @@ async def advance(
         spec=spec,
         wanted=changes.spec_hash(spec),
         phase=state.phase,
+        uid=state.uid,
         level=level,
         blocked_by=assessment.blocked_by,
         unknown_targets=assessment.unknown_targets,
@@ -254,9 +261,8 @@ async def carry_out(
         state.outcome.merge(proposed)
         return _as_of(facts, state)
     if Effect.APPLY_PLAN in move.effects:
-        uid = str(state.metadata.get("uid"))
         result = await asyncio.to_thread(
-            change_execution.apply_plan, ctx, spec, facts.namespace, uid, facts.execution
+            change_execution.apply_plan, ctx, spec, facts.namespace, str(state.uid), facts.execution
         )
         return dataclasses.replace(facts, plan=result)
     rolled_back = await asyncio.to_thread(

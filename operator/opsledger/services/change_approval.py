@@ -70,7 +70,7 @@ async def find_read_back(ctx: Context, facts: Facts) -> ReadBack:
         for sha, who, when, content in raw
         if (at := parse_time(when)) is not None  # git's strict ISO 8601 (%cI): always a time
     ]
-    found = changes.find_approval(history, facts.wanted)
+    found = changes.find_approval(history, facts.wanted, facts.uid)
     pull = None
     number = facts.approval.get("pullRequestNumber")
     if ctx.forge is not None and number:
@@ -117,6 +117,7 @@ async def propose(
             cluster=ctx.settings.cluster,
             namespace=facts.namespace,
             name=facts.name,
+            uid=facts.uid,
             spec=_redacted(ctx, spec),
             spec_hash=facts.wanted,
             phase=facts.phase,
@@ -163,6 +164,7 @@ async def record(
     *,
     namespace: str,
     name: str,
+    uid: str | None,
     spec: ChangeSpec,
     phase: ChangePhase | None,
     status: Mapping[str, Any],
@@ -184,6 +186,7 @@ async def record(
         cluster=ctx.settings.cluster,
         namespace=namespace,
         name=name,
+        uid=uid,
         spec=_redacted(ctx, spec),
         spec_hash=approved_hash,
         phase=phase,

@@ -48,7 +48,10 @@ def _spec(**extra: Any) -> ChangeSpec:
 
 
 def _facts(phase: ChangePhase | None, spec: ChangeSpec | None = None, **extra: Any) -> Facts:
+    """A change in `phase`; a running one (InProgress, Verifying) approved as it stands."""
     spec = spec or _spec()
+    if phase in changes.ACTIVE:
+        extra.setdefault("approval", _approved(spec))
     return Facts(
         now=T0,
         cluster="test",
@@ -142,6 +145,17 @@ CASES: dict[tuple[ChangePhase | None, Rule], Callable[[], Facts]] = {
         plan=PlanResult(0, "HTTP 422"),
         rollback=RollbackResult("applying the plan failed: HTTP 422", (), "upgrade-rollback"),
     ),
+    (P.IN_PROGRESS, Rule.APPROVAL_VOIDED): lambda: _facts(
+        P.IN_PROGRESS,
+        _spec(plan=PLAN),
+        approval=_approved(_spec(plan=PLAN, summary="as approved")),
+        rollback=RollbackResult("the spec running is not the one approved", (), "u-rollback"),
+    ),
+    (P.VERIFYING, Rule.APPROVAL_VOIDED): lambda: _facts(
+        P.VERIFYING,
+        approval=_approved(_spec(summary="as approved")),
+        rollback=RollbackResult("the spec running is not the one approved", (), "u-rollback"),
+    ),
     (P.VERIFYING, Rule.POST_CHECKS_PASS): lambda: _facts(P.VERIFYING, post_checks=Verdict()),
     (P.VERIFYING, Rule.POST_CHECKS_FAILED): lambda: _facts(
         P.VERIFYING,
@@ -212,10 +226,35 @@ def test_a_change_cancelled_before_it_started_is_cancelled() -> None:
 
 
 @pytest.mark.parametrize("phase", [P.IN_PROGRESS, P.VERIFYING])
-def test_a_running_change_is_not_cancelled_and_its_approval_not_voided(phase: ChangePhase) -> None:
-    edited = _spec(cancelled=True, plan=PLAN)
-    move = transition(_facts(phase, edited, approval=_approved(_spec(summary="old"))))
-    assert move.rule not in (Rule.CANCELLED, Rule.APPROVAL_VOID)
+def test_a_running_change_is_not_cancelled(phase: ChangePhase) -> None:
+    move = transition(_facts(phase, _spec(cancelled=True, plan=PLAN)))
+    assert move.rule is not Rule.CANCELLED
+    assert Effect.ROLL_BACK not in move.effects
+
+
+@pytest.mark.parametrize("phase", [P.IN_PROGRESS, P.VERIFYING])
+def test_a_running_change_whose_spec_is_not_the_approved_one_applies_nothing_and_fails(
+    phase: ChangePhase,
+) -> None:
+    widened = _spec(plan=[*PLAN, {**PLAN[0], "target": {**PLAN[0]["target"], "name": "db"}}])
+    running = _facts(
+        phase, widened, approval=_approved(_spec(plan=PLAN)), execution={"appliedSteps": 1}
+    )
+    move = transition(running)
+    assert Effect.APPLY_PLAN not in move.effects
+    assert move.effects == (Effect.ROLL_BACK, Effect.OPEN_INCIDENT)
+    assert "the spec running is not the one approved" in move.why
+    assert [(c.type, c.reason) for c in move.conditions] == [("Approved", "ApprovalVoided")]
+    failed = transition(replace(running, rollback=RollbackResult(move.why, (), "upgrade-rb")))
+    assert failed.phase is P.FAILED
+    assert failed.warning
+    assert failed.conditions[0].reason == "ApprovalVoided"
+    assert "prior state restored; incident upgrade-rb opened" in failed.reason
+
+
+def test_a_running_change_without_an_approval_on_record_applies_nothing() -> None:
+    move = transition(_facts(P.IN_PROGRESS, _spec(plan=PLAN), approval={}))
+    assert move.effects == (Effect.ROLL_BACK, Effect.OPEN_INCIDENT)
 
 
 def test_an_edit_after_approval_voids_it_with_a_warning() -> None:

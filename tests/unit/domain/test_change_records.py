@@ -38,6 +38,7 @@ def _record(*, proposal: bool) -> Any:
         cluster="c",
         namespace="ns",
         name="upgrade",
+        uid="u-1",
         spec=spec.model_dump(mode="json", by_alias=True, exclude_none=True),
         spec_hash="sha256:a",
         phase=ChangePhase.SCHEDULED,
@@ -54,6 +55,7 @@ def test_a_proposal_holds_only_what_reviewers_approve() -> None:
     assert record.incident is None
     assert record.transitions == []
     assert record.spec_hash == "sha256:a"
+    assert record.metadata.uid == "u-1"  # the approval binds this very object
     assert record.risk == "medium"
 
 

@@ -23,8 +23,8 @@ def _spec(**extra: Any) -> ChangeSpec:
     )
 
 
-def _record(spec_hash: str | None) -> str:
-    return yaml.safe_dump({"kind": "ChangeRecord", "specHash": spec_hash})
+def _record(spec_hash: str | None, uid: str | None = None) -> str:
+    return yaml.safe_dump({"kind": "ChangeRecord", "metadata": {"uid": uid}, "specHash": spec_hash})
 
 
 # -- approval ----------------------------------------------------------------------------
@@ -58,6 +58,22 @@ def test_a_stale_or_reverted_hash_is_no_approval() -> None:
     assert changes.find_approval([], "sha256:new") is None
     old = [RecordVersion("a1", "Alice <a@x>", T0, _record("sha256:old"))]
     assert changes.find_approval(old, "sha256:new") is None
+
+
+def test_an_approval_of_another_object_of_the_same_name_does_not_replay() -> None:
+    merged = [
+        RecordVersion("a1", "Alice <a@x>", T0, _record("sha256:new", uid="uid-old")),
+        RecordVersion(
+            "b2", "OpsLedger <o@x>", T0 + timedelta(hours=1), _record("sha256:new", "uid-old")
+        ),
+    ]
+    assert changes.find_approval(merged, "sha256:new", "uid-new") is None
+    found = changes.find_approval(merged, "sha256:new", "uid-old")
+    assert found is not None
+    assert found.sha == "a1"
+    # A record without a uid (written before approvals bound one) approves no object.
+    unbound = [RecordVersion("a1", "Alice <a@x>", T0, _record("sha256:new"))]
+    assert changes.find_approval(unbound, "sha256:new", "uid-new") is None
 
 
 def test_unparsable_records_hold_no_hash() -> None:
