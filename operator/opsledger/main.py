@@ -70,7 +70,20 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
 
     @kopf.on.login(registry=registry, id="login")
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-        return kopf.login_via_client(**kwargs)
+        """As the identity the settings name (OPSLEDGER_KUBECONFIG), like the operator's own
+        client: the webhook tells the operator's writes from anyone else's by it."""
+        if not settings.kubeconfig:
+            return kopf.login_via_client(**kwargs)
+        found = kube.connection(settings.kubeconfig)
+        return kopf.ConnectionInfo(
+            server=found.server,
+            ca_path=found.ca_path,
+            insecure=found.insecure,
+            certificate_path=found.certificate_path,
+            private_key_path=found.private_key_path,
+            token=found.token,
+            scheme="Bearer" if found.token else None,
+        )
 
     return registry
 

@@ -194,6 +194,8 @@ def test_stopping_the_operator_removes_its_webhook(
     operator.stop()
     gone = kubectl.run("get", "validatingwebhookconfiguration", "opsledger", check=False)
     assert gone.returncode != 0, "a webhook left behind would deadlock every Deployment update"
+    mutating = kubectl.run("get", "mutatingwebhookconfiguration", "opsledger", check=False)
+    assert mutating.returncode != 0, "nor may a mutating one block every new Change"
     kubectl("set", "image", "deployment/web", "app=web:1.3", "-n", NS)
     operator.start()
     wait_for(

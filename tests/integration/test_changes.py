@@ -603,3 +603,41 @@ def test_standard_emergency_and_cancelled_changes(
     cancelled = wait_for(lambda: _in_phase(kubectl, ns, "someday", "Cancelled"), what="cancelled")
     assert "cancelled" in cancelled["status"]["transitions"][-1]["reason"]
     assert "changes/test/chg-types/someday" not in _branches(devenv)  # nothing was proposed
+
+
+def test_a_running_change_edited_past_a_missing_webhook_applies_nothing_and_fails(
+    devenv: DevEnvironment, kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path
+) -> None:
+    """No admission webhook here (as when it is not installed): the edit reaches the API
+    server, and the executor's own check of the approved hash is what stops it."""
+    ns = "chg-tamper"
+    _setup(kubectl, ns)
+    kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=_change(ns, "by-hand", "  type: normal\n  summary: By hand\n  service: shop\n"
+                      "  targets: [web]\n"),
+    )  # fmt: skip
+    branch = f"changes/test/{ns}/by-hand"
+    proposed(kubectl, ns, "by-hand")
+    approve_proposal(devenv, tmp_path, branch, ("Alice Approver", "alice@example.com"))
+    wait_for(lambda: _in_phase(kubectl, ns, "by-hand", "InProgress"), timeout=90, what="running")
+    step = (
+        '{"spec":{"plan":[{"target":{"apiVersion":"apps/v1","kind":"Deployment","name":"web"},'
+        '"patch":{"spec":{"replicas":7}}}]}}'
+    )
+    kubectl("patch", "change", "by-hand", "-n", ns, "--type=merge", "-p", step)
+    failed = wait_for(
+        lambda: _in_phase(kubectl, ns, "by-hand", "Failed", "Completed", "Verifying"),
+        timeout=60,
+        what="the edited change stopped",
+    )
+    assert failed["status"]["phase"] == "Failed", failed["status"]
+    assert _condition(failed, "Approved")["reason"] == "ApprovalVoided"
+    assert (
+        "the spec running is not the one approved" in failed["status"]["transitions"][-1]["reason"]
+    )
+    assert _deployment(kubectl, ns)["spec"]["replicas"] == 2  # the unapproved step never ran
+    incident = kubectl.json("get", "incident", "by-hand-rollback", "-n", ns)
+    assert "not the one approved" in incident["spec"]["description"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -35,6 +36,38 @@ def api_client(kubeconfig: str | None) -> client.ApiClient:
         return api
     config.load_incluster_config()  # type: ignore[no-untyped-call]
     return client.ApiClient()
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Where and as whom a kubeconfig file connects (for Kopf's own login)."""
+
+    server: str
+    ca_path: str | None
+    insecure: bool
+    certificate_path: str | None
+    private_key_path: str | None
+    token: str | None
+
+
+def connection(kubeconfig: str) -> Connection:
+    """The API server and credentials of a kubeconfig file, so Kopf's own requests (status
+    patches, watches) are made as the same identity as the operator's client, not as whoever
+    $KUBECONFIG names."""
+    cfg = client.Configuration()
+    config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)  # type: ignore[no-untyped-call]
+    header = cfg.get_api_key_with_prefix("BearerToken") or cfg.get_api_key_with_prefix(
+        "authorization"
+    )
+    token = header.split(" ", 1)[-1] if header else None
+    return Connection(
+        server=cfg.host,
+        ca_path=cfg.ssl_ca_cert,
+        insecure=not cfg.verify_ssl,
+        certificate_path=cfg.cert_file,
+        private_key_path=cfg.key_file,
+        token=token,
+    )
 
 
 def missing_crds(api: client.ApiClient, names: Iterable[str]) -> list[str]:

@@ -69,6 +69,15 @@ def next_window(now: datetime, spec: ChangeSpec, level: Mapping[str, Any] | None
     return f"{rfc3339(decision.next.start)} to {rfc3339(decision.next.end)}"
 
 
+def requester_text(spec: ChangeSpec) -> str:
+    """Who asked for the change, as the API server said, for reviewers."""
+    who = spec.requester
+    if who is None:
+        return "unknown (no admission webhook recorded one)"
+    groups = [g for g in who.groups if g != "system:authenticated"]
+    return who.username + (f" (groups: {', '.join(groups)})" if groups else "")
+
+
 def proposal_message(
     *,
     cluster: str,
@@ -85,6 +94,7 @@ def proposal_message(
         f"change({cluster}/{namespace}/{name}): {spec.summary}"[:120],
         "",
         f"- **Type:** {spec.type}",
+        f"- **Requester:** {requester_text(spec)}",
         f"- **Service:** {spec.service}",
         f"- **Targets:** {', '.join(spec.targets) or 'none'}",
         f"- **Affected items:** {', '.join(affected) or 'none'}",
