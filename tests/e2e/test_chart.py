@@ -196,6 +196,8 @@ YES = [
     ("patch", "incidents.opsledger.io", "--subresource=status"),
     ("patch", "changes.opsledger.io", "--subresource=status"),
     ("create", "incidents.opsledger.io"),
+    # whether an emergency change's creator may break glass
+    ("create", "subjectaccessreviews.authorization.k8s.io"),
     # Kopf's discovery and the start-up check
     ("watch", "customresourcedefinitions.apiextensions.k8s.io"),
     ("get", "customresourcedefinitions.apiextensions.k8s.io"),
@@ -230,6 +232,7 @@ NO = [
     ("get", "configmaps", "-n", "shop"),
     ("create", "pods/exec", "-n", "shop"),
     ("create", "validatingwebhookconfigurations.admissionregistration.k8s.io"),
+    ("create", "changes.opsledger.io", "--subresource=emergency", "-n", "shop"),  # no break-glass
     ("create", "clusterrolebindings.rbac.authorization.k8s.io"),
     ("patch", "clusterkopfpeerings.kopf.dev"),  # one replica: no peering
     ("create", "prometheusrules.monitoring.coreos.com", "-n", "shop"),  # slo.prometheusRules off
@@ -572,6 +575,7 @@ def admission_review_of_a_change_with_a_missing_target() -> dict[str, Any]:
             "summary": "Upgrade web",
             "service": "shop",
             "targets": ["no-such-item"],
+            "requester": {"username": "alice", "groups": []},  # as the mutating webhook wrote it
         },
     }
     return {

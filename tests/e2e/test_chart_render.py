@@ -19,7 +19,7 @@ from opsledger.adapters.metrics import Metrics
 from opsledger.devenv.environment import DevEnvironment
 from opsledger.devenv.rules import operator_rules
 from opsledger.models.settings import Settings
-from opsledger.servers.admission import webhook_configuration
+from opsledger.servers.admission import mutating_configuration, webhook_configuration
 from tests.e2e.conftest import CHART, ROOT, VARIANTS, Helm, container, env_of, find
 
 LABELS = (
@@ -123,16 +123,24 @@ def test_pod_is_restricted_and_the_root_filesystem_read_only(helm: Helm) -> None
     assert "/tmp" in mounts
 
 
-def test_webhook_configuration_matches_what_the_operator_serves(helm: Helm) -> None:
+@pytest.mark.parametrize(
+    ("kind", "make"),
+    [
+        ("ValidatingWebhookConfiguration", webhook_configuration),
+        ("MutatingWebhookConfiguration", mutating_configuration),
+    ],
+)
+def test_webhook_configuration_matches_what_the_operator_serves(
+    helm: Helm, kind: str, make: Any
+) -> None:
     docs = helm.template(sets=["webhook.timeoutSeconds=7", "webhook.excludeNamespaces={infra}"])
-    rendered = find(docs, "ValidatingWebhookConfiguration")["webhooks"]
-    served = webhook_configuration(Settings(webhook_timeout=7), "https://unused", b"unused-ca")[
-        "webhooks"
-    ]
+    rendered = find(docs, kind)["webhooks"]
+    served = make(Settings(webhook_timeout=7), "https://unused", b"unused-ca")["webhooks"]
     assert [w["name"] for w in rendered] == [w["name"] for w in served]
     for ours, theirs in zip(rendered, served, strict=True):
         for key in ("rules", "sideEffects", "admissionReviewVersions", "failurePolicy"):
             assert sorted_rules(ours[key]) == sorted_rules(theirs[key]), key
+        assert ours.get("reinvocationPolicy") == theirs.get("reinvocationPolicy")
         assert ours["timeoutSeconds"] == 7
         assert ours["matchPolicy"] == theirs["matchPolicy"]
         # the path the operator's aiohttp routes serve, on the chart's Service
@@ -261,7 +269,7 @@ def test_namespaced_variant_peers_and_executes_per_namespace(helm: Helm) -> None
     roles = {(d["metadata"]["namespace"], d["metadata"]["name"]) for d in find_all(docs, "Role")}
     assert ("team-a", "ol-opsledger-execution") in roles
     assert ("team-b", "ol-opsledger-execution") not in roles
-    cluster_rules = find(docs, "ClusterRole")["rules"]
+    cluster_rules = find(docs, "ClusterRole", "ol-opsledger")["rules"]
     assert not [r for r in cluster_rules if "patch" in r["verbs"] and "apps" in r["apiGroups"]]
 
 
