@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Install the Debian packages the local environment needs (Alertmanager), once.
+# Install the Debian packages the local environment needs (Alertmanager; ssh-keygen for signed
+# approvals), once.
 set -euo pipefail
-packages=(prometheus-alertmanager git)
+packages=(prometheus-alertmanager git openssh-client)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,12 +1,17 @@
-"""Approval through a real forge: the operator opens the pull request on Gitea, a reviewer
-approves and squash-merges it there, and the change runs; a closed pull request rejects.
+"""Approval through a real forge (`forge` approval mode): the operator opens the pull request on
+Gitea, a reviewer the approval policy allows approves and squash-merges it there, and the change
+runs; a closed pull request rejects. Tried as someone would get around it: the requester
+approving and merging their own proposal, a merge without any approving review, a review by
+someone the policy does not name.
 
 The CMDB remote in this module is the Gitea repository itself (over HTTP with a token), so
-the merge the operator reads back is the one Gitea made.
+the merge the operator reads back is the one Gitea made; the admission webhook records who
+created each Change (kubectl --as a Gitea user's name makes them the same person).
 """
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,7 +19,7 @@ import pytest
 
 from opsledger.devenv.environment import DevEnvironment
 from opsledger.devenv.gitea import OWNER, REVIEWER, GiteaServer
-from tests.support import Kubectl, OperatorProcess, shop, wait_for
+from tests.support import Kubectl, OperatorProcess, shop, wait_for, webhook_settings
 
 NS = "forge"
 
@@ -51,15 +56,59 @@ def operator(
             "OPSLEDGER_FORGE_URL": gitea.url,
             "OPSLEDGER_FORGE_REPOSITORY": gitea.repository,
             "OPSLEDGER_FORGE_TOKEN_FILE": token,
+            "OPSLEDGER_APPROVAL_MODE": "forge",
+            **webhook_settings(devenv),
         }
     )
     yield proc
     proc.stop()
 
 
+POLICY = """# Who may approve changes to the shop: rita and vera (never the requester).
+rules:
+- match: {services: [shop]}
+  approvers: {users: [rita, vera]}
+required: {low: 1, medium: 1, high: 2}
+"""
+
+
 @pytest.fixture(scope="module")
-def shop_with_web(kubectl: Kubectl, operator: OperatorProcess) -> None:
+def shop_with_web(gitea: GiteaServer, kubectl: Kubectl, operator: OperatorProcess) -> None:
+    # The change manager puts the approval policy on main (in real life, by pull request).
+    gitea.api(
+        "POST",
+        f"/repos/{gitea.repository}/contents/approval-policy.yaml",
+        {
+            "content": base64.b64encode(POLICY.encode()).decode(),
+            "message": "Add the approval policy",
+            "branch": "main",
+        },
+    )
     kubectl("apply", "-f", "-", input=shop(NS, replicas=1, item="criticality: high"))
+
+
+def _approval_condition(kubectl: Kubectl, name: str) -> dict[str, Any]:
+    obj = _get(kubectl, name)
+    return next(c for c in obj["status"].get("conditions", []) if c["type"] == "Approved")
+
+
+def _waiting_for_approvals(kubectl: Kubectl, name: str) -> dict[str, Any]:
+    def missing() -> dict[str, Any] | None:
+        condition = _approval_condition(kubectl, name)
+        return condition if condition["reason"] == "ApprovalsMissing" else None
+
+    result: dict[str, Any] = wait_for(missing, timeout=90, what=f"{name} merged, not approved")
+    assert _get(kubectl, name)["status"]["phase"] == "PendingApproval"
+    return result
+
+
+def _review(gitea: GiteaServer, number: int, user: str) -> None:
+    gitea.api(
+        "POST",
+        f"/repos/{gitea.repository}/pulls/{number}/reviews",
+        {"event": "APPROVED", "body": "Looks safe."},
+        user=user,
+    )
 
 
 def _change(name: str, summary: str, image: str) -> str:
@@ -149,14 +198,20 @@ def test_a_pull_request_approved_and_squash_merged_on_gitea_approves_the_change(
     )
     _squash_merge(gitea, number)
 
-    done = wait_for(
-        lambda: (
-            _get(kubectl, "upgrade-web")["status"]["phase"] == "Completed"
-            and _get(kubectl, "upgrade-web")
-        ),
-        timeout=120,
-        what="the change approved on Gitea and completed",
-    )
+    def completed() -> dict[str, Any] | None:
+        obj = _get(kubectl, "upgrade-web")
+        reviews = gitea.api("GET", f"/repos/{gitea.repository}/pulls/{number}/reviews")
+        pr = gitea.api("GET", f"/repos/{gitea.repository}/pulls/{number}")
+        assert obj["status"]["phase"] == "Completed", (
+            obj["status"]["approval"],
+            [(r["commit_id"], r["stale"], r["state"]) for r in reviews],
+            pr["merged"],
+            pr["head"]["ref"],
+            pr["head"]["repo"]["full_name"],
+        )
+        return obj
+
+    done = wait_for(completed, timeout=120, what="the change approved on Gitea and completed")
     approval = done["status"]["approval"]
     assert approval["approver"].startswith(REVIEWER)
     assert approval["reviewers"] == [REVIEWER]
@@ -182,3 +237,55 @@ def test_a_pull_request_closed_without_merging_rejects_the_change(
     assert condition["reason"] == "PullRequestClosed"
     image = kubectl.json("get", "deployment", "web", "-n", NS)["spec"]["template"]["spec"]
     assert image["containers"][0]["image"] != "web:3.0"
+
+
+def test_the_requester_approving_and_merging_their_own_proposal_approves_nothing(
+    gitea: GiteaServer, kubectl: Kubectl, shop_with_web: None
+) -> None:
+    as_rita = ("--as=rita", "--as-group=system:masters")
+    kubectl.run("apply", "-f", "-", *as_rita, input=_change("mine", "Rita's own", "web:4.0"))
+    assert _get(kubectl, "mine")["spec"]["requester"]["username"] == "rita"
+    number = _pull_number(kubectl, "mine")
+    body = gitea.api("GET", f"/repos/{gitea.repository}/pulls/{number}")["body"]
+    assert "**Requester:** rita" in body
+    _review(gitea, number, REVIEWER)  # rita approves her own change...
+    _squash_merge(gitea, number)  # ...and merges it
+    condition = _waiting_for_approvals(kubectl, "mine")
+    assert "rita is the requester" in condition["message"]
+    assert "medium risk needs 1 approving review(s) from rita, vera" in condition["message"]
+    image = kubectl.json("get", "deployment", "web", "-n", NS)["spec"]["template"]["spec"]
+    assert image["containers"][0]["image"] != "web:4.0"
+
+    # Someone the policy does not name approves nothing either...
+    kubectl.run("apply", "-f", "-", *as_rita, input=_change("vetted", "Vetted", "web:5.0"))
+    number = _pull_number(kubectl, "vetted")
+    _review(gitea, number, "mallory")
+    _squash_merge(gitea, number)
+    condition = _waiting_for_approvals(kubectl, "vetted")
+    assert "mallory may not approve changes to shop" in condition["message"]
+
+    # ...while a second person the policy allows does, whoever presses the merge button.
+    kubectl.run("apply", "-f", "-", *as_rita, input=_change("seconded", "Seconded", "web:5.1"))
+    number = _pull_number(kubectl, "seconded")
+    _review(gitea, number, "vera")
+    _squash_merge(gitea, number)
+    approved = wait_for(
+        lambda: (
+            _get(kubectl, "seconded")["status"].get("approval", {}).get("approvedAt")
+            and _get(kubectl, "seconded")
+        ),
+        timeout=90,
+        what="the change approved by vera",
+    )
+    assert approved["status"]["approval"]["approver"] == "vera"
+    assert approved["status"]["approval"]["reviewers"] == ["vera"]
+
+
+def test_a_merge_without_an_approving_review_approves_nothing(
+    gitea: GiteaServer, kubectl: Kubectl, shop_with_web: None
+) -> None:
+    kubectl("apply", "-f", "-", input=_change("unreviewed", "Unreviewed", "web:6.0"))
+    number = _pull_number(kubectl, "unreviewed")
+    _squash_merge(gitea, number)
+    condition = _waiting_for_approvals(kubectl, "unreviewed")
+    assert "has none" in condition["message"]

@@ -1,8 +1,10 @@
 """The forge behind a small interface: open a change's pull request, read what became of it.
 
-Approval itself is read from Git (the protected branch holding the record with the spec's hash),
-so a forge is optional: it gives reviewers a pull request to look at, names the reviewers who
-approved it, and tells when a pull request was closed without merging.
+The record's arrival is read from Git (the protected branch holding the record with the spec's
+hash); in the `forge` approval mode the forge's approving reviews are what approve it. The forge
+gives reviewers a pull request to look at, names the reviewers who approved it, and tells when a
+pull request was closed without merging. Pull requests are matched by head repository and
+branch, over every page.
 
 Only Gitea (and Forgejo, which keeps Gitea's API) is implemented: it is the forge the tests run
 for real. GitHub and GitLab adapters are left out until they can be tested against something real.
@@ -29,12 +31,19 @@ class PullRequest:
     merged: bool
     merged_by: str | None = None
     approvers: tuple[str, ...] = ()
+    head: str = ""  # "owner/name:branch" it merges from (once merged, the branch may be gone)
+    head_commit: str = ""  # the commit it merges
 
 
 class Forge(Protocol):
+    repository: str  # owner/name
+
     def open(self, head: str, base: str, title: str, body: str) -> PullRequest: ...
 
-    def get(self, number: int) -> PullRequest: ...
+    def get(self, number: int, commit: str | None = None) -> PullRequest: ...
+
+
+PAGE = 50  # Gitea's default maximum page size
 
 
 class Gitea:
@@ -65,13 +74,29 @@ class Gitea:
             )
         return response.json() if response.content else None
 
+    def _pages(self, path: str, **params: Any) -> list[dict[str, Any]]:
+        """Every item of a paged list (Gitea pages with page and limit)."""
+        items: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            batch = self._call("GET", path, params={**params, "page": page, "limit": PAGE}) or []
+            items += batch
+            if len(batch) < PAGE:
+                return items
+            page += 1
+
+    def _ours(self, pull: dict[str, Any], head: str) -> bool:
+        """A pull request from this repository's `head` branch: a fork's pull request with the
+        same branch name is someone else's."""
+        ref = pull.get("head") or {}
+        repo = (ref.get("repo") or {}).get("full_name")
+        return ref.get("ref") == head and str(repo).lower() == self.repository.lower()
+
     def open(self, head: str, base: str, title: str, body: str) -> PullRequest:
-        """The open pull request of `head` into `base`, created or its text brought up to date
-        (so an edited change's proposal does not open a second one)."""
-        for pull in self._call("GET", "/pulls", params={"state": "open", "limit": 50}) or []:
-            if (pull.get("head") or {}).get("ref") == head and (pull.get("base") or {}).get(
-                "ref"
-            ) == base:
+        """The open pull request of `head` (in this repository) into `base`, created or its
+        text brought up to date (so an edited change's proposal does not open a second one)."""
+        for pull in self._pages("/pulls", state="open"):
+            if self._ours(pull, head) and (pull.get("base") or {}).get("ref") == base:
                 if pull.get("title") != title or pull.get("body") != body:
                     updated = self._call(
                         "PATCH", f"/pulls/{pull['number']}", json={"title": title, "body": body}
@@ -83,21 +108,33 @@ class Gitea:
         )
         return self._pull(created, approvers=())
 
-    def get(self, number: int) -> PullRequest:
-        """A pull request's state, and who approved it in a review."""
+    def get(self, number: int, commit: str | None = None) -> PullRequest:
+        """A pull request's state, and who approved it in a review that still stands: the
+        latest review of each person, not dismissed, not made stale by a later push, and (given
+        `commit`) of that commit."""
         pull = self._call("GET", f"/pulls/{number}")
-        reviews = self._call("GET", f"/pulls/{number}/reviews") or []
-        latest: dict[str, str] = {}
-        for review in reviews:  # oldest first: a later review of the same person counts
+        latest: dict[str, dict[str, Any]] = {}
+        for review in self._pages(f"/pulls/{number}/reviews"):  # oldest first
             login = (review.get("user") or {}).get("login")
             if login and review.get("state") in ("APPROVED", "REQUEST_CHANGES"):
-                latest[login] = str(review["state"])
-        approvers = tuple(sorted(u for u, state in latest.items() if state == "APPROVED"))
+                latest[login] = review
+        approvers = tuple(
+            sorted(
+                login
+                for login, review in latest.items()
+                if review.get("state") == "APPROVED"
+                and not review.get("dismissed")
+                and not review.get("stale")
+                and (commit is None or review.get("commit_id") == commit)
+            )
+        )
         return self._pull(pull, approvers=approvers)
 
     @staticmethod
     def _pull(pull: dict[str, Any], *, approvers: tuple[str, ...]) -> PullRequest:
         merged_by = (pull.get("merged_by") or {}).get("login")
+        ref = pull.get("head") or {}
+        repo = (ref.get("repo") or {}).get("full_name") or ""
         return PullRequest(
             number=int(pull["number"]),
             url=str(pull.get("html_url") or ""),
@@ -105,4 +142,6 @@ class Gitea:
             merged=bool(pull.get("merged")),
             merged_by=str(merged_by) if merged_by else None,
             approvers=approvers,
+            head=f"{repo}:{ref.get('ref') or ''}",
+            head_commit=str(ref.get("sha") or ""),
         )

@@ -394,6 +394,47 @@ class GitCMDB:
 
         return self._guarded(walk)
 
+    def read_at(self, rev: str, path: str) -> str | None:
+        """A file as commit `rev` (of the last fetch) holds it, or None."""
+        return self._guarded(lambda repo: self._show(repo, rev, path))
+
+    def signers(self, commit: str, proposal: str | None, allowed_signers: str) -> list[str]:
+        """The principals with a good SSH signature on `commit` and, where `commit` merged a
+        branch, on the branch's commits after `proposal` (approval commits reviewers add), each
+        checked against the allowed-signers file as the protected branch held it before
+        `commit` (so a commit cannot admit its own key). Unsigned, badly signed and unknown-key
+        commits name nobody."""
+
+        def verify(repo: git.Repo) -> list[str]:
+            allowed = self._show(repo, f"{commit}^1", allowed_signers)
+            if not allowed:
+                return []
+            parents = str(repo.git.rev_list("--parents", "-n", "1", commit)).split()[1:]
+            revs = [commit]
+            if len(parents) > 1 and proposal:
+                revs += str(repo.git.rev_list(f"{proposal}..{parents[1]}")).split()
+            check = self.workdir / "allowed-signers.check"
+            check.write_text(allowed)
+            out = self._git(
+                repo,
+                "-c",
+                "gpg.format=ssh",
+                "-c",
+                f"gpg.ssh.allowedSignersFile={check}",
+                "log",
+                "--no-walk=unsorted",
+                "--format=%H%x1f%G?%x1f%GS",
+                *revs,
+            )
+            found = []
+            for line in out.splitlines():
+                _, verdict, signer = [*line.split("\x1f"), "", ""][:3]
+                if verdict == "G" and signer and signer not in found:
+                    found.append(signer)
+            return found
+
+        return self._guarded(verify)
+
     def _identity(self) -> dict[str, str]:
         name, email = self.author
         return {

@@ -26,6 +26,8 @@ from opsledger.devenv.processes import Component, ProcessTable, free_ports
 
 OWNER = "opsledger"
 REVIEWER = "rita"
+# More people with write access: a second reviewer, and one the approval policy does not name.
+COLLEAGUES = ("vera", "mallory")
 REPOSITORY = "cmdb"
 
 
@@ -86,7 +88,8 @@ class GiteaServer:
         self.table.start(component)
         self.table.wait_healthy(component)
         self.users[OWNER] = self._user(OWNER, admin=True)
-        self.users[REVIEWER] = self._user(REVIEWER, admin=False)
+        for name in (REVIEWER, *COLLEAGUES):
+            self.users[name] = self._user(name, admin=False)
         self._seed()
 
     def down(self) -> None:
@@ -236,13 +239,12 @@ LEVEL = Warn
         return User(name, email, token.splitlines()[-1].strip())
 
     def _seed(self) -> None:
-        """The CMDB repository from the template, the reviewer a collaborator with write."""
+        """The CMDB repository from the template, the reviewers collaborators with write."""
         self.api("POST", "/user/repos", {"name": REPOSITORY, "default_branch": "main"})
-        self.api(
-            "PUT",
-            f"/repos/{self.repository}/collaborators/{REVIEWER}",
-            {"permission": "write"},
-        )
+        for name in (REVIEWER, *COLLEAGUES):
+            self.api(
+                "PUT", f"/repos/{self.repository}/collaborators/{name}", {"permission": "write"}
+            )
         template = source_root() / "cmdb-repo-template"
         owner = self.users[OWNER]
         with tempfile.TemporaryDirectory() as work:

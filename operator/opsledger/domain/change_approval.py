@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from opsledger.domain import changes
+from opsledger.domain import approval_policy, changes
 from opsledger.domain.change_facts import (
     Effect,
     Facts,
@@ -25,6 +25,7 @@ from opsledger.domain.change_facts import (
     need,
     stay,
 )
+from opsledger.domain.changes import RecordVersion
 from opsledger.domain.outcome import ConditionUpdate
 from opsledger.domain.times import rfc3339
 from opsledger.models.change import ChangeType
@@ -224,27 +225,60 @@ def approval_unavailable(reason: str, error: str) -> ConditionUpdate:
     return _approved(ConditionStatus.UNKNOWN, reason, f"{error}; retrying")
 
 
+def _judged(f: Facts, back: ReadBack, found: RecordVersion, branch: str) -> Move:
+    """The record is on the protected branch: approved when the approvals proven for it satisfy
+    the approval policy in force before it came in; otherwise it waits, saying what is missing."""
+    if back.policy_error is not None:
+        return stay(
+            _approved(
+                ConditionStatus.FALSE,
+                "PolicyInvalid",
+                f"{branch} was merged in {found.sha[:12]}, but {back.policy_error}; fix it by "
+                "pull request",
+            )
+        )
+    requester = f.spec.requester.username if f.spec.requester else None
+    verdict = approval_policy.judge(
+        back.policy,
+        service=f.spec.service,
+        namespace=f.namespace,
+        requester=requester,
+        risk=f.risk,
+        given=back.approvals,
+        proof=back.proof,
+    )
+    if not verdict.approved:
+        return stay(
+            _approved(
+                ConditionStatus.FALSE,
+                "ApprovalsMissing",
+                f"{branch} was merged in {found.sha[:12]}, but that approves nothing yet: "
+                f"{verdict.message}",
+            )
+        )
+    reviewers = list(back.pull.approvers) if back.pull else []
+    approval = {
+        **f.approval,
+        "commit": found.sha,
+        "approver": ", ".join(verdict.approvers),
+        "approvedAt": rfc3339(found.committed_at),
+        "reviewers": reviewers or None,
+    }
+    by = approval["approver"]
+    return enter(
+        Rule.MERGED,
+        f"approved by {by}: {branch} merged in {found.sha[:12]}",
+        status={"approval": approval},
+        conditions=(_approved(ConditionStatus.TRUE, "Merged", f"approved by {by}"),),
+    )
+
+
 def read_back(f: Facts, back: ReadBack) -> Move:
     """What the proposal's fate means for the change."""
     branch = changes.proposal_branch(f.cluster, f.namespace, f.name)
     pull = back.pull
     if back.found is not None:
-        found = back.found
-        reviewers = list(pull.approvers) if pull else []
-        approval = {
-            **f.approval,
-            "commit": found.sha,
-            "approver": found.committer,
-            "approvedAt": rfc3339(found.committed_at),
-            "reviewers": reviewers or None,
-        }
-        by = found.committer + (f", reviewed by {', '.join(reviewers)}" if reviewers else "")
-        return enter(
-            Rule.MERGED,
-            f"approved by {by}: {branch} merged in {found.sha[:12]}",
-            status={"approval": approval},
-            conditions=(_approved(ConditionStatus.TRUE, "Merged", f"approved by {by}"),),
-        )
+        return _judged(f, back, back.found, branch)
     if pull is not None and not pull.open and not pull.merged:
         return enter(
             Rule.PULL_REQUEST_CLOSED,

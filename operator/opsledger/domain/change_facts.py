@@ -11,9 +11,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
+from opsledger.domain.approval_policy import Identity
 from opsledger.domain.changes import RecordVersion, Verdict
 from opsledger.domain.outcome import ConditionUpdate
 from opsledger.models.change import ChangePhase, ChangeSpec, ChangeType
+from opsledger.models.policy import ApprovalPolicy
 
 
 class Rule(StrEnum):
@@ -88,11 +90,17 @@ class Template:
 
 @dataclass(frozen=True)
 class ReadBack:
-    """What became of the proposal: the merge that approves it, its pull request, its branch."""
+    """What became of the proposal: the merge that brought its record in, who approved it (as
+    the approval mode proves it), the policy in force before that merge, its pull request, its
+    branch."""
 
     found: RecordVersion | None
     pull: PullRequest | None = None
     branch_exists: bool | None = None  # asked only when neither of the others decides
+    approvals: tuple[Identity, ...] = ()  # proven identities, found only with `found`
+    proof: str = "approval"  # what an approval is in this mode, for messages
+    policy: ApprovalPolicy | None = None  # approval-policy.yaml before the merge (None: none)
+    policy_error: str | None = None  # it could not be read
 
 
 @dataclass(frozen=True)
@@ -120,6 +128,7 @@ class Facts:
     wanted: str  # the spec's hash
     phase: ChangePhase | None
     uid: str | None = None  # the Change object's: an approval binds it
+    risk: str | None = None  # status.risk: how many approvals it needs
     approval: Mapping[str, Any] = field(default_factory=dict)
     execution: Mapping[str, Any] = field(default_factory=dict)
     window: Mapping[str, Any] = field(default_factory=dict)  # status.window

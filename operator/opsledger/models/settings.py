@@ -128,6 +128,17 @@ class Settings(BaseModel):
     forge_token_file: str | None = Field(
         default=None, description="File holding the forge's access token (a mounted Secret)."
     )
+    approval_mode: Literal["merge", "forge", "signed"] = Field(
+        default="merge",
+        description=(
+            "What proves a change's approval once its proposal is on the protected branch: "
+            "forge (approving reviews on its pull request by people the approval policy "
+            "allows, other than the requester), signed (SSH signatures, by keys in the "
+            "repository's allowed-signers file, on the commit that brought it in and on "
+            "approval commits on its branch) or merge (the merge's committer: trusts whoever "
+            "may push to the protected branch; for a local trial)."
+        ),
+    )
     receiver_port: int | None = Field(
         default=None,
         description="Port of the Alertmanager receiver (HTTP, path /alertmanager); unset: off.",
@@ -248,6 +259,11 @@ class Settings(BaseModel):
                 "OPSLEDGER_FORGE needs OPSLEDGER_FORGE_URL, OPSLEDGER_FORGE_REPOSITORY "
                 "(owner/name) and OPSLEDGER_FORGE_TOKEN_FILE"
             )
+        if self.approval_mode == "forge" and not self.forge:
+            raise ValueError(
+                "OPSLEDGER_APPROVAL_MODE=forge reads approving reviews from the forge: set "
+                "OPSLEDGER_FORGE (and its URL, repository and token file), or use signed"
+            )
         return self
 
     @classmethod
@@ -288,6 +304,7 @@ class Settings(BaseModel):
             "OPSLEDGER_FORGE_URL": "forge_url",
             "OPSLEDGER_FORGE_REPOSITORY": "forge_repository",
             "OPSLEDGER_FORGE_TOKEN_FILE": "forge_token_file",
+            "OPSLEDGER_APPROVAL_MODE": "approval_mode",
             "OPSLEDGER_RECEIVER_PORT": "receiver_port",
             "OPSLEDGER_RECEIVER_TOKEN_FILE": "receiver_token_file",
             "OPSLEDGER_RECEIVER_NAMESPACE": "receiver_namespace",

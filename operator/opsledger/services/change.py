@@ -188,6 +188,7 @@ def _as_of(facts: Facts, state: Tick) -> Facts:
         facts,
         phase=state.phase,
         approval=status.get("approval") or {},
+        risk=status.get("risk"),
         execution=status.get("execution") or {},
         window=status.get("window") or {},
     )

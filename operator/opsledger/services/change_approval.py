@@ -16,6 +16,7 @@ from typing import Any
 from opsledger.adapters.forge import ForgeError
 from opsledger.domain import change_approval as approval_rules
 from opsledger.domain import changes
+from opsledger.domain.approval_policy import Identity, PolicyError, parse_policy
 from opsledger.domain.change_facts import Effect, Facts, ReadBack, Template
 from opsledger.domain.change_records import change_record, next_window, proposal_message
 from opsledger.domain.changes import RecordVersion
@@ -25,6 +26,7 @@ from opsledger.domain.records import record_path, to_yaml
 from opsledger.domain.times import parse_time, rfc3339
 from opsledger.models.change import ChangePhase, ChangeSpec
 from opsledger.models.common import ConditionStatus
+from opsledger.models.policy import ALLOWED_SIGNERS_FILE, POLICY_FILE
 from opsledger.services.context import Context
 from opsledger.services.errors import CMDBUnavailableError
 from opsledger.services.records import call, write_record
@@ -61,7 +63,8 @@ async def find_template(ctx: Context, spec: ChangeSpec) -> Template:
 
 
 async def find_read_back(ctx: Context, facts: Facts) -> ReadBack:
-    """The merge that brought the wanted hash onto the protected branch, and the pull request."""
+    """The merge that brought the wanted hash onto the protected branch, its pull request, and
+    who approved it as the approval mode proves it, with the policy in force before it."""
     assert ctx.cmdb is not None
     await call(ctx.cmdb.refresh)
     raw = await call(ctx.cmdb.history, _path(ctx, facts.namespace, facts.name))
@@ -73,9 +76,36 @@ async def find_read_back(ctx: Context, facts: Facts) -> ReadBack:
     found = changes.find_approval(history, facts.wanted, facts.uid)
     pull = None
     number = facts.approval.get("pullRequestNumber")
+    proposal = facts.approval.get("proposalCommit")
     if ctx.forge is not None and number:
-        pull = await asyncio.to_thread(ctx.forge.get, int(number))
-    return ReadBack(found, pull)
+        pull = await asyncio.to_thread(ctx.forge.get, int(number), proposal)
+        repository = pull.head.rsplit(":", 1)[0]
+        if repository.lower() != ctx.forge.repository.lower() or pull.head_commit != proposal:
+            pull = None  # not the pull request of exactly this proposal, from this repository
+    if found is None:
+        return ReadBack(found, pull)
+    # The policy as it stood before this merge: a commit cannot rewrite it to approve itself.
+    text = await call(ctx.cmdb.read_at, f"{found.sha}^1", POLICY_FILE)
+    try:
+        policy, error = parse_policy(text), None
+    except PolicyError as exc:
+        policy, error = None, str(exc)
+    mode = ctx.settings.approval_mode
+    approvals: tuple[Identity, ...]
+    if mode == "forge":
+        reviewers = pull.approvers if pull is not None and pull.merged else ()
+        approvals = tuple(Identity("forge", u) for u in reviewers)
+        proof = "approving review"
+    elif mode == "signed":
+        signers = await call(ctx.cmdb.signers, found.sha, proposal, ALLOWED_SIGNERS_FILE)
+        approvals = tuple(Identity("signer", s) for s in signers)
+        proof = f"signed commit (key in {ALLOWED_SIGNERS_FILE})"
+    else:
+        approvals = (Identity("git", found.committer),)
+        proof = "merge"
+    return ReadBack(
+        found, pull, approvals=approvals, proof=proof, policy=policy, policy_error=error
+    )
 
 
 async def find_branch(ctx: Context, facts: Facts) -> bool:

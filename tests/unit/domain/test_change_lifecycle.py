@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from opsledger.domain import change_lifecycle, changes
+from opsledger.domain.approval_policy import Identity
 from opsledger.domain.change_facts import (
     Effect,
     Facts,
@@ -81,6 +82,10 @@ def _merge() -> RecordVersion:
     return RecordVersion("abcdef1234567890", "Alice <alice@x>", T0 - timedelta(hours=1), "x")
 
 
+def _merged_by(*names: str, kind: str = "git") -> ReadBack:
+    return ReadBack(_merge(), approvals=tuple(Identity(kind, n) for n in names))
+
+
 def _failed(message: str) -> Verdict:
     verdict = Verdict()
     verdict.fail(message)
@@ -112,7 +117,7 @@ CASES: dict[tuple[ChangePhase | None, Rule], Callable[[], Facts]] = {
         template=Template("standard-changes/restart.yaml", "t1", "Dana <dana@x>"),
     ),
     (P.PENDING_APPROVAL, Rule.MERGED): lambda: _facts(
-        P.PENDING_APPROVAL, approval=_proposed(), read_back=ReadBack(_merge())
+        P.PENDING_APPROVAL, approval=_proposed(), read_back=_merged_by("Alice <alice@x>")
     ),
     (P.PENDING_APPROVAL, Rule.PULL_REQUEST_CLOSED): lambda: _facts(
         P.PENDING_APPROVAL,
@@ -357,7 +362,11 @@ def test_a_merged_proposal_approves_the_change_naming_approver_and_reviewers() -
             P.PENDING_APPROVAL,
             forge=True,
             approval=_proposed(pullRequestNumber=7),
-            read_back=ReadBack(_merge(), PR(open=False, merged=True, approvers=("bob",))),
+            read_back=ReadBack(
+                _merge(),
+                PR(open=False, merged=True, approvers=("bob",)),
+                approvals=(Identity("git", "Alice <alice@x>"),),
+            ),
         )
     )
     assert move.phase is P.APPROVED
@@ -367,11 +376,10 @@ def test_a_merged_proposal_approves_the_change_naming_approver_and_reviewers() -
     assert approval["approvedAt"] == "2026-11-25T11:00:00Z"
     assert approval["reviewers"] == ["bob"]
     assert approval["proposalCommit"] == "p1"  # kept
-    assert move.reason == (
-        "approved by Alice <alice@x>, reviewed by bob: changes/test/ns/upgrade merged in "
-        "abcdef123456"
+    assert (
+        move.reason == "approved by Alice <alice@x>: changes/test/ns/upgrade merged in abcdef123456"
     )
-    assert move.conditions[0].message == "approved by Alice <alice@x>, reviewed by bob"
+    assert move.conditions[0].message == "approved by Alice <alice@x>"
     assert not move.done  # scheduled in the same tick
 
 

@@ -1,0 +1,151 @@
+"""Who may approve a change, and whether the approvals given are enough: the CMDB repository's
+approval policy (`models/policy.py`) applied to one change.
+
+An approval is an identity proven by the approval mode: a forge login whose review approved the
+pull request (`forge`), an SSH signing principal from the allowed-signers file whose signature
+is on the commit that brought the record in (`signed`), or the merge's committer e-mail
+(`merge`, which trusts whoever may push to the protected branch). Each identity is resolved to a
+person of the policy; the requester (whom the API server named) never counts, nor does anyone
+the matching rule does not allow, and each person counts once.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import yaml
+from pydantic import ValidationError
+
+from opsledger.domain.validation import describe
+from opsledger.models.policy import POLICY_FILE, ApprovalPolicy, PolicyRule
+
+# How an identity was proven, and the field of `Person` that names it there.
+KINDS = {"kubernetes": "kubernetes", "forge": "forge", "signer": "signers", "git": "git"}
+
+
+class PolicyError(ValueError):
+    """The approval policy file cannot be used; the message names the file and the problem."""
+
+
+def parse_policy(text: str | None) -> ApprovalPolicy | None:
+    """The policy in `text` (None when there is no file), or PolicyError saying what is wrong."""
+    if text is None:
+        return None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise PolicyError(f"{POLICY_FILE} is not YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise PolicyError(f"{POLICY_FILE} must be a mapping (rules, required, groups, people)")
+    try:
+        policy = ApprovalPolicy.model_validate(data)
+    except ValidationError as exc:
+        raise PolicyError(f"{POLICY_FILE} is invalid: {describe(exc)}") from exc
+    low = [k for k, v in policy.required.items() if v < 1]
+    if low:
+        raise PolicyError(f"{POLICY_FILE}: required.{low[0]} must be at least 1")
+    return policy
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A name proven in one place: kind is kubernetes, forge, signer or git."""
+
+    kind: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Judgement:
+    approved: bool
+    approvers: tuple[str, ...]  # the people who counted, by their policy names
+    message: str
+
+
+def person_of(policy: ApprovalPolicy | None, identity: Identity) -> str:
+    """The policy's name for the person behind `identity` (the name itself when unlisted)."""
+    field = KINDS[identity.kind]
+    wanted = {identity.name}
+    if identity.kind == "git" and "<" in identity.name:  # "Name <e-mail>": the e-mail
+        wanted.add(identity.name.rsplit("<", 1)[1].rstrip(">").strip())
+    for name, person in (policy.people if policy else {}).items():
+        value = getattr(person, field)
+        names = value if isinstance(value, list) else [value] if value else []
+        if wanted & set(names):
+            return name
+    return identity.name
+
+
+def _rule(policy: ApprovalPolicy, service: str, namespace: str) -> PolicyRule | None:
+    found = None
+    for rule in policy.rules:  # the last match wins, as in CODEOWNERS
+        services, namespaces = rule.match.services, rule.match.namespaces
+        if any(fnmatch.fnmatchcase(service, s) for s in services) and any(
+            fnmatch.fnmatchcase(namespace, n) for n in namespaces
+        ):
+            found = rule
+    return found
+
+
+def allowed_people(policy: ApprovalPolicy, rule: PolicyRule) -> set[str]:
+    people = set(rule.approvers.users)
+    for group in rule.approvers.groups:
+        people |= set(policy.groups.get(group, ()))
+    return people
+
+
+def judge(
+    policy: ApprovalPolicy | None,
+    *,
+    service: str,
+    namespace: str,
+    requester: str | None,
+    risk: str | None,
+    given: Sequence[Identity],
+    proof: str,
+) -> Judgement:
+    """Whether the approvals `given` (proven by `proof`, e.g. "approving review") approve a
+    change to `service` in `namespace` requested by `requester` at `risk`.
+
+    Without a policy file anyone but the requester may approve, and one approval is enough.
+    """
+    me = person_of(policy, Identity("kubernetes", requester)) if requester else None
+    allowed: set[str] | None = None
+    needed = 1
+    if policy is not None:
+        rule = _rule(policy, service, namespace)
+        if rule is None:
+            return Judgement(
+                False,
+                (),
+                f"no rule of {POLICY_FILE} covers service {service} in namespace {namespace}: "
+                "nobody may approve it; add a rule there (by pull request)",
+            )
+        allowed = allowed_people(policy, rule)
+        # an unassessed (or unknown) risk needs what the highest level needs
+        needed = policy.required.get(risk or "", max(policy.required.values(), default=1))
+    counted: list[str] = []
+    refused: list[str] = []
+    for identity in given:
+        person = person_of(policy, identity)
+        if person in counted:
+            continue
+        if me is not None and person == me:
+            refused.append(f"{identity.name} is the requester")
+        elif allowed is not None and person not in allowed:
+            refused.append(f"{identity.name} may not approve changes to {service}")
+        else:
+            counted.append(person)
+    level = f"{risk} risk" if risk else "this change"
+    if len(counted) >= needed:
+        return Judgement(True, tuple(counted), f"approved by {', '.join(counted)}")
+    has = f"{len(counted)} ({', '.join(counted)})" if counted else "none"
+    why = f"; not counted: {'; '.join(refused)}" if refused else ""
+    who = f" from {', '.join(sorted(allowed))}" if allowed is not None else ""
+    return Judgement(
+        False,
+        tuple(counted),
+        f"{level} needs {needed} {proof}(s){who}, other than the requester; has {has}{why}",
+    )
