@@ -150,19 +150,42 @@ def git(*args: str, cwd: Path | None = None, who: tuple[str, str] | None = None)
 
 
 def approve_proposal(
-    devenv: DevEnvironment, tmp_path: Path, branch: str, who: tuple[str, str], how: str = "merge"
+    devenv: DevEnvironment,
+    tmp_path: Path,
+    branch: str,
+    who: tuple[str, str],
+    how: str = "merge",
+    *,
+    remote: Path | None = None,
+    signing_key: Path | None = None,
 ) -> None:
-    """What a reviewer does on a forge: merge (or squash) the proposal into main and push."""
+    """What a reviewer does on a forge: merge (or squash) the proposal into main and push;
+    signed with the SSH key `signing_key` where given (git's `-S` with gpg.format=ssh)."""
+    origin = str(remote or devenv.cmdb_remote)
     work = tmp_path / f"review-{time.monotonic_ns()}"
-    git("clone", "--quiet", str(devenv.cmdb_remote), str(work))
+    git("clone", "--quiet", origin, str(work))
+    sign = ["-c", "gpg.format=ssh", "-c", f"user.signingkey={signing_key}"] if signing_key else []
+    flag = ["-S"] if signing_key else []
     for _ in range(5):  # the operator pushes too: a lost race is merged again
         git("fetch", "--quiet", "origin", cwd=work)
         git("reset", "--quiet", "--hard", "origin/main", cwd=work)
         if how == "squash":
             git("merge", "--squash", f"origin/{branch}", cwd=work, who=who)
-            git("commit", "--quiet", "-m", f"Approve {branch} (squash)", cwd=work, who=who)
+            git(
+                *sign,
+                "commit",
+                *flag,
+                "--quiet",
+                "-m",
+                f"Approve {branch} (squash)",
+                cwd=work,
+                who=who,
+            )
         else:
-            git("merge", "--no-ff", "-m", f"Merge {branch}", f"origin/{branch}", cwd=work, who=who)
+            git(
+                *sign, "merge", *flag, "--no-ff", "-m", f"Merge {branch}", f"origin/{branch}",
+                cwd=work, who=who,
+            )  # fmt: skip
         push = subprocess.run(
             ["git", "push", "--quiet", "origin", "HEAD:main"],
             cwd=work,
