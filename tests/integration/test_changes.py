@@ -531,6 +531,21 @@ def test_standard_emergency_and_cancelled_changes(
         + "\n---"
         + _change(
             ns,
+            "stretched",
+            """
+  type: standard
+  template: restart-workload
+  summary: Restart web, and scale it up while at it
+  service: shop
+  targets: [web]
+  plan:
+  - target: {apiVersion: apps/v1, kind: Deployment, name: web}
+    patch: {spec: {replicas: 9}}
+""",
+        )
+        + "\n---"
+        + _change(
+            ns,
             "firefight",
             """
   type: emergency
@@ -584,6 +599,21 @@ def test_standard_emergency_and_cancelled_changes(
         timeout=90,
         what="the standard change pre-approved and started",
     )
+
+    # The same template does not pre-approve a plan it does not allow: that one is proposed.
+    def outside() -> dict[str, Any] | None:
+        obj = _get(kubectl, ns, "stretched")
+        approved = next(
+            (c for c in obj.get("status", {}).get("conditions", []) if c["type"] == "Approved"), {}
+        )
+        return approved if approved.get("reason") == "OutsideTemplate" else None
+
+    condition = wait_for(outside, timeout=60, what="the stretched standard change proposed")
+    assert "it leaves standard-change template restart-workload" in condition["message"]
+    assert "the change has a plan; the template allows none" in condition["message"]
+    assert _get(kubectl, ns, "stretched")["status"]["phase"] == "PendingApproval"
+    assert "changes/test/chg-types/stretched" in _branches(devenv)
+    assert _deployment(kubectl, ns)["spec"]["replicas"] != 9
     assert running["status"]["approval"]["approver"].startswith(
         "standard-change template restart-workload (by Dana Manager"
     )

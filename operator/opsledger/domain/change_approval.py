@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from opsledger.domain import approval_policy, changes
+from opsledger.domain import approval_policy, changes, standard_changes
 from opsledger.domain.change_facts import (
     Effect,
     Facts,
@@ -82,8 +82,22 @@ def no_cmdb(f: Facts) -> Move | None:
     )
 
 
+def template_misfits(f: Facts) -> list[str] | None:
+    """What of a standard change leaves its template (empty: it fits); None: not a standard
+    change, or its template is not known yet."""
+    template = f.template
+    if f.spec.type != ChangeType.STANDARD or template is None or template.commit is None:
+        return None
+    try:
+        parsed = standard_changes.parse_template(template.path, template.content or "")
+    except standard_changes.TemplateError as exc:
+        return [str(exc)]
+    return standard_changes.misfits(parsed, f.spec, template.items)
+
+
 def standard(f: Facts) -> Move | None:
-    """A standard change is pre-approved while its template is on the protected branch."""
+    """A standard change is pre-approved while its template is on the protected branch and its
+    plan fits the template's bounds; one that leaves them is proposed as a normal change."""
     if f.spec.type != ChangeType.STANDARD:
         return None
     template = f.template
@@ -98,6 +112,8 @@ def standard(f: Facts) -> Move | None:
                 "it there, or make this a normal change",
             )
         )
+    if template_misfits(f):
+        return None  # a normal change now: proposed, approved by merge
     approval = {
         "approver": f"standard-change template {f.spec.template} (by {template.committer})",
         "commit": template.commit,
@@ -109,6 +125,17 @@ def standard(f: Facts) -> Move | None:
         f"pre-approved by standard-change template {f.spec.template}",
         status={"approval": approval},
         conditions=(_approved(ConditionStatus.TRUE, "PreApproved", f"template {template.path}"),),
+    )
+
+
+def proposal_note(f: Facts) -> str:
+    """Why a standard change is proposed like a normal one (empty for any other change)."""
+    found = template_misfits(f)
+    if not found:
+        return ""
+    return (
+        f"not pre-approved: it leaves standard-change template {f.spec.template} "
+        f"({'; '.join(found)}); "
     )
 
 
@@ -201,13 +228,15 @@ def with_pull_request(approval: Mapping[str, Any], pull: PullRequest) -> dict[st
     return {**approval, "pullRequest": pull.url, "pullRequestNumber": pull.number}
 
 
-def awaiting_approval(branch: str, pull: PullRequest | None, protected: str) -> ConditionUpdate:
-    """Where reviewers approve the proposal on `branch`."""
+def awaiting_approval(
+    branch: str, pull: PullRequest | None, protected: str, note: str = ""
+) -> ConditionUpdate:
+    """Where reviewers approve the proposal on `branch` (after `note`, why it is proposed)."""
     where = f"pull request #{pull.number} ({pull.url})" if pull else f"branch {branch} of the CMDB"
     return _approved(
         ConditionStatus.FALSE,
-        "AwaitingApproval",
-        f"proposed in {where}; merge it into {protected} to approve",
+        "AwaitingApproval" if not note else "OutsideTemplate",
+        f"{note}proposed in {where}; merge it into {protected} to approve",
     )
 
 

@@ -86,6 +86,9 @@ class Template:
     path: str
     commit: str | None = None
     committer: str | None = None
+    content: str | None = None  # the template file
+    # the change's target items: class, labels, service, source (None: not found)
+    items: Mapping[str, Mapping[str, Any] | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -87,9 +87,11 @@ def proposal_message(
     status: Mapping[str, Any],
     affected: Sequence[str],
     window: str,
+    note: str = "",
 ) -> str:
     """The proposal commit's message: what reviewers need to decide, with `window` (the text of
-    `next_window`) and the risk and conflicts in `status`."""
+    `next_window`) and the risk and conflicts in `status`; `note` says why a standard change
+    is proposed like a normal one."""
     lines = [
         f"change({cluster}/{namespace}/{name}): {spec.summary}"[:120],
         "",
@@ -105,6 +107,8 @@ def proposal_message(
         lines.append(f"- **Risk:** {status['risk']} (score {status.get('riskScore')}: {factors})")
     if status.get("conflicts"):
         lines.append(f"- **Conflicts:** {', '.join(status['conflicts'])}")
+    if note:
+        lines.append(f"- **Standard change:** {note.rstrip('; ')}")
     lines.append("")
     if spec.plan:
         lines.append("Plan:")

@@ -195,7 +195,8 @@ def _as_of(facts: Facts, state: Tick) -> Facts:
 
 
 async def _template(ctx: Context, facts: Facts) -> Facts:
-    return dataclasses.replace(facts, template=await change_approval.find_template(ctx, facts.spec))
+    template = await change_approval.find_template(ctx, facts.spec, facts.namespace)
+    return dataclasses.replace(facts, template=template)
 
 
 async def _approval(ctx: Context, facts: Facts) -> Facts:

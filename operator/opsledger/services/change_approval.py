@@ -49,8 +49,9 @@ def _redacted(ctx: Context, spec: ChangeSpec) -> dict[str, Any]:
 # -- finding out -------------------------------------------------------------------------
 
 
-async def find_template(ctx: Context, spec: ChangeSpec) -> Template:
-    """The standard change's template as the protected branch holds it now."""
+async def find_template(ctx: Context, spec: ChangeSpec, namespace: str) -> Template:
+    """The standard change's template as the protected branch holds it now, and the target
+    items its bounds are checked against."""
     assert ctx.cmdb is not None
     assert spec.template is not None
     path = changes.template_path(spec.template)
@@ -58,8 +59,27 @@ async def find_template(ctx: Context, spec: ChangeSpec) -> Template:
     versions = await call(ctx.cmdb.history, path)
     if not versions or versions[-1][3] is None:
         return Template(path)
-    sha, committer, _, _ = versions[-1]
-    return Template(path, sha, committer)
+    sha, committer, _, content = versions[-1]
+    items = await asyncio.to_thread(_items, ctx, spec, namespace)
+    return Template(path, sha, committer, content, items)
+
+
+def _items(ctx: Context, spec: ChangeSpec, namespace: str) -> dict[str, Mapping[str, Any] | None]:
+    """Each target item's class, labels, service and source (None where there is none)."""
+    found: dict[str, Mapping[str, Any] | None] = {}
+    for name in spec.targets:
+        item = ctx.kube.get_custom("configurationitems", name, namespace) if ctx.kube else None
+        if item is None:
+            found[name] = None
+            continue
+        item_spec = item.get("spec") or {}
+        found[name] = {
+            "class": (item.get("status") or {}).get("class"),
+            "labels": (item.get("metadata") or {}).get("labels") or {},
+            "service": item_spec.get("service"),
+            "source": item_spec.get("source") or {},
+        }
+    return found
 
 
 async def find_read_back(ctx: Context, facts: Facts) -> ReadBack:
@@ -131,6 +151,7 @@ async def propose(
     assert ctx.cmdb is not None
     out = Outcome()
     spec = facts.spec
+    note = approval_rules.proposal_note(facts)
     message = proposal_message(
         cluster=ctx.settings.cluster,
         namespace=facts.namespace,
@@ -139,6 +160,7 @@ async def propose(
         status=status,
         affected=affected,
         window=next_window(facts.now, spec, facts.level),
+        note=note,
     )
     branch = changes.proposal_branch(ctx.settings.cluster, facts.namespace, facts.name)
     approval = dict(facts.approval)
@@ -160,12 +182,12 @@ async def propose(
         approval = approval_rules.fresh_approval(branch, commit, facts.wanted)
         out.status["approval"] = approval
     if Effect.OPEN_PULL_REQUEST in effects:
-        out.merge(await _open_pull_request(ctx, branch, approval, message))
+        out.merge(await _open_pull_request(ctx, branch, approval, message, note))
     return out
 
 
 async def _open_pull_request(
-    ctx: Context, branch: str, approval: Mapping[str, Any], message: str
+    ctx: Context, branch: str, approval: Mapping[str, Any], message: str, note: str
 ) -> Outcome:
     """Open (or update) the proposal's pull request where a forge is configured; say where to
     approve either way."""
@@ -182,7 +204,7 @@ async def _open_pull_request(
             out.conditions.append(approval_rules.pull_request_failed(branch, str(exc)))
             return out
         out.status["approval"] = approval_rules.with_pull_request(approval, pull)
-    out.conditions.append(approval_rules.awaiting_approval(branch, pull, ctx.cmdb.branch))
+    out.conditions.append(approval_rules.awaiting_approval(branch, pull, ctx.cmdb.branch, note))
     return out
 
 

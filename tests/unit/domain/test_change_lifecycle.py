@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from opsledger.domain import change_lifecycle, changes
+from opsledger.domain import change_approval, change_lifecycle, changes
 from opsledger.domain.approval_policy import Identity
 from opsledger.domain.change_facts import (
     Effect,
@@ -39,7 +39,15 @@ PLAN = [
         "patch": {"spec": {"replicas": 3}},
     }
 ]
-LEVEL = {"spec": {"service": "shop"}, "status": {}}  # no windows: any time outside a freeze
+LEVEL = {"spec": {"service": "shop"}, "status": {}}
+ITEMS = {  # the target items as a standard-change template's bounds see them
+    "web": {
+        "class": "Deployment",
+        "labels": {},
+        "service": "shop",
+        "source": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+    }
+}  # no windows: any time outside a freeze
 
 
 def _spec(**extra: Any) -> ChangeSpec:
@@ -114,7 +122,9 @@ CASES: dict[tuple[ChangePhase | None, Rule], Callable[[], Facts]] = {
     (P.PENDING_APPROVAL, Rule.PRE_APPROVED): lambda: _facts(
         P.PENDING_APPROVAL,
         _spec(type="standard", template="restart"),
-        template=Template("standard-changes/restart.yaml", "t1", "Dana <dana@x>"),
+        template=Template(
+            "standard-changes/restart.yaml", "t1", "Dana <dana@x>", "summary: Restart\n", ITEMS
+        ),
     ),
     (P.PENDING_APPROVAL, Rule.MERGED): lambda: _facts(
         P.PENDING_APPROVAL, approval=_proposed(), read_back=_merged_by("Alice <alice@x>")
@@ -315,6 +325,20 @@ def test_a_standard_change_without_its_template_waits_and_says_where_it_belongs(
         "standard-change template standard-changes/restart.yaml is not on main; add it there, "
         "or make this a normal change"
     )
+
+
+def test_a_standard_change_whose_plan_leaves_its_template_is_proposed_saying_why() -> None:
+    standard = _spec(type="standard", template="restart", plan=PLAN)
+    template = Template("standard-changes/restart.yaml", "t1", "Dana", "summary: R\n", ITEMS)
+    move = transition(_facts(P.PENDING_APPROVAL, standard, template=template))
+    assert move.rule is None
+    assert move.effects == (Effect.PROPOSE, Effect.OPEN_PULL_REQUEST)
+    facts = _facts(P.PENDING_APPROVAL, standard, template=template)
+    note = change_approval.proposal_note(facts)
+    assert note.startswith("not pre-approved: it leaves standard-change template restart (")
+    assert "the change has a plan; the template allows none" in note
+    condition = change_approval.awaiting_approval("b", None, "main", note)
+    assert condition.reason == "OutsideTemplate"
 
 
 def test_a_standard_change_is_pre_approved_by_its_template() -> None:
