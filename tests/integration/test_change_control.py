@@ -272,3 +272,74 @@ def test_breaking_glass_needs_the_emergency_right(kubectl: Kubectl, shop_ns: Non
     running = wait_for(lambda: _phase(kubectl, "fire", "InProgress"), what="the emergency started")
     assert running["spec"]["requester"]["username"] == "carol"
     assert running["status"]["reviewRequired"] is True
+
+
+SECRETS = ("S3cr3t-planted-1", "S3cr3t-planted-2", "S3cr3t-planted-3")
+
+
+def test_secrets_planted_in_a_plan_an_annotation_and_an_incident_do_not_leave_the_cluster(
+    devenv: DevEnvironment,
+    kubectl: Kubectl,
+    operator: OperatorProcess,
+    shop_ns: None,
+    tmp_path: Path,
+) -> None:
+    plan = f"""  plan:
+  - target: {{apiVersion: apps/v1, kind: Deployment, name: web}}
+    patchType: json
+    patch:
+    - {{op: add, path: /metadata/annotations/example.com~1note, value: {SECRETS[1]}}}
+    - {{op: add, path: /spec/template/spec/containers/0/env/-,
+       value: {{name: MYSQL_PWD, value: {SECRETS[0]}}}}}
+"""
+    kubectl.run(
+        "apply",
+        "-f",
+        "-",
+        *BOB,
+        input=_change("leaky", "  type: normal\n  targets: [web]\n" + plan),
+    )
+    kubectl(
+        "apply", "-f", "-",
+        input=f"""
+apiVersion: opsledger.io/v1alpha1
+kind: Incident
+metadata: {{name: leak-report, namespace: {NS}}}
+spec:
+  title: The database refuses the shop
+  description: "since this morning the db password={SECRETS[2]} is refused"
+  service: shop
+  impact: low
+  urgency: low
+""",
+    )  # fmt: skip
+    _approve(devenv, kubectl, tmp_path, "leaky")
+    done = wait_for(
+        lambda: _phase(kubectl, "leaky", "Completed", "Failed", "RolledBack"),
+        timeout=90,
+        what="the leaky change carried out",
+    )
+    assert done["status"]["phase"] == "Completed", done["status"]["transitions"][-1]
+    env = kubectl.json("get", "deployment", "web", "-n", NS)["spec"]["template"]["spec"]
+    assert {"name": "MYSQL_PWD", "value": SECRETS[0]} in env["containers"][0]["env"]  # it ran
+
+    def recorded() -> str | None:
+        history = git("--git-dir", str(devenv.cmdb_remote), "log", "-p", "--all")
+        item = f"clusters/test/{NS}/configurationitems/web.yaml"
+        incident = f"clusters/test/{NS}/incidents/leak-report.yaml"
+        change = f"clusters/test/{NS}/changes/leaky.yaml"
+        done = all(p in history for p in (item, incident, change)) and "MYSQL_PWD" in history
+        return history if done else None
+
+    history = wait_for(recorded, timeout=60, what="the item, incident and change records")
+    events = kubectl("get", "events", "-n", NS, "-o", "json")
+    statuses = str(
+        [o.get("status") for o in kubectl.json("get", "change,incident,ci", "-n", NS)["items"]]
+    )
+    for secret in SECRETS:
+        assert secret not in history, f"{secret} reached the CMDB's history"
+        assert secret not in events, f"{secret} reached an Event"
+        assert secret not in statuses, f"{secret} reached a status"
+        assert secret not in operator.output(), f"{secret} reached the operator's log"
+    assert "MYSQL_PWD" in history  # the name is recorded, its value is a fingerprint
+    assert "<redacted " in history

@@ -289,3 +289,29 @@ def test_a_merge_without_an_approving_review_approves_nothing(
     _squash_merge(gitea, number)
     condition = _waiting_for_approvals(kubectl, "unreviewed")
     assert "has none" in condition["message"]
+
+
+def test_a_secret_in_a_plan_never_reaches_the_pull_request(
+    gitea: GiteaServer, kubectl: Kubectl, shop_with_web: None
+) -> None:
+    secret = "S3cr3t-in-a-pull-request"
+    manifest = _change("with-secret", "Set the database password", "web:7.0").replace(
+        'image: "web:7.0"', f'image: "web:7.0", env: [{{name: MYSQL_PWD, value: "{secret}"}}]'
+    )
+    kubectl("apply", "-f", "-", input=manifest)
+    number = _pull_number(kubectl, "with-secret")
+    pull = gitea.api("GET", f"/repos/{gitea.repository}/pulls/{number}")
+    assert "MYSQL_PWD" in pull["body"]  # what it does is shown...
+    assert "web:7.0" in pull["body"]
+    assert secret not in pull["body"]  # ...what it is configured with is not
+    assert "<redacted " in pull["body"]
+    files = gitea.api("GET", f"/repos/{gitea.repository}/pulls/{number}/files")
+    assert files
+    for changed in files:
+        content = gitea.api(
+            "GET",
+            f"/repos/{gitea.repository}/contents/{changed['filename']}?ref={pull['head']['sha']}",
+        )
+        record = base64.b64decode(content["content"]).decode()
+        assert "MYSQL_PWD" in record
+        assert secret not in record

@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from opsledger.domain import changes
+from opsledger.domain.redaction import Redactor
 from opsledger.domain.times import rfc3339
 from opsledger.models.change import ChangePhase, ChangeSpec
 from opsledger.models.records import ChangeRecord, RecordMetadata
@@ -88,12 +89,15 @@ def proposal_message(
     affected: Sequence[str],
     window: str,
     note: str = "",
+    redactor: Redactor | None = None,
 ) -> str:
     """The proposal commit's message: what reviewers need to decide, with `window` (the text of
     `next_window`) and the risk and conflicts in `status`; `note` says why a standard change
-    is proposed like a normal one."""
+    is proposed like a normal one. It leaves the cluster (a commit, a pull request's body), so
+    everything in it goes through `redactor`."""
+    redactor = redactor or Redactor()
     lines = [
-        f"change({cluster}/{namespace}/{name}): {spec.summary}"[:120],
+        f"change({cluster}/{namespace}/{name}): {redactor.text(spec.summary)}"[:120],
         "",
         f"- **Type:** {spec.type}",
         f"- **Requester:** {requester_text(spec)}",
@@ -114,7 +118,8 @@ def proposal_message(
         lines.append("Plan:")
         for p in spec.plan:
             lines.append(f"1. {p.patch_type} patch of {p.target.kind} {p.target.name}:")
-            lines.append(f"   `{json.dumps(p.patch, sort_keys=True)[:500]}`")
+            patch = redactor.plan_step(p.patch_type, p.patch)
+            lines.append(f"   `{json.dumps(patch, sort_keys=True)[:500]}`")
     else:
         lines.append("No plan: a permit for manual work while the change is in progress.")
     if spec.checks and (spec.checks.pre or spec.checks.post):

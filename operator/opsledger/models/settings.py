@@ -221,6 +221,14 @@ class Settings(BaseModel):
     redact_keys: list[str] = Field(
         default_factory=list, description="Extra regexes: values under matching keys are redacted."
     )
+    redaction_key_file: str | None = Field(
+        default=None,
+        description=(
+            "File holding a secret key for redaction fingerprints (a mounted Secret), so a "
+            "fingerprint in the CMDB cannot be checked against guessed values; default: the "
+            "cluster's name (fingerprints still show that a value changed)."
+        ),
+    )
     redact_values: list[str] = Field(
         default_factory=list, description="Extra regexes: matching values are redacted."
     )
@@ -305,6 +313,7 @@ class Settings(BaseModel):
             "OPSLEDGER_FORGE_REPOSITORY": "forge_repository",
             "OPSLEDGER_FORGE_TOKEN_FILE": "forge_token_file",
             "OPSLEDGER_APPROVAL_MODE": "approval_mode",
+            "OPSLEDGER_REDACTION_KEY_FILE": "redaction_key_file",
             "OPSLEDGER_RECEIVER_PORT": "receiver_port",
             "OPSLEDGER_RECEIVER_TOKEN_FILE": "receiver_token_file",
             "OPSLEDGER_RECEIVER_NAMESPACE": "receiver_namespace",

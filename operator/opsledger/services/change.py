@@ -37,6 +37,9 @@ from opsledger.services.change_approval import UNAVAILABLE
 from opsledger.services.change_health import measure_checks
 from opsledger.services.context import Context
 
+REASON_MAX = 1024  # a transition's reason, as the CRD and the record allow (an API error's
+# text, which goes into it, has no bound)
+
 
 @dataclass
 class Tick:
@@ -76,8 +79,9 @@ class Tick:
         self.outcome.conditions.extend(move.conditions)
         if move.phase is not None:
             self.phase = move.phase
+            reason = move.reason if len(move.reason) <= REASON_MAX else move.reason[:1021] + "..."
             self.transitions.append(
-                {"phase": move.phase.value, "at": rfc3339(self.now), "reason": move.reason}
+                {"phase": move.phase.value, "at": rfc3339(self.now), "reason": reason}
             )
             self.outcome.status["phase"] = move.phase.value
             self.outcome.status["transitions"] = self.transitions

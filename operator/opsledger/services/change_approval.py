@@ -43,7 +43,7 @@ def _path(ctx: Context, namespace: str, name: str) -> str:
 
 
 def _redacted(ctx: Context, spec: ChangeSpec) -> dict[str, Any]:
-    return ctx.redactor.mapping(spec.model_dump(mode="json", by_alias=True, exclude_none=True))
+    return ctx.redactor.change_spec(spec.model_dump(mode="json", by_alias=True, exclude_none=True))
 
 
 # -- finding out -------------------------------------------------------------------------
@@ -161,6 +161,7 @@ async def propose(
         affected=affected,
         window=next_window(facts.now, spec, facts.level),
         note=note,
+        redactor=ctx.redactor,
     )
     branch = changes.proposal_branch(ctx.settings.cluster, facts.namespace, facts.name)
     approval = dict(facts.approval)

@@ -88,8 +88,8 @@ def apply_plan(
                 patch_type=plan_step.patch_type,
                 body=changes.stamped(plan_step.patch_type, plan_step.patch, stamp, current),
             )
-    except Exception as exc:  # any API refusal fails the change, reported
-        return PlanResult(done, str(exc))
+    except Exception as exc:  # any API refusal fails the change, reported (it may echo values)
+        return PlanResult(done, ctx.redactor.text(str(exc)))
     return PlanResult(len(spec.plan))
 
 
@@ -120,7 +120,7 @@ def roll_back(
             else:
                 ctx.kube.delete(ref["apiVersion"], ref["kind"], ref["name"], namespace)
         except Exception as exc:  # reported; the rest is still restored
-            problems.append(f"{ref['kind']} {ref['name']}: {exc}")
+            problems.append(f"{ref['kind']} {ref['name']}: {ctx.redactor.text(str(exc))}")
     incident = f"{name}-rollback"[:253]
     open_incident(
         ctx.kube,

@@ -201,8 +201,16 @@ def render(
             "metadata": RecordMetadata(
                 cluster=ctx.settings.cluster, namespace=namespace, name=body["metadata"]["name"]
             ),
-            "spec": spec,
-            **{k: v for k, v in status.items() if k not in ("assignee", "nextDeadline")},
+            # free text from people and alerts: the same redactor as every record
+            "spec": ctx.redactor.mapping(
+                {
+                    k: ctx.redactor.text(v) if isinstance(v, str) else v
+                    for k, v in spec.model_dump(mode="json", by_alias=True).items()
+                }
+            ),
+            **ctx.redactor.mapping(
+                {k: v for k, v in status.items() if k not in ("assignee", "nextDeadline")}
+            ),
         }
     )
     return outcome, record

@@ -28,7 +28,7 @@ def operator_context(settings: Settings, metrics: Metrics) -> Context:
         metrics=metrics,
         kube=kube.Kube(kube.api_client(settings.kubeconfig)),
         cmdb=cmdb_store(settings),
-        redactor=Redactor.with_extra(settings.redact_keys, settings.redact_values),
+        redactor=redactor(settings),
         discovery=selectors.parse(settings.discovery_selector)
         if settings.discovery_kinds
         else None,
@@ -74,6 +74,14 @@ def cmdb_store(settings: Settings) -> GitCMDB | None:
         max_batch=settings.cmdb_max_batch,
         author=("OpsLedger", f"opsledger@{settings.cluster}"),
     )
+
+
+def redactor(settings: Settings) -> Redactor:
+    """The one redactor, its fingerprints keyed by the mounted secret (or the cluster's name)."""
+    key = settings.cluster.encode()
+    if settings.redaction_key_file:
+        key = Path(settings.redaction_key_file).read_bytes().strip()
+    return Redactor.with_extra(settings.redact_keys, settings.redact_values, key)
 
 
 def forge(settings: Settings) -> Gitea | None:

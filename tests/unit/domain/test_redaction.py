@@ -112,7 +112,8 @@ def test_annotations_that_copy_the_object_are_dropped_whatever_tool_wrote_them()
     )
     assert kept == {
         "kapp.k14s.io/identity": "v1;shop/apps/Deployment/web;apps/v1",
-        "example.com/team": "storefront",
+        # not known to be safe: fingerprinted (an allow-list, not a deny-list)
+        "example.com/team": REDACTOR.fingerprint("storefront"),
     }
 
 
@@ -149,10 +150,63 @@ def test_env_keeps_names_and_secret_references_but_not_secret_values() -> None:
         REDACTOR,
     )
     assert observed["labels"] == {"app.kubernetes.io/name": "web"}
+    fp = REDACTOR.fingerprint
     assert observed["env"]["app"] == [
-        {"name": "SIGNING_KEY", "value": REDACTED},
-        {"name": "SENTRY_DSN", "value": REDACTED},
-        {"name": "DATABASE_URL", "value": REDACTED},
-        {"name": "LOG_LEVEL", "value": "debug"},
+        {"name": "SIGNING_KEY", "value": fp("k3y-material")},
+        {"name": "SENTRY_DSN", "value": fp("https://abc@sentry.io/1")},
+        {"name": "DATABASE_URL", "value": fp("postgres://:pw@db/shop")},
+        {"name": "LOG_LEVEL", "value": "debug"},  # known to be safe
         {"name": "API_KEY", "fromSecret": "api/token"},
     ]
+
+
+def test_env_values_not_known_to_be_safe_are_fingerprinted_whatever_their_name() -> None:
+    [entry] = REDACTOR.env([{"name": "MYSQL_PWD", "value": "hunter2"}])  # no deny pattern hits
+    assert entry["value"] == REDACTOR.fingerprint("hunter2")
+    assert entry["value"].startswith("<redacted ")
+    assert "hunter2" not in entry["value"]
+    [again] = REDACTOR.env([{"name": "MYSQL_PWD", "value": "hunter2"}])
+    assert again == entry  # stable: an unchanged value writes nothing new
+    other = Redactor.with_extra(key=b"another-installation")
+    assert other.env([{"name": "MYSQL_PWD", "value": "hunter2"}])[0] != entry  # keyed
+
+
+def test_a_plan_patch_shows_what_runs_and_fingerprints_what_it_is_configured_with() -> None:
+    patch = {
+        "metadata": {"annotations": {"example.com/note": "S3cr3t"}, "labels": {"tier": "web"}},
+        "spec": {
+            "replicas": 3,
+            "template": {
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "app",
+                            "image": "web:2.0",
+                            "env": [{"name": "MYSQL_PWD", "value": "S3cr3t"}],
+                            "args": ["--token=S3cr3t"],
+                        }
+                    ]
+                }
+            },
+        },
+    }
+    shown = REDACTOR.plan_step("merge", patch)
+    fp = REDACTOR.fingerprint("S3cr3t")
+    assert shown["metadata"] == {"annotations": {"example.com/note": fp}, "labels": {"tier": "web"}}
+    container = shown["spec"]["template"]["spec"]["containers"][0]
+    assert (container["name"], container["image"], shown["spec"]["replicas"]) == (
+        "app",
+        "web:2.0",
+        3,
+    )
+    assert container["env"] == [{"name": "MYSQL_PWD", "value": fp}]
+    assert container["args"] == [REDACTOR.fingerprint("--token=S3cr3t")]
+    ops = [{"op": "add", "path": "/spec/template/spec/containers/0/env/0/value", "value": "S3cr3t"}]
+    assert REDACTOR.plan_step("json", ops) == [{**ops[0], "value": fp}]
+
+
+def test_free_text_is_kept_unless_it_looks_like_it_holds_a_secret() -> None:
+    assert REDACTOR.text("the checkout page is slow") == "the checkout page is slow"
+    leaked = REDACTOR.text("db is down, try password=hunter2")
+    assert "hunter2" not in leaked
+    assert leaked.startswith("<redacted ")
