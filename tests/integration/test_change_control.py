@@ -260,7 +260,9 @@ def test_a_change_deleted_and_created_again_is_proposed_afresh(
     assert record["metadata"]["uid"] == first["metadata"]["uid"]
 
 
-def test_breaking_glass_needs_the_emergency_right(kubectl: Kubectl, shop_ns: None) -> None:
+def test_breaking_glass_needs_the_emergency_right_and_is_reviewed_afterwards(
+    devenv: DevEnvironment, kubectl: Kubectl, shop_ns: None, tmp_path: Path
+) -> None:
     fire = _change("fire", "  type: emergency\n  targets: [web]\n")
     refused = kubectl.run("apply", "-f", "-", *BOB, input=fire, check=False)
     assert refused.returncode != 0
@@ -272,6 +274,34 @@ def test_breaking_glass_needs_the_emergency_right(kubectl: Kubectl, shop_ns: Non
     running = wait_for(lambda: _phase(kubectl, "fire", "InProgress"), what="the emergency started")
     assert running["spec"]["requester"]["username"] == "carol"
     assert running["status"]["reviewRequired"] is True
+
+    # Once it has ended, its post-implementation review is proposed; merging it closes it.
+    kubectl("patch", "change", "fire", "-n", NS, "--type=merge", "-p", '{"spec":{"done":true}}')
+
+    def review_proposed() -> dict[str, Any] | None:
+        obj = _get(kubectl, "fire")
+        review = next(
+            (c for c in obj["status"].get("conditions", []) if c["type"] == "Reviewed"), {}
+        )
+        return obj if review.get("reason") == "AwaitingReview" else None
+
+    ended = wait_for(review_proposed, timeout=60, what="the review proposed")
+    assert ended["status"]["phase"] == "Completed"
+    assert ended["status"]["reviewRequired"] is True
+    branch = f"reviews/test/{NS}/fire"
+    assert ended["status"]["review"]["branch"] == branch
+    record = remote_record(devenv, ref=branch, path=f"clusters/test/{NS}/reviews/fire.yaml")
+    assert record["requester"] == "carol"
+    assert record["metadata"]["uid"] == ended["metadata"]["uid"]
+    approve_proposal(devenv, tmp_path, branch, ALICE)
+    reviewed = wait_for(
+        lambda: (
+            _get(kubectl, "fire")["status"].get("reviewRequired") is False and _get(kubectl, "fire")
+        ),
+        timeout=60,
+        what="the review merged",
+    )
+    assert reviewed["status"]["review"]["reviewedAt"]
 
 
 SECRETS = ("S3cr3t-planted-1", "S3cr3t-planted-2", "S3cr3t-planted-3")

@@ -69,7 +69,9 @@ class ConditionType:
         return Event(kind, self.bad_event_reason or after.reason, after.message)
 
 
-_CHANGE_WAITS = frozenset({"AwaitingApproval", "OutsideWindow"})
+_CHANGE_WAITS = frozenset(
+    {"AwaitingApproval", "OutsideWindow", "OutsideTemplate", "AwaitingReview"}
+)
 
 TYPES: dict[str, ConditionType] = {
     t.name: t
@@ -80,6 +82,8 @@ TYPES: dict[str, ConditionType] = {
         ConditionType("WindowOpen", bad_only=True, quiet_reasons=_CHANGE_WAITS),
         ConditionType("HealthGate", bad_only=True),
         ConditionType("Conflict", abnormal_true=True, bad_only=True),
+        # an emergency change's post-implementation review: an Event when proposed, and done
+        ConditionType("Reviewed", quiet_reasons=_CHANGE_WAITS),
         # ConfigurationItem
         ConditionType("Drifted", abnormal_true=True, post=Post.ON_STATUS),
         ConditionType("Healthy", post=Post.ON_STATUS),

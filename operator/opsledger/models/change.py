@@ -273,6 +273,16 @@ class Approval(CamelModel):
     )
 
 
+class Review(CamelModel):
+    """An emergency change's post-implementation review: a proposal in the CMDB repository that
+    reviewers merge once they have looked at what was done."""
+
+    branch: str | None = Field(default=None, description="The review's branch in the CMDB.")
+    commit: str | None = Field(default=None, description="The commit holding the review record.")
+    pull_request: str | None = Field(default=None, description="Its pull request, with a forge.")
+    reviewed_at: datetime | None = Field(default=None, description="When it was merged.")
+
+
 class Window(CamelModel):
     """A period in which the change may run."""
 
@@ -339,6 +349,9 @@ class ChangeStatus(StatusBase):
         default=None, description="The Incident opened when the change was rolled back."
     )
     review_required: bool | None = Field(
-        default=None, description="Emergency changes: a post-implementation review is due."
+        default=None,
+        description="Emergency changes: a post-implementation review is due until its review "
+        "proposal is merged.",
     )
+    review: Review | None = Field(default=None, description="The post-implementation review.")
     cmdb: CMDBRecordStatus | None = Field(default=None, description="The change record.")

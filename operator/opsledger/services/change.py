@@ -32,7 +32,7 @@ from opsledger.domain.times import rfc3339
 from opsledger.domain.views import CHANGE_PLANS, CRITICALITY, RELATIONS, SERVICE_LEVELS
 from opsledger.models.change import ChangePhase, ChangeSpec
 from opsledger.models.common import ConditionStatus
-from opsledger.services import change_approval, change_execution
+from opsledger.services import change_approval, change_execution, change_review
 from opsledger.services.change_approval import UNAVAILABLE
 from opsledger.services.change_health import measure_checks
 from opsledger.services.context import Context
@@ -127,6 +127,21 @@ async def tick(
         if assessment.condition is not None:
             state.outcome.conditions.append(assessment.condition)
     await advance(ctx, state, spec, level, assessment)
+    try:
+        reviewed = await change_review.review(
+            ctx,
+            namespace=state.namespace,
+            name=state.name,
+            uid=state.uid,
+            spec=spec,
+            phase=state.phase,
+            status=state.status(),
+            now=state.now,
+        )
+    except tuple(UNAVAILABLE) as exc:  # the review is proposed on a later tick
+        reviewed = Outcome()
+        reviewed.condition("Reviewed", ConditionStatus.UNKNOWN, "CMDBUnavailable", str(exc))
+    state.outcome.merge(reviewed)
     if state.changed() or not state.synced():
         written = await change_approval.record(
             ctx,
