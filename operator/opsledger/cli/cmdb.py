@@ -37,6 +37,8 @@ def _validate(args: argparse.Namespace) -> int:
 
     root: Path = args.directory
     files = sorted((root / "clusters").rglob("*.yaml")) if (root / "clusters").is_dir() else []
+    files += sorted((root / "standard-changes").glob("*.yaml"))
+    files += [root / "approval-policy.yaml"] if (root / "approval-policy.yaml").is_file() else []
     problems = validate_tree(
         (p.relative_to(root).as_posix(), p.read_text(errors="replace")) for p in files
     )

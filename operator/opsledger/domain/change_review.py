@@ -14,7 +14,9 @@ from typing import Any
 import yaml
 
 from opsledger.domain import changes
+from opsledger.domain.records import to_yaml
 from opsledger.models.change import ChangePhase
+from opsledger.models.records import ChangeReviewRecord, RecordMetadata
 
 QUESTIONS = (
     "Was an emergency change justified, or could this have waited for a window?",
@@ -43,20 +45,20 @@ def review_record(
 ) -> str:
     """The review record (YAML): who broke glass, what was done (`spec`, redacted), how it
     ended, and what reviewers are asked."""
-    body = {
-        "apiVersion": "opsledger.io/v1alpha1",
-        "kind": "ChangeReview",
-        "metadata": {"cluster": cluster, "namespace": namespace, "name": name, "uid": uid},
-        "requester": (spec.get("requester") or {}).get("username"),
-        "summary": spec.get("summary"),
-        "targets": list(spec.get("targets") or []),
-        "plan": list(spec.get("plan") or []),
-        "phase": status.get("phase"),
-        "transitions": list(status.get("transitions") or []),
-        "incident": status.get("incident"),
-        "questions": list(QUESTIONS),
-    }
-    return yaml.safe_dump(body, sort_keys=False, allow_unicode=True, width=100)
+    record = ChangeReviewRecord.model_validate(
+        {
+            "metadata": RecordMetadata(cluster=cluster, namespace=namespace, name=name, uid=uid),
+            "requester": (spec.get("requester") or {}).get("username"),
+            "summary": spec.get("summary"),
+            "targets": list(spec.get("targets") or []),
+            "plan": list(spec.get("plan") or []),
+            "phase": status.get("phase"),
+            "transitions": list(status.get("transitions") or []),
+            "incident": status.get("incident"),
+            "questions": list(QUESTIONS),
+        }
+    )
+    return to_yaml(record)
 
 
 def review_message(cluster: str, namespace: str, name: str, spec: Mapping[str, Any]) -> str:

@@ -90,9 +90,7 @@ def _value_fits(bound: ValueBound, value: Any) -> str | None:
         low = -math.inf if bound.min is None else bound.min
         high = math.inf if bound.max is None else bound.max
         if number is None or not low <= number <= high:
-            return f"a number from {bound.min if bound.min is not None else '-inf'} to " + (
-                f"{bound.max if bound.max is not None else 'inf'}"
-            )
+            return f"a number from {low:g} to {high:g}"
     return None
 
 

@@ -1,5 +1,6 @@
 """Validation of a CMDB repository checkout: every record parses, matches its schema and sits
-at the path its metadata says (what the repository's CI runs through `opsledger cmdb validate`)."""
+at the path its metadata says, and the approval policy and standard-change templates parse (what
+the repository's CI runs through `opsledger cmdb validate`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ from pathlib import PurePosixPath
 import yaml
 from pydantic import ValidationError
 
+from opsledger.domain.approval_policy import PolicyError, parse_policy
+from opsledger.domain.standard_changes import TemplateError, parse_template
 from opsledger.domain.validation import describe
+from opsledger.models.policy import POLICY_FILE
 from opsledger.models.records import RECORD_FOLDERS
 
 
@@ -52,9 +56,26 @@ def validate_record(path: str, text: str) -> list[Problem]:
     ]
 
 
+def validate_policy(path: str, text: str) -> list[Problem]:
+    """Problems with the approval policy or a standard-change template (changed by hand, by
+    pull request: this is the check that keeps a broken one from reaching main)."""
+    try:
+        if path == POLICY_FILE:
+            parse_policy(text)
+        else:
+            parse_template(path, text)
+    except (PolicyError, TemplateError) as exc:
+        return [Problem(path, str(exc).removeprefix(f"{path} ").replace("\n", " "))]
+    return []
+
+
 def validate_tree(files: Iterator[tuple[str, str]]) -> list[Problem]:
-    """Problems across (path, text) pairs of every record file in a checkout."""
+    """Problems across (path, text) pairs of every record file in a checkout, and of the policy
+    files (approval-policy.yaml, standard-changes/*.yaml) among them."""
     problems: list[Problem] = []
     for path, text in files:
-        problems += validate_record(path, text)
+        if path == POLICY_FILE or path.startswith("standard-changes/"):
+            problems += validate_policy(path, text)
+        else:
+            problems += validate_record(path, text)
     return problems

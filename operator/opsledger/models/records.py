@@ -145,7 +145,29 @@ class ProblemRecord(CamelModel):
 
 
 # folder under clusters/<cluster>/<namespace>/ → the record model kept there
+class ChangeReviewRecord(CamelModel):
+    """An emergency change's post-implementation review: merged once reviewers have looked."""
+
+    api_version: Literal["opsledger.io/v1alpha1"] = Field(
+        default="opsledger.io/v1alpha1", description="Record format version."
+    )
+    kind: Literal["ChangeReview"] = Field(default="ChangeReview", description="Record kind.")
+    metadata: RecordMetadata = Field(description="The change's cluster, namespace, name, uid.")
+    requester: str | None = Field(default=None, description="Who broke glass.")
+    summary: str | None = Field(default=None, description="What the change says it does.")
+    targets: list[str] = Field(default_factory=list, description="Its target items.")
+    plan: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Its plan, redacted.",
+    )
+    phase: ChangePhase | None = Field(default=None, description="How it ended.")
+    transitions: list[Transition] = Field(default_factory=list, description="What happened.")
+    incident: str | None = Field(default=None, description="Incident opened on rollback.")
+    questions: list[str] = Field(default_factory=list, description="What reviewers are asked.")
+
+
 RECORD_FOLDERS: dict[str, type[CamelModel]] = {
+    "reviews": ChangeReviewRecord,
     "configurationitems": ConfigurationItemRecord,
     "incidents": IncidentRecord,
     "changes": ChangeRecord,

@@ -5,7 +5,7 @@ only by pull request. It pre-approves exactly the changes that fit its bounds.
     risk: low
     targets:                      # which items it may touch (each bound optional)
       services: [shop]
-      classes: [Deployment]
+      classes: [Workload]
       labels: {tier: web}
     plan:                         # what its plan may do (no `plan`: no plan at all, a permit)
       kinds: [Deployment]

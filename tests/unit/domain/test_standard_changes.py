@@ -81,7 +81,7 @@ def test_a_value_outside_its_bounds_is_named() -> None:
         "'registry.example.com/web:[0-9.]+'"
     )
     [found] = _misfits(_spec({"spec": {"replicas": 50}}))
-    assert "sets /spec/replicas to 50; the template allows a number from 1.0 to 10.0" in found
+    assert "sets /spec/replicas to 50; the template allows a number from 1 to 10" in found
 
 
 def test_setting_what_the_template_does_not_allow_is_named() -> None:

@@ -1,6 +1,10 @@
+from pathlib import Path
+
 from opsledger.domain.records import ci_record, record_path, to_yaml
-from opsledger.domain.validate import validate_record
+from opsledger.domain.validate import validate_record, validate_tree
 from opsledger.models.configitem import ConfigurationItemSpec
+
+ROOT = Path(__file__).resolve().parents[3]
 
 PATH = record_path("dev", "shop", "configurationitems", "web")
 GOOD = to_yaml(
@@ -35,3 +39,17 @@ def test_unknown_folders_and_broken_yaml() -> None:
     assert "unknown record folder 'widgets'" in unknown.message
     [yaml_error] = validate_record(PATH, "spec: [unclosed\n")
     assert yaml_error.message.startswith("not valid YAML")
+
+
+def test_the_policy_files_are_checked_beside_the_records() -> None:
+    examples = ROOT / "cmdb-repo-template" / "examples"
+    files = [
+        ("approval-policy.yaml", (examples / "approval-policy.yaml").read_text()),
+        ("standard-changes/web-image.yaml", (examples / "web-image.yaml").read_text()),
+        ("standard-changes/broken.yaml", "summary: x\nplan: {allow: [{pattern: x}]}\n"),
+    ]
+    [problem] = validate_tree(iter(files))
+    assert problem.path == "standard-changes/broken.yaml"
+    assert "plan.allow.0.path" in problem.message
+    [policy] = validate_tree(iter([("approval-policy.yaml", "required: {high: 0}\n")]))
+    assert "required.high must be at least 1" in policy.message
