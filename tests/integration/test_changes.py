@@ -398,7 +398,7 @@ def test_a_failing_post_check_restores_the_exact_prior_spec_and_opens_an_inciden
     assert "rolled back" in incident["spec"]["title"]
 
 
-def _plan(devenv: DevEnvironment, manifest: Path) -> tuple[int, dict[str, Any]]:
+def _plan(devenv: DevEnvironment, manifest: Path, *extra: str) -> tuple[int, dict[str, Any]]:
     result = subprocess.run(
         [
             sys.executable,
@@ -411,6 +411,7 @@ def _plan(devenv: DevEnvironment, manifest: Path) -> tuple[int, dict[str, Any]]:
             devenv.url("prometheus"),
             "-o",
             "json",
+            *extra,
         ],
         env={**os.environ, "KUBECONFIG": str(devenv.kubeconfig)},
         capture_output=True,
@@ -614,6 +615,14 @@ def test_standard_emergency_and_cancelled_changes(
     assert _get(kubectl, ns, "stretched")["status"]["phase"] == "PendingApproval"
     assert "changes/test/chg-types/stretched" in _branches(devenv)
     assert _deployment(kubectl, ns)["spec"]["replicas"] != 9
+    # `opsledger change plan --template` says the same before anything is applied.
+    stretched = tmp_path / "stretched.yaml"
+    stretched.write_text(yaml.safe_dump(_get(kubectl, ns, "stretched") | {"status": {}}))
+    template = work / "standard-changes" / "restart-workload.yaml"
+    _, report = _plan(devenv, stretched, "--template", str(template))
+    assert report["template"]["misfits"] == [
+        "the change has a plan; the template allows none (a permit only)"
+    ]
     assert running["status"]["approval"]["approver"].startswith(
         "standard-change template restart-workload (by Dana Manager"
     )

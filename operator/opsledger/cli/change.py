@@ -29,6 +29,12 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     plan.add_argument("-n", "--namespace", help="namespace (default: the manifest's, or default)")
     plan.add_argument("--at", help="evaluate at this time (RFC 3339; default: now)")
+    plan.add_argument(
+        "--template",
+        type=Path,
+        help="a standard change's template (standard-changes/<name>.yaml of a CMDB checkout): "
+        "say whether the manifest fits it, and so is pre-approved",
+    )
     plan.add_argument("-o", "--output", choices=["text", "json"], default="text")
     plan.set_defaults(func=_plan)
 
@@ -38,6 +44,7 @@ def _plan(args: argparse.Namespace) -> int:
 
     from opsledger.models.change import ChangeSpec  # noqa: PLC0415
     from opsledger.models.settings import Settings  # noqa: PLC0415
+    from opsledger.services.change_approval import template_fit  # noqa: PLC0415
     from opsledger.services.change_assessment import plan  # noqa: PLC0415
     from opsledger.services.wiring import cli_context  # noqa: PLC0415  (kubernetes, git)
 
@@ -64,6 +71,9 @@ def _plan(args: argparse.Namespace) -> int:
                 now=at,
             )
         )
+        if args.template is not None:
+            fit = template_fit(ctx, spec, namespace, args.template.as_posix(), args.template)
+            report["template"] = {"path": args.template.as_posix(), "misfits": fit}
     finally:
         close_kube(ctx)
     if args.output == "json":
@@ -93,6 +103,14 @@ def _print_plan(report: dict[str, Any]) -> None:
     risk = report["risk"]
     factors = ", ".join(risk["factors"]) or "no factors"
     print(f"  risk:      {risk['level']} (score {risk['score']}: {factors})")
+    template = report.get("template")
+    if template is not None:
+        if template["misfits"]:
+            print(f"  template:  leaves {template['path']}: proposed as a normal change")
+            for misfit in template["misfits"]:
+                print(f"             - {misfit}")
+        else:
+            print(f"  template:  fits {template['path']}: pre-approved")
     if report["blockers"]:
         print("blocked:")
         for blocker in report["blockers"]:

@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from opsledger.adapters.forge import ForgeError
 from opsledger.domain import change_approval as approval_rules
-from opsledger.domain import changes
+from opsledger.domain import changes, standard_changes
 from opsledger.domain.approval_policy import Identity, PolicyError, parse_policy
 from opsledger.domain.change_facts import Effect, Facts, ReadBack, Template
 from opsledger.domain.change_records import change_record, next_window, proposal_message
@@ -62,6 +63,18 @@ async def find_template(ctx: Context, spec: ChangeSpec, namespace: str) -> Templ
     sha, committer, _, content = versions[-1]
     items = await asyncio.to_thread(_items, ctx, spec, namespace)
     return Template(path, sha, committer, content, items)
+
+
+def template_fit(
+    ctx: Context, spec: ChangeSpec, namespace: str, path: str, file: Path
+) -> list[str]:
+    """What of `spec` leaves the standard-change template in `file` (empty: it fits), its
+    target items read from the cluster. Blocking: for the CLI."""
+    try:
+        template = standard_changes.parse_template(path, file.read_text())
+    except standard_changes.TemplateError as exc:
+        return [str(exc)]
+    return standard_changes.misfits(template, spec, _items(ctx, spec, namespace))
 
 
 def _items(ctx: Context, spec: ChangeSpec, namespace: str) -> dict[str, Mapping[str, Any] | None]:
