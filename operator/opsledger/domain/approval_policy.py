@@ -78,13 +78,18 @@ def person_of(policy: ApprovalPolicy | None, identity: Identity) -> str:
     return identity.name
 
 
-def _rule(policy: ApprovalPolicy, service: str, namespace: str) -> PolicyRule | None:
+def _matches(value: str, globs: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatchcase(value, g) for g in globs)
+
+
+def _rule(
+    policy: ApprovalPolicy, service: str, namespace: str, owners: Sequence[str]
+) -> PolicyRule | None:
     found = None
     for rule in policy.rules:  # the last match wins, as in CODEOWNERS
-        services, namespaces = rule.match.services, rule.match.namespaces
-        if any(fnmatch.fnmatchcase(service, s) for s in services) and any(
-            fnmatch.fnmatchcase(namespace, n) for n in namespaces
-        ):
+        match = rule.match
+        owned = match.owners == ["*"] or any(_matches(o, match.owners) for o in owners)
+        if _matches(service, match.services) and _matches(namespace, match.namespaces) and owned:
             found = rule
     return found
 
@@ -105,9 +110,11 @@ def judge(
     risk: str | None,
     given: Sequence[Identity],
     proof: str,
+    owners: Sequence[str] = (),
 ) -> Judgement:
     """Whether the approvals `given` (proven by `proof`, e.g. "approving review") approve a
-    change to `service` in `namespace` requested by `requester` at `risk`.
+    change to `service` in `namespace` (on items of `owners`) requested by `requester` at
+    `risk`.
 
     Without a policy file anyone but the requester may approve, and one approval is enough.
     """
@@ -115,7 +122,7 @@ def judge(
     allowed: set[str] | None = None
     needed = 1
     if policy is not None:
-        rule = _rule(policy, service, namespace)
+        rule = _rule(policy, service, namespace, owners)
         if rule is None:
             return Judgement(
                 False,

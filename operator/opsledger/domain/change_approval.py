@@ -275,6 +275,7 @@ def _judged(f: Facts, back: ReadBack, found: RecordVersion, branch: str) -> Move
         risk=f.risk,
         given=back.approvals,
         proof=back.proof,
+        owners=back.owners,
     )
     if not verdict.approved:
         return stay(

@@ -104,6 +104,7 @@ class ReadBack:
     proof: str = "approval"  # what an approval is in this mode, for messages
     policy: ApprovalPolicy | None = None  # approval-policy.yaml before the merge (None: none)
     policy_error: str | None = None  # it could not be read
+    owners: tuple[str, ...] = ()  # owners of the change's target items
 
 
 @dataclass(frozen=True)

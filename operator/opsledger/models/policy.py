@@ -5,7 +5,7 @@ pull request like everything there.
     rules:
     - match: {services: ["*"]}
       approvers: {groups: [sre]}
-    - match: {services: [shop], namespaces: [shop-prod]}
+    - match: {services: [shop], namespaces: [shop-prod], owners: [team-checkout]}
       approvers: {users: [alice], groups: [sre]}
     # How many approvals each assessed risk level needs (the requester never counts).
     required: {low: 1, medium: 1, high: 2}
@@ -38,6 +38,10 @@ class PolicyMatch(_Strict):
 
     services: list[str] = Field(default_factory=lambda: ["*"], description="spec.service values.")
     namespaces: list[str] = Field(default_factory=lambda: ["*"], description="Namespaces.")
+    owners: list[str] = Field(
+        default_factory=lambda: ["*"],
+        description="Owners (spec.owner) of the change's target items; one match is enough.",
+    )
 
 
 class Approvers(_Strict):

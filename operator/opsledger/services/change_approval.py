@@ -90,6 +90,7 @@ def _items(ctx: Context, spec: ChangeSpec, namespace: str) -> dict[str, Mapping[
             "class": (item.get("status") or {}).get("class"),
             "labels": (item.get("metadata") or {}).get("labels") or {},
             "service": item_spec.get("service"),
+            "owner": item_spec.get("owner"),
             "source": item_spec.get("source") or {},
         }
     return found
@@ -136,8 +137,16 @@ async def find_read_back(ctx: Context, facts: Facts) -> ReadBack:
     else:
         approvals = (Identity("git", found.committer),)
         proof = "merge"
+    items = await asyncio.to_thread(_items, ctx, facts.spec, facts.namespace)
+    owners = tuple(sorted({str(i["owner"]) for i in items.values() if i and i.get("owner")}))
     return ReadBack(
-        found, pull, approvals=approvals, proof=proof, policy=policy, policy_error=error
+        found,
+        pull,
+        approvals=approvals,
+        proof=proof,
+        policy=policy,
+        policy_error=error,
+        owners=owners,
     )
 
 

@@ -140,3 +140,21 @@ def test_a_broken_policy_says_what_is_wrong(text: str, says: str) -> None:
     with pytest.raises(PolicyError, match=says):
         parse_policy(text)
     assert parse_policy(None) is None
+
+
+def test_a_rule_can_name_the_owners_of_the_items_a_change_touches() -> None:
+    policy = parse_policy(
+        "rules:\n"
+        "- match: {services: ['*']}\n  approvers: {users: [anyone]}\n"
+        "- match: {services: ['*'], owners: [team-payments]}\n  approvers: {users: [pam]}\n"
+    )
+
+    def verdict(owners: tuple[str, ...], who: str) -> bool:
+        return judge(
+            policy, service="shop", namespace="n", requester="r", risk="low",
+            given=[Identity("forge", who)], proof="review", owners=owners,
+        ).approved  # fmt: skip
+
+    assert verdict(("team-payments",), "pam")
+    assert not verdict(("team-payments", "team-web"), "anyone")  # payments' items: pam decides
+    assert verdict(("team-web",), "anyone")
