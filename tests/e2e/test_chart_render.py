@@ -192,7 +192,10 @@ def test_cert_manager_variant_asks_cert_manager_and_injects_its_ca(helm: Helm) -
         == "opsledger-system/ol-opsledger-webhook"
     )
     assert all("caBundle" not in w["clientConfig"] for w in config["webhooks"])
-    assert not [d for d in docs if d["kind"] == "Secret"]  # cert-manager writes it
+    # cert-manager writes the serving certificate's Secret; the chart only its redaction key
+    assert [d["metadata"]["name"] for d in docs if d["kind"] == "Secret"] == [
+        "ol-opsledger-redaction"
+    ]
     issuer = helm.template("cert-manager-issuer-values.yaml")
     assert not [d for d in issuer if d["kind"] == "Issuer"]
     assert find(issuer, "Certificate")["spec"]["issuerRef"]["kind"] == "ClusterIssuer"
@@ -286,9 +289,15 @@ def test_secrets_from_values_or_existing_secrets(helm: Helm) -> None:
     assert env["OPSLEDGER_FORGE_TOKEN_FILE"] == "/etc/opsledger/forge/token"
     assert env["OPSLEDGER_RECEIVER_TOKEN_FILE"] == "/etc/opsledger/receiver/token"
     assert "@sha256:" in container(inline)["image"]
+    key = base64.b64decode(find(inline, "Secret", "ol-opsledger-redaction")["data"]["key"])
+    assert len(key) >= 32
+    assert env["OPSLEDGER_REDACTION_KEY_FILE"] == "/etc/opsledger/redaction/key"
+    assert env["OPSLEDGER_APPROVAL_MODE"] == "forge"  # a forge is configured: its reviews count
+    assert env_of(helm.template())["OPSLEDGER_APPROVAL_MODE"] == "signed"  # none: signatures
     existing = helm.template("existing-secrets-values.yaml")
-    assert [d["metadata"]["name"] for d in existing if d["kind"] == "Secret"] == [
-        "ol-opsledger-webhook-tls"
+    assert sorted(d["metadata"]["name"] for d in existing if d["kind"] == "Secret") == [
+        "ol-opsledger-redaction",  # the fingerprint key: generated, never a value
+        "ol-opsledger-webhook-tls",
     ]
     volumes = {
         v["name"]: v["secret"]["secretName"]

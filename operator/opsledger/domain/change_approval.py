@@ -257,6 +257,8 @@ def approval_unavailable(reason: str, error: str) -> ConditionUpdate:
 def _judged(f: Facts, back: ReadBack, found: RecordVersion, branch: str) -> Move:
     """The record is on the protected branch: approved when the approvals proven for it satisfy
     the approval policy in force before it came in; otherwise it waits, saying what is missing."""
+    if not back.settled:
+        return stay()  # the record is in, the forge is about to say by whose approval
     if back.policy_error is not None:
         return stay(
             _approved(

@@ -105,6 +105,8 @@ class ReadBack:
     policy: ApprovalPolicy | None = None  # approval-policy.yaml before the merge (None: none)
     policy_error: str | None = None  # it could not be read
     owners: tuple[str, ...] = ()  # owners of the change's target items
+    # False while the forge has not caught up with the merge (its pull request still open)
+    settled: bool = True
 
 
 @dataclass(frozen=True)

@@ -126,10 +126,13 @@ async def find_read_back(ctx: Context, facts: Facts) -> ReadBack:
         policy, error = None, str(exc)
     mode = ctx.settings.approval_mode
     approvals: tuple[Identity, ...]
+    settled = True
     if mode == "forge":
         reviewers = pull.approvers if pull is not None and pull.merged else ()
         approvals = tuple(Identity("forge", u) for u in reviewers)
         proof = "approving review"
+        # Gitea pushes a merge before it marks the pull request merged: wait for that
+        settled = pull is None or not pull.open
     elif mode == "signed":
         signers = await call(ctx.cmdb.signers, found.sha, proposal, ALLOWED_SIGNERS_FILE)
         approvals = tuple(Identity("signer", s) for s in signers)
@@ -147,6 +150,7 @@ async def find_read_back(ctx: Context, facts: Facts) -> ReadBack:
         policy=policy,
         policy_error=error,
         owners=owners,
+        settled=settled,
     )
 
 

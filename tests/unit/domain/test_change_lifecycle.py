@@ -407,6 +407,12 @@ def test_a_merged_proposal_approves_the_change_naming_approver_and_reviewers() -
     assert not move.done  # scheduled in the same tick
 
 
+def test_a_merge_the_forge_has_not_caught_up_with_decides_nothing_yet() -> None:
+    back = ReadBack(_merge(), PR(open=True), settled=False)
+    move = transition(_facts(P.PENDING_APPROVAL, approval=_proposed(), read_back=back))
+    assert move == Move(done=True)  # neither approved nor "approvals missing": asked again
+
+
 def test_a_closed_pull_request_or_a_deleted_branch_rejects_it_with_a_warning() -> None:
     closed = transition(CASES[(P.PENDING_APPROVAL, Rule.PULL_REQUEST_CLOSED)]())
     assert closed.warning
