@@ -35,10 +35,12 @@ BOB = ("--as=bob", "--as-group=system:masters")  # the requester
 ALICE = ("Alice Approver", "alice@example.com")
 POLICY = """rules:
 - match: {services: [shop]}
-  approvers: {users: [alice, bob]}
+  approvers: {users: [alice, bob, carol]}
+required: {low: 1, medium: 2, high: 2}
 people:
   alice: {signers: [alice@example.com]}
   bob: {kubernetes: [bob], signers: [bob@example.com]}
+  carol: {signers: [carol@example.com]}
 """
 
 
@@ -58,7 +60,7 @@ def _signer_line(principal: str, key: Path) -> str:
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("keys")
-    return {name: _key(folder, name) for name in ("alice", "bob", "mallory")}
+    return {name: _key(folder, name) for name in ("alice", "bob", "carol", "mallory")}
 
 
 @pytest.fixture(scope="module")
@@ -71,8 +73,7 @@ def remote(tmp_path_factory: pytest.TempPathFactory, keys: dict[str, Path]) -> P
     git("clone", "--quiet", str(bare), str(work))
     (work / "approval-policy.yaml").write_text(POLICY)
     (work / "allowed-signers").write_text(
-        _signer_line("alice@example.com", keys["alice"])
-        + _signer_line("bob@example.com", keys["bob"])
+        "".join(_signer_line(f"{n}@example.com", keys[n]) for n in ("alice", "bob", "carol"))
     )
     git("add", "-A", cwd=work)
     git("commit", "--quiet", "-m", "Approval policy and allowed signers", cwd=work, who=ALICE)
@@ -103,6 +104,18 @@ def operator(
 @pytest.fixture(scope="module")
 def shop_ns(kubectl: Kubectl, operator: OperatorProcess) -> None:
     kubectl("apply", "-f", "-", input=shop(NS, replicas=1))
+    # A critical item: changes to it are medium risk, which needs two approvals.
+    kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=f"""
+apiVersion: opsledger.io/v1alpha1
+kind: ConfigurationItem
+metadata: {{name: vault, namespace: {NS}}}
+spec: {{service: shop, criticality: high}}
+""",
+    )
 
 
 Approve = Callable[..., None]
@@ -121,7 +134,7 @@ def approve(devenv: DevEnvironment, remote: Path, tmp_path: Path) -> Approve:
 pytestmark = pytest.mark.usefixtures("shop_ns")
 
 
-def _create(kubectl: Kubectl, name: str) -> str:
+def _create(kubectl: Kubectl, name: str, target: str = "web") -> str:
     kubectl.run(
         "apply",
         "-f",
@@ -135,7 +148,7 @@ spec:
   type: normal
   summary: {name}
   service: shop
-  targets: [web]
+  targets: [{target}]
   schedule: {{notBefore: "2099-01-01T00:00:00Z"}}
 """,
     )
@@ -168,7 +181,7 @@ def test_an_unsigned_merge_with_the_right_record_approves_nothing(
     branch = _create(kubectl, "unsigned")
     approve(branch, ALICE)
     message = _not_approved(kubectl, "unsigned")
-    assert "needs 1 signed commit (key in allowed-signers)(s) from alice, bob" in message
+    assert "needs 1 signed commit(s) by a key in allowed-signers from alice, bob, carol" in message
     assert "has none" in message
 
 
@@ -243,3 +256,31 @@ def test_a_merge_signed_by_an_allowed_person_approves_the_change(
         "log", "-1", "--format=%s|%G?|%GS", commit,
     )  # fmt: skip
     assert checked.strip() == f"Merge {branch}|G|alice@example.com"
+
+
+def test_a_change_that_needs_two_approvals_counts_signed_approval_commits_on_its_branch(
+    kubectl: Kubectl, approve: Approve, keys: dict[str, Path], remote: Path, tmp_path: Path
+) -> None:
+    one = _create(kubectl, "one-key", target="vault")
+    approve(one, ALICE, keys["alice"])
+    message = _not_approved(kubectl, "one-key")
+    assert "medium risk needs 2 signed commit" in message
+    assert "has 1 (alice)" in message
+
+    both = _create(kubectl, "two-keys", target="vault")
+    # Carol signs an approval commit on the proposal branch; Alice signs the merge.
+    work = tmp_path / "carol"
+    git("clone", "--quiet", "--branch", both, str(remote), str(work))
+    carol = ("Carol Second", "carol@example.com")
+    signing = ("-c", "gpg.format=ssh", "-c", f"user.signingkey={keys['carol']}")
+    git(*signing, "commit", "--allow-empty", "-S", "--quiet", "-m", "Approved", cwd=work, who=carol)
+    git("push", "--quiet", "origin", f"HEAD:{both}", cwd=work)
+    approve(both, ALICE, keys["alice"])
+
+    def approved() -> dict[str, Any] | None:
+        obj: dict[str, Any] = kubectl.json("get", "change", "two-keys", "-n", NS)
+        return obj if obj["status"].get("phase") == "Scheduled" else None
+
+    obj = wait_for(approved, timeout=60, what="two signed approvals approving the change")
+    assert obj["status"]["approval"]["approver"] == "alice, carol"
+    assert obj["status"]["risk"] == "medium"

@@ -112,7 +112,7 @@ def judge(
     proof: str,
     owners: Sequence[str] = (),
 ) -> Judgement:
-    """Whether the approvals `given` (proven by `proof`, e.g. "approving review") approve a
+    """Whether the approvals `given` (proven by `proof`, e.g. "approving review(s)") approve a
     change to `service` in `namespace` (on items of `owners`) requested by `requester` at
     `risk`.
 
@@ -154,5 +154,5 @@ def judge(
     return Judgement(
         False,
         tuple(counted),
-        f"{level} needs {needed} {proof}(s){who}, other than the requester; has {has}{why}",
+        f"{level} needs {needed} {proof}{who}, other than the requester; has {has}{why}",
     )

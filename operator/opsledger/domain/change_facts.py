@@ -101,7 +101,7 @@ class ReadBack:
     pull: PullRequest | None = None
     branch_exists: bool | None = None  # asked only when neither of the others decides
     approvals: tuple[Identity, ...] = ()  # proven identities, found only with `found`
-    proof: str = "approval"  # what an approval is in this mode, for messages
+    proof: str = "approval(s)"  # what an approval is in this mode, for messages
     policy: ApprovalPolicy | None = None  # approval-policy.yaml before the merge (None: none)
     policy_error: str | None = None  # it could not be read
     owners: tuple[str, ...] = ()  # owners of the change's target items

@@ -130,16 +130,16 @@ async def find_read_back(ctx: Context, facts: Facts) -> ReadBack:
     if mode == "forge":
         reviewers = pull.approvers if pull is not None and pull.merged else ()
         approvals = tuple(Identity("forge", u) for u in reviewers)
-        proof = "approving review"
+        proof = "approving review(s)"
         # Gitea pushes a merge before it marks the pull request merged: wait for that
         settled = pull is None or not pull.open
     elif mode == "signed":
         signers = await call(ctx.cmdb.signers, found.sha, proposal, ALLOWED_SIGNERS_FILE)
         approvals = tuple(Identity("signer", s) for s in signers)
-        proof = f"signed commit (key in {ALLOWED_SIGNERS_FILE})"
+        proof = f"signed commit(s) by a key in {ALLOWED_SIGNERS_FILE}"
     else:
         approvals = (Identity("git", found.committer),)
-        proof = "merge"
+        proof = "merge(s)"
     items = await asyncio.to_thread(_items, ctx, facts.spec, facts.namespace)
     owners = tuple(sorted({str(i["owner"]) for i in items.values() if i and i.get("owner")}))
     return ReadBack(

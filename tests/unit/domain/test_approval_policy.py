@@ -46,7 +46,7 @@ def _judge(
         requester=requester,
         risk=risk,
         given=given,
-        proof="approving review",
+        proof="approving review(s)",
     )
 
 
