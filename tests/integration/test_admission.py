@@ -187,6 +187,30 @@ spec:
     assert "spec.targets names ConfigurationItems that do not exist" in result.stderr
     assert "wbe" in result.stderr
 
+    # A plan may only patch what its targets follow: the approval policy, the risk and the
+    # guard all judge a change by its targets.
+    elsewhere = kubectl.run(
+        "apply",
+        "-f",
+        "-",
+        input=f"""
+apiVersion: opsledger.io/v1alpha1
+kind: Change
+metadata: {{name: sideways, namespace: {NS}}}
+spec:
+  type: normal
+  summary: Upgrade web (and quietly scale payments)
+  service: shop
+  targets: [web]
+  plan:
+  - target: {{apiVersion: apps/v1, kind: Deployment, name: payments}}
+    patch: {{spec: {{replicas: 0}}}}
+""",
+        check=False,
+    )
+    assert elsewhere.returncode != 0
+    assert "spec.plan[0] patches Deployment payments, which is not the source" in elsewhere.stderr
+
 
 def test_stopping_the_operator_removes_its_webhook(
     kubectl: Kubectl, operator: OperatorProcess, shop_with_web: None

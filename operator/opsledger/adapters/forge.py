@@ -44,6 +44,7 @@ class Forge(Protocol):
 
 
 PAGE = 50  # Gitea's default maximum page size
+MAX_PAGES = 200
 
 
 class Gitea:
@@ -77,13 +78,12 @@ class Gitea:
     def _pages(self, path: str, **params: Any) -> list[dict[str, Any]]:
         """Every item of a paged list (Gitea pages with page and limit)."""
         items: list[dict[str, Any]] = []
-        page = 1
-        while True:
+        for page in range(1, MAX_PAGES + 1):
             batch = self._call("GET", path, params={**params, "page": page, "limit": PAGE}) or []
-            items += batch
-            if len(batch) < PAGE:
+            if not batch:  # (a forge may serve fewer than asked per page: read to the end)
                 return items
-            page += 1
+            items += batch
+        raise ForgeError(f"Gitea at {self.url}: more than {MAX_PAGES} pages of {path}")
 
     def _ours(self, pull: dict[str, Any], head: str) -> bool:
         """A pull request from this repository's `head` branch: a fork's pull request with the
@@ -110,8 +110,8 @@ class Gitea:
 
     def get(self, number: int, commit: str | None = None) -> PullRequest:
         """A pull request's state, and who approved it in a review that still stands: the
-        latest review of each person, not dismissed, not made stale by a later push, and (given
-        `commit`) of that commit."""
+        latest review of each person, official (they may write to the repository), not
+        dismissed, not made stale by a later push, and (given `commit`) of that commit."""
         pull = self._call("GET", f"/pulls/{number}")
         latest: dict[str, dict[str, Any]] = {}
         for review in self._pages(f"/pulls/{number}/reviews"):  # oldest first
@@ -123,6 +123,7 @@ class Gitea:
                 login
                 for login, review in latest.items()
                 if review.get("state") == "APPROVED"
+                and review.get("official")  # by someone with write access, as Gitea counts
                 and not review.get("dismissed")
                 and not review.get("stale")
                 and (commit is None or review.get("commit_id") == commit)

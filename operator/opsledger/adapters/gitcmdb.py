@@ -398,21 +398,31 @@ class GitCMDB:
         """A file as commit `rev` (of the last fetch) holds it, or None."""
         return self._guarded(lambda repo: self._show(repo, rev, path))
 
-    def signers(self, commit: str, proposal: str | None, allowed_signers: str) -> list[str]:
-        """The principals with a good SSH signature on `commit` and, where `commit` merged a
-        branch, on the branch's commits after `proposal` (approval commits reviewers add), each
-        checked against the allowed-signers file as the protected branch held it before
-        `commit` (so a commit cannot admit its own key). Unsigned, badly signed and unknown-key
-        commits name nobody."""
+    def signers(
+        self, commit: str, proposal: str | None, allowed_signers: str, base: str, path: str
+    ) -> list[tuple[str, str | None]]:
+        """(principal, `path` as that commit holds it) for each good SSH signature on `commit`
+        and, where `commit` merged a branch, on the plain commits of that branch's own line
+        (first parents) after `proposal`: approval commits reviewers add. Signatures are checked
+        against the allowed-signers file as commit `base` holds it (the protected branch before
+        the proposal: no commit can admit its own key). Unsigned, badly signed and unknown-key
+        commits name nobody; commits brought in from elsewhere (main merged into the branch)
+        are not the branch's own and are not looked at."""
 
-        def verify(repo: git.Repo) -> list[str]:
-            allowed = self._show(repo, f"{commit}^1", allowed_signers)
+        def verify(repo: git.Repo) -> list[tuple[str, str | None]]:
+            allowed = self._show(repo, base, allowed_signers)
             if not allowed:
                 return []
             parents = str(repo.git.rev_list("--parents", "-n", "1", commit)).split()[1:]
             revs = [commit]
             if len(parents) > 1 and proposal:
-                revs += str(repo.git.rev_list(f"{proposal}..{parents[1]}")).split()
+                line = str(
+                    repo.git.rev_list(
+                        "--first-parent", "--ancestry-path", "--no-merges",
+                        f"{proposal}..{parents[1]}",
+                    )
+                )  # fmt: skip
+                revs += line.split()
             check = self.workdir / "allowed-signers.check"
             check.write_text(allowed)
             out = self._git(
@@ -428,9 +438,9 @@ class GitCMDB:
             )
             found = []
             for line in out.splitlines():
-                _, verdict, signer = [*line.split("\x1f"), "", ""][:3]
-                if verdict == "G" and signer and signer not in found:
-                    found.append(signer)
+                sha, verdict, signer = [*line.split("\x1f"), "", ""][:3]
+                if verdict == "G" and signer:
+                    found.append((signer, self._show(repo, sha, path)))
             return found
 
         return self._guarded(verify)

@@ -133,7 +133,9 @@ def judge(review: Review, facts: Facts) -> Verdict:
     protectors = [g for g in facts.guardians if g.protected]
     if not protectors and not labelled(review):
         return Verdict(True, "not protected")
-    names = {g.name for g in facts.guardians} or {review.name}
+    # Only a change targeting a protecting item opens the workload: an unprotected item that
+    # follows the same workload (anyone may create one) is a decoy, not an authority.
+    names = {g.name for g in protectors} or {review.name}
     for change in facts.changes:
         if names.intersection(change.targets):
             return Verdict(True, f"change {change.name} is in progress")

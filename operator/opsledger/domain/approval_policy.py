@@ -65,16 +65,21 @@ class Judgement:
 
 
 def person_of(policy: ApprovalPolicy | None, identity: Identity) -> str:
-    """The policy's name for the person behind `identity` (the name itself when unlisted)."""
+    """The policy's name for the person behind `identity`; an identity no person lists stands
+    for itself, except that it cannot pass for a person the policy does list (a forge login
+    "alice" is not the policy's alice unless alice's entry says so)."""
     field = KINDS[identity.kind]
     wanted = {identity.name}
     if identity.kind == "git" and "<" in identity.name:  # "Name <e-mail>": the e-mail
         wanted.add(identity.name.rsplit("<", 1)[1].rstrip(">").strip())
-    for name, person in (policy.people if policy else {}).items():
+    people = policy.people if policy else {}
+    for name, person in people.items():
         value = getattr(person, field)
         names = value if isinstance(value, list) else [value] if value else []
         if wanted & set(names):
             return name
+    if identity.name in people:
+        return f"{identity.kind}:{identity.name}"  # unlisted here: not that person
     return identity.name
 
 
@@ -83,12 +88,13 @@ def _matches(value: str, globs: Sequence[str]) -> bool:
 
 
 def _rule(
-    policy: ApprovalPolicy, service: str, namespace: str, owners: Sequence[str]
+    policy: ApprovalPolicy, service: str, namespace: str, owner: str | None
 ) -> PolicyRule | None:
+    """The last rule matching one subject of a change (a service, and an item's owner)."""
     found = None
     for rule in policy.rules:  # the last match wins, as in CODEOWNERS
         match = rule.match
-        owned = match.owners == ["*"] or any(_matches(o, match.owners) for o in owners)
+        owned = match.owners == ["*"] or (owner is not None and _matches(owner, match.owners))
         if _matches(service, match.services) and _matches(namespace, match.namespaces) and owned:
             found = rule
     return found
@@ -110,29 +116,39 @@ def judge(
     risk: str | None,
     given: Sequence[Identity],
     proof: str,
-    owners: Sequence[str] = (),
+    items: Sequence[tuple[str | None, str | None]] = (),
 ) -> Judgement:
     """Whether the approvals `given` (proven by `proof`, e.g. "approving review(s)") approve a
-    change to `service` in `namespace` (on items of `owners`) requested by `requester` at
-    `risk`.
+    change to `service` in `namespace` requested by `requester` at `risk`, touching `items`
+    ((service, owner) of each target item).
 
-    Without a policy file anyone but the requester may approve, and one approval is enough.
+    Every subject of the change (its service, and each item's service and owner) is covered by
+    the last rule matching it, and *every* such rule must be satisfied: naming one more item of
+    a lenient team cannot choose the rule. Without a policy file anyone but the requester may
+    approve, and one approval is enough.
     """
     me = person_of(policy, Identity("kubernetes", requester)) if requester else None
-    allowed: set[str] | None = None
+    rules: list[set[str]] | None = None
     needed = 1
     if policy is not None:
-        rule = _rule(policy, service, namespace, owners)
-        if rule is None:
-            return Judgement(
-                False,
-                (),
-                f"no rule of {POLICY_FILE} covers service {service} in namespace {namespace}: "
-                "nobody may approve it; add a rule there (by pull request)",
-            )
-        allowed = allowed_people(policy, rule)
+        subjects = [(service, None), *((s or service, o) for s, o in items)]
+        rules = []
+        for subject, owner in subjects:
+            rule = _rule(policy, subject, namespace, owner)
+            if rule is None:
+                whose = f" (items of {owner})" if owner else ""
+                return Judgement(
+                    False,
+                    (),
+                    f"no rule of {POLICY_FILE} covers service {subject}{whose} in namespace "
+                    f"{namespace}: nobody may approve it; add a rule there (by pull request)",
+                )
+            people = allowed_people(policy, rule)
+            if people not in rules:
+                rules.append(people)
         # an unassessed (or unknown) risk needs what the highest level needs
         needed = policy.required.get(risk or "", max(policy.required.values(), default=1))
+    anyone = set().union(*rules) if rules else None
     counted: list[str] = []
     refused: list[str] = []
     for identity in given:
@@ -141,16 +157,21 @@ def judge(
             continue
         if me is not None and person == me:
             refused.append(f"{identity.name} is the requester")
-        elif allowed is not None and person not in allowed:
+        elif anyone is not None and person not in anyone:
             refused.append(f"{identity.name} may not approve changes to {service}")
         else:
             counted.append(person)
     level = f"{risk} risk" if risk else "this change"
-    if len(counted) >= needed:
+    # each rule's approvers (None: anyone, without a policy) must give `needed` approvals
+    groups: list[set[str] | None] = list(rules) if rules is not None else [None]
+    short = [g for g in groups if len([p for p in counted if g is None or p in g]) < needed]
+    if not short:
         return Judgement(True, tuple(counted), f"approved by {', '.join(counted)}")
-    has = f"{len(counted)} ({', '.join(counted)})" if counted else "none"
+    first = short[0]
+    mine = [p for p in counted if first is None or p in first]
+    has = f"{len(mine)} ({', '.join(mine)})" if mine else "none"
     why = f"; not counted: {'; '.join(refused)}" if refused else ""
-    who = f" from {', '.join(sorted(allowed))}" if allowed is not None else ""
+    who = f" from {', '.join(sorted(first))}" if first is not None else ""
     return Judgement(
         False,
         tuple(counted),

@@ -269,6 +269,17 @@ def _judged(f: Facts, back: ReadBack, found: RecordVersion, branch: str) -> Move
             )
         )
     requester = f.spec.requester.username if f.spec.requester else None
+    if requester is None and back.strict:
+        return stay(
+            _approved(
+                ConditionStatus.FALSE,
+                "RequesterUnknown",
+                f"{branch} was merged in {found.sha[:12]}, but the Change records no requester "
+                "(OpsLedger's mutating webhook did not run when it was created), so nobody can "
+                "be told apart from them: cancel it and create it again with the webhook "
+                "installed",
+            )
+        )
     verdict = approval_policy.judge(
         back.policy,
         service=f.spec.service,
@@ -277,7 +288,7 @@ def _judged(f: Facts, back: ReadBack, found: RecordVersion, branch: str) -> Move
         risk=f.risk,
         given=back.approvals,
         proof=back.proof,
-        owners=back.owners,
+        items=back.items,
     )
     if not verdict.approved:
         return stay(

@@ -104,9 +104,11 @@ class ReadBack:
     proof: str = "approval(s)"  # what an approval is in this mode, for messages
     policy: ApprovalPolicy | None = None  # approval-policy.yaml before the merge (None: none)
     policy_error: str | None = None  # it could not be read
-    owners: tuple[str, ...] = ()  # owners of the change's target items
+    items: tuple[tuple[str | None, str | None], ...] = ()  # (service, owner) of each target
     # False while the forge has not caught up with the merge (its pull request still open)
     settled: bool = True
+    # forge and signed modes: a change whose requester is unknown cannot be approved
+    strict: bool = False
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,12 @@ import yaml
 from pydantic import ValidationError
 
 from opsledger.domain.observe import api_group
+from opsledger.domain.redaction import Redactor
 from opsledger.domain.validation import describe
 from opsledger.models.change import ChangeSpec, HealthCheck, PlanStep
 from opsledger.models.standard import PlanBounds, StandardTemplate, ValueBound
+
+_SHOWN = Redactor()  # quotes values in misfits as records show them: secrets fingerprinted
 
 
 class TemplateError(ValueError):
@@ -44,32 +47,27 @@ def _any(value: str, globs: Sequence[str]) -> bool:
 
 
 def leaves(document: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """(JSON pointer, value) of every scalar a merge or apply patch sets (lists by index)."""
-    if isinstance(document, Mapping):
-        if not document:
-            yield prefix or "/", document
+    """(JSON pointer, value) of what a merge or apply patch sets. Maps merge, so they are walked
+    into; a list replaces the whole list it lands on (JSON merge patch), so it is one value, at
+    the list's own pointer: a template must allow replacing that list to let it through."""
+    if isinstance(document, Mapping) and document:
         for key, value in document.items():
             escaped = str(key).replace("~", "~0").replace("/", "~1")
             yield from leaves(value, f"{prefix}/{escaped}")
-    elif isinstance(document, list):
-        if not document:
-            yield prefix or "/", document
-        for index, value in enumerate(document):
-            yield from leaves(value, f"{prefix}/{index}")
     else:
         yield prefix or "/", document
 
 
 def _json_patch_leaves(ops: Any) -> Iterator[tuple[str, Any, str | None]]:
-    """(pointer, value, problem) of a JSON patch: add and replace set values; anything else is
-    a problem (remove, move, copy and test are not value changes a bound can describe)."""
+    """(pointer, value, problem) of a JSON patch: add and replace set the value at their path,
+    a map or a list as one value there (it replaces what was there, whole); anything else is a
+    problem (remove, move, copy and test are not value changes a bound can describe)."""
     for op in ops if isinstance(ops, list) else [ops]:
         if not isinstance(op, Mapping) or op.get("op") not in ("add", "replace"):
             what = op.get("op") if isinstance(op, Mapping) else op
             yield "", None, f"a JSON patch {what!r} operation (only add and replace can fit)"
             continue
-        for pointer, value in leaves(op.get("value"), str(op.get("path") or "")):
-            yield pointer, value, None
+        yield str(op.get("path") or ""), op.get("value"), None
 
 
 def _path_fits(pattern: str, pointer: str) -> bool:
@@ -113,13 +111,20 @@ def _step_misfits(index: int, step: PlanStep, bounds: PlanBounds) -> list[str]:
             continue
         bounds_here = [b for b in bounds.allow if _path_fits(b.path, pointer)]
         if not bounds_here:
-            found.append(f"{what} sets {pointer}, which the template does not allow to change")
+            whole = (
+                " (a list or map, which replaces all of it)"
+                if isinstance(value, list | Mapping)
+                else ""
+            )
+            found.append(
+                f"{what} sets {pointer}{whole}, which the template does not allow to change"
+            )
             continue
         refusals = [r for b in bounds_here if (r := _value_fits(b, value)) is not None]
         if len(refusals) == len(bounds_here):
+            shown = json.dumps(_SHOWN.patch(value, pointer))  # the message leaves the cluster
             found.append(
-                f"{what} sets {pointer} to {json.dumps(value)}; the template allows "
-                + " or ".join(refusals)
+                f"{what} sets {pointer} to {shown}; the template allows " + " or ".join(refusals)
             )
     return found
 

@@ -9,9 +9,8 @@ only by pull request. It pre-approves exactly the changes that fit its bounds.
       labels: {tier: web}
     plan:                         # what its plan may do (no `plan`: no plan at all, a permit)
       kinds: [Deployment]
-      patchTypes: [merge]
+      patchTypes: [json, merge]   # a merge patch's list replaces the whole list
       allow:                      # every value the patch sets must fit one of these
-      - path: /spec/template/spec/containers/*/name
       - path: /spec/template/spec/containers/*/image
         pattern: "registry.example.com/web:[0-9.]+"
       - path: /spec/replicas

@@ -182,7 +182,7 @@ async def _refusal(ctx: Context, operator: str | None, request: Mapping[str, Any
         spec = model.model_validate(dict(new.get("spec") or {}))
     except ValidationError as exc:
         return f"{what} is invalid: {describe(exc)}. Fix the manifest and apply it again."
-    if isinstance(spec, ChangeSpec) and spec.targets:
+    if isinstance(spec, ChangeSpec) and (spec.targets or spec.plan):
         return await _targets_refusal(ctx, request, what, spec)
     return None
 
@@ -190,19 +190,33 @@ async def _refusal(ctx: Context, operator: str | None, request: Mapping[str, Any
 async def _targets_refusal(
     ctx: Context, request: Mapping[str, Any], what: str, spec: ChangeSpec
 ) -> str | None:
-    """A Change's targets must exist (checked when they change)."""
-    old_targets = set(((request.get("oldObject") or {}).get("spec") or {}).get("targets") or ())
-    if set(spec.targets) == old_targets:
+    """A Change's targets must exist, and each plan step must patch the source of one of them
+    (so the approval policy, the risk and the guard all see what the plan touches)."""
+    old_spec = (request.get("oldObject") or {}).get("spec") or {}
+    old_targets = set(old_spec.get("targets") or ())
+    old_plan = old_spec.get("plan") or []
+    new_plan = [s.model_dump(mode="json", by_alias=True) for s in spec.plan]
+    if set(spec.targets) == old_targets and (not spec.plan or old_plan == new_plan):
         return None
     namespace = str(request.get("namespace"))
-    missing = await asyncio.to_thread(_missing_items, ctx, namespace, spec.targets)
-    if not missing:
-        return None
-    return (
-        f"{what} is invalid: spec.targets names ConfigurationItems that do not exist in "
-        f"namespace {namespace}: {', '.join(missing)}. Create them first (kubectl get ci "
-        "lists the existing ones) or fix the names."
-    )
+    items = await asyncio.to_thread(_items, ctx, namespace)
+    missing = [t for t in spec.targets if t not in items]
+    if missing:
+        return (
+            f"{what} is invalid: spec.targets names ConfigurationItems that do not exist in "
+            f"namespace {namespace}: {', '.join(missing)}. Create them first (kubectl get ci "
+            "lists the existing ones) or fix the names."
+        )
+    sources = {items[t] for t in spec.targets}
+    for index, step in enumerate(spec.plan):
+        ref = step.target
+        if (api_group(ref.api_version), ref.kind, ref.name) not in sources:
+            return (
+                f"{what} is invalid: spec.plan[{index}] patches {ref.kind} {ref.name}, which "
+                "is not the source of any item in spec.targets. Add the ConfigurationItem that "
+                "follows it to spec.targets, so its owners approve and the guard knows it."
+            )
+    return None
 
 
 async def _change_control(
@@ -232,10 +246,15 @@ async def _change_control(
     return change_control.emergency_refusal(what, namespace, str(user.get("username")), reason)
 
 
-def _missing_items(ctx: Context, namespace: str, targets: list[str]) -> list[str]:
+def _items(ctx: Context, namespace: str) -> dict[str, tuple[str, str, str]]:
+    """Each item in `namespace` by name, with its source (API group, kind, name)."""
     assert ctx.kube is not None
-    names = {
-        str(i["metadata"]["name"])
-        for i in ctx.kube.list_namespaced_custom("configurationitems", namespace)
-    }
-    return [t for t in targets if t not in names]
+    found = {}
+    for item in ctx.kube.list_namespaced_custom("configurationitems", namespace):
+        source = (item.get("spec") or {}).get("source") or {}
+        found[str(item["metadata"]["name"])] = (
+            api_group(str(source.get("apiVersion", ""))),
+            str(source.get("kind", "")),
+            str(source.get("name", "")),
+        )
+    return found

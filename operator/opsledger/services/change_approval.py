@@ -118,8 +118,11 @@ async def find_read_back(ctx: Context, facts: Facts) -> ReadBack:
             pull = None  # not the pull request of exactly this proposal, from this repository
     if found is None:
         return ReadBack(found, pull)
-    # The policy as it stood before this merge: a commit cannot rewrite it to approve itself.
-    text = await call(ctx.cmdb.read_at, f"{found.sha}^1", POLICY_FILE)
+    # The policy files as the protected branch held them when the change was proposed: no
+    # commit of the merge (a rebase or fast-forward brings several) can rewrite them to approve
+    # itself.
+    base = f"{proposal}^1" if proposal else f"{found.sha}^1"
+    text = await call(ctx.cmdb.read_at, base, POLICY_FILE)
     try:
         policy, error = parse_policy(text), None
     except PolicyError as exc:
@@ -134,14 +137,18 @@ async def find_read_back(ctx: Context, facts: Facts) -> ReadBack:
         # Gitea pushes a merge before it marks the pull request merged: wait for that
         settled = pull is None or not pull.open
     elif mode == "signed":
-        signers = await call(ctx.cmdb.signers, found.sha, proposal, ALLOWED_SIGNERS_FILE)
-        approvals = tuple(Identity("signer", s) for s in signers)
+        path = _path(ctx, facts.namespace, facts.name)
+        signed = await call(ctx.cmdb.signers, found.sha, proposal, ALLOWED_SIGNERS_FILE, base, path)
+        # a signature counts only on a commit holding exactly this change's record
+        binding = (facts.wanted, facts.uid)
+        signers = [s for s, content in signed if changes.recorded_binding(content) == binding]
+        approvals = tuple(Identity("signer", s) for s in dict.fromkeys(signers))
         proof = f"signed commit(s) by a key in {ALLOWED_SIGNERS_FILE}"
     else:
         approvals = (Identity("git", found.committer),)
         proof = "merge(s)"
-    items = await asyncio.to_thread(_items, ctx, facts.spec, facts.namespace)
-    owners = tuple(sorted({str(i["owner"]) for i in items.values() if i and i.get("owner")}))
+    found_items = await asyncio.to_thread(_items, ctx, facts.spec, facts.namespace)
+    items = tuple((i.get("service"), i.get("owner")) for i in found_items.values() if i)
     return ReadBack(
         found,
         pull,
@@ -149,8 +156,9 @@ async def find_read_back(ctx: Context, facts: Facts) -> ReadBack:
         proof=proof,
         policy=policy,
         policy_error=error,
-        owners=owners,
+        items=items,
         settled=settled,
+        strict=mode != "merge",
     )
 
 

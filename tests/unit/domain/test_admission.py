@@ -67,6 +67,14 @@ def test_a_change_in_progress_that_targets_the_item_lets_it_through() -> None:
     assert "upgrade-web" in verdict.message
 
 
+def test_a_change_targeting_a_decoy_item_that_follows_the_workload_does_not() -> None:
+    """Anyone may create an unprotected item with the protected workload as its source, and get
+    a change to it approved or pre-approved: that must not open the workload."""
+    guardians = [*PROTECTING.guardians, Guardian("decoy", protected=False)]
+    facts = Facts(guardians=guardians, changes=[ActiveChange("sneaky", ("decoy",))])
+    assert not judge(_update(_deployment(), _deployment("web:2.0")), facts).allowed
+
+
 def test_a_change_for_another_item_does_not() -> None:
     facts = Facts(guardians=PROTECTING.guardians, changes=[ActiveChange("db-fix", ("db",))])
     assert not judge(_update(_deployment(), _deployment("web:2.0")), facts).allowed

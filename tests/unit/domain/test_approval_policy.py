@@ -149,12 +149,37 @@ def test_a_rule_can_name_the_owners_of_the_items_a_change_touches() -> None:
         "- match: {services: ['*'], owners: [team-payments]}\n  approvers: {users: [pam]}\n"
     )
 
-    def verdict(owners: tuple[str, ...], who: str) -> bool:
+    def verdict(owners: tuple[str, ...], *who: str) -> bool:
         return judge(
             policy, service="shop", namespace="n", requester="r", risk="low",
-            given=[Identity("forge", who)], proof="review", owners=owners,
+            given=[Identity("forge", w) for w in who], proof="review",
+            items=[("shop", o) for o in owners],
         ).approved  # fmt: skip
 
-    assert verdict(("team-payments",), "pam")
-    assert not verdict(("team-payments", "team-web"), "anyone")  # payments' items: pam decides
+    assert not verdict(("team-payments",), "pam")  # the shop's own rule wants "anyone" too
+    assert verdict(("team-payments",), "pam", "anyone")
+    assert not verdict(("team-payments", "team-web"), "anyone")  # payments' items: pam too
     assert verdict(("team-web",), "anyone")
+
+
+def test_adding_an_item_of_a_lenient_team_does_not_choose_the_rule() -> None:
+    """Every subject of a change must be satisfied: the strict rule for the shop still holds
+    when the change also names an item of another service with a lenient rule."""
+    policy = parse_policy(
+        "rules:\n"
+        "- match: {services: [shop]}\n  approvers: {users: [alice]}\n"
+        "- match: {services: [sandbox]}\n  approvers: {users: [anyone]}\n"
+    )
+    verdict = judge(
+        policy, service="shop", namespace="n", requester="r", risk="low",
+        given=[Identity("forge", "anyone")], proof="review", items=[("sandbox", None)],
+    )  # fmt: skip
+    assert not verdict.approved
+    assert "needs 1 review from alice" in verdict.message
+
+
+def test_a_login_named_like_a_person_of_the_policy_is_not_that_person() -> None:
+    """Alice's forge login is alice-gh: someone who registers "alice" on the forge is not her."""
+    verdict = _judge(Identity("forge", "alice"))
+    assert not verdict.approved
+    assert "alice may not approve changes to shop" in verdict.message

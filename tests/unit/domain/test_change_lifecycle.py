@@ -407,6 +407,13 @@ def test_a_merged_proposal_approves_the_change_naming_approver_and_reviewers() -
     assert not move.done  # scheduled in the same tick
 
 
+def test_without_a_recorded_requester_a_strict_mode_approves_nothing() -> None:
+    back = ReadBack(_merge(), approvals=(Identity("forge", "alice"),), strict=True)
+    move = transition(_facts(P.PENDING_APPROVAL, approval=_proposed(), read_back=back))
+    assert move.phase is None
+    assert move.conditions[0].reason == "RequesterUnknown"
+
+
 def test_a_merge_the_forge_has_not_caught_up_with_decides_nothing_yet() -> None:
     back = ReadBack(_merge(), PR(open=True), settled=False)
     move = transition(_facts(P.PENDING_APPROVAL, approval=_proposed(), read_back=back))
