@@ -234,6 +234,12 @@ def test_a_running_changes_plan_cannot_be_edited(
     assert added.returncode != 0
     assert "is InProgress: it was approved by Alice Approver" in added.stderr
     assert kubectl.json("get", "deployment", "web", "-n", NS)["spec"]["replicas"] != 7
+    # The permit lets its requester work on web; not anyone else who may edit Deployments.
+    carol = kubectl.run("scale", "deployment/web", "--replicas=4", "-n", NS, *CAROL, check=False)
+    assert carol.returncode != 0
+    assert "only its requester, bob, may work on its targets" in carol.stderr
+    kubectl("scale", "deployment/web", "--replicas=3", "-n", NS, *BOB)
+    assert kubectl.json("get", "deployment", "web", "-n", NS)["spec"]["replicas"] == 3
     kubectl("patch", "change", "by-hand", "-n", NS, "--type=merge", "-p", '{"spec":{"done":true}}')
     wait_for(lambda: _phase(kubectl, "by-hand", "Completed"), timeout=60, what="the permit done")
 

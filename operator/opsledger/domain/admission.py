@@ -2,8 +2,9 @@
 
 A workload is protected when it carries the label `opsledger.io/protected=true`, or when a
 ConfigurationItem with `spec.protected: true` follows it as its source. A request that would
-change a protected workload is allowed only while an approved Change that targets it is
-InProgress (a permit, or the operator carrying out a plan). Everything that does not change
+change a protected workload is allowed only while an approved Change that targets a protecting
+item is InProgress: a permit (no plan) lets its requester in; a plan lets in only the operator
+carrying it out. Everything that does not change
 what the workload runs passes: status and metadata-only updates, the operator's own requests,
 the cluster's own controllers, and anything in kube-system.
 
@@ -49,6 +50,10 @@ class ActiveChange:
 
     name: str
     targets: tuple[str, ...]
+    # A permit (no plan) lets its requester work on the targets; a plan is the operator's to
+    # carry out, so it lets nobody else in. None: no requester was recorded (no webhook then).
+    permit: bool = True
+    requester: str | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,7 @@ class Verdict:
     message: str
     # For a denial: the CI that protects the object, for the handler to look up its window.
     guardian: Guardian | None = None
+    busy: str = ""  # a change in progress on it that does not let this user in, and why
 
 
 @dataclass
@@ -136,11 +142,19 @@ def judge(review: Review, facts: Facts) -> Verdict:
     # Only a change targeting a protecting item opens the workload: an unprotected item that
     # follows the same workload (anyone may create one) is a decoy, not an authority.
     names = {g.name for g in protectors} or {review.name}
+    busy = ""
     for change in facts.changes:
-        if names.intersection(change.targets):
+        if not names.intersection(change.targets):
+            continue
+        if change.permit and change.requester in (None, review.username):
             return Verdict(True, f"change {change.name} is in progress")
+        busy = f"Change {change.name} is in progress on it, but " + (
+            f"only its requester, {change.requester}, may work on its targets."
+            if change.permit
+            else "it is carried out by its plan: only OpsLedger applies it."
+        )
     guardian = protectors[0] if protectors else (facts.guardians[0] if facts.guardians else None)
-    return Verdict(False, "", guardian)
+    return Verdict(False, "", guardian, busy)
 
 
 def denial(
@@ -149,6 +163,7 @@ def denial(
     *,
     window: Interval | None,
     window_reason: str | None,
+    busy: str = "",
 ) -> str:
     """The message a person reads in kubectl's error."""
     what = f"{review.kind} {review.namespace}/{review.name}"
@@ -166,8 +181,10 @@ def denial(
     verb = {"CREATE": "create", "DELETE": "delete"}.get(review.operation, "change")
     parts = [
         f"OpsLedger denies this request to {verb} {what}: {why}, and no approved Change "
-        f"targeting {target} is in progress."
+        f"targeting {target} that lets you in is in progress."
     ]
+    if busy:
+        parts.append(busy)
     if window is not None:
         parts.append(f"The next open window is {rfc3339(window.start)} to {rfc3339(window.end)}.")
     elif window_reason:

@@ -100,7 +100,9 @@ async def guard(ctx: Context, operator: str | None, request: Mapping[str, Any]) 
         if sl is not None:
             decision = decide(ctx.clock(), windows=sl.maintenance_windows, freezes=sl.freezes)
             window, reason = decision.next, decision.reason
-    return False, admission.denial(review, guardian, window=window, window_reason=reason)
+    return False, admission.denial(
+        review, guardian, window=window, window_reason=reason, busy=verdict.busy
+    )
 
 
 def _facts(
@@ -130,7 +132,12 @@ def _facts(
                 )
             )
     changes = [
-        ActiveChange(str(c["metadata"]["name"]), tuple((c.get("spec") or {}).get("targets") or ()))
+        ActiveChange(
+            str(c["metadata"]["name"]),
+            tuple((c.get("spec") or {}).get("targets") or ()),
+            permit=not (c.get("spec") or {}).get("plan"),
+            requester=((c.get("spec") or {}).get("requester") or {}).get("username"),
+        )
         for c in kube.list_namespaced_custom("changes", review.namespace)
         if change_control.verified_in_progress(c)
     ]

@@ -75,6 +75,27 @@ def test_a_change_targeting_a_decoy_item_that_follows_the_workload_does_not() ->
     assert not judge(_update(_deployment(), _deployment("web:2.0")), facts).allowed
 
 
+def test_a_permit_lets_only_its_requester_in_and_a_plan_nobody_but_the_operator() -> None:
+    def facts(change: ActiveChange) -> Facts:
+        return Facts(operator=OPERATOR, guardians=PROTECTING.guardians, changes=[change])
+
+    permit = ActiveChange("by-hand", ("web",), permit=True, requester="jane")
+    assert judge(_update(_deployment(), _deployment("web:2.0"), user="jane"), facts(permit)).allowed
+    other = judge(_update(_deployment(), _deployment("web:2.0"), user="mallory"), facts(permit))
+    assert not other.allowed
+    assert "only its requester, jane, may work on its targets" in other.busy
+    plan = ActiveChange("upgrade", ("web",), permit=False, requester="jane")
+    mine = judge(_update(_deployment(), _deployment("web:9.9"), user="jane"), facts(plan))
+    assert not mine.allowed
+    assert "only OpsLedger applies it" in mine.busy
+    assert judge(_update(_deployment(), _deployment("web:2.0"), user=OPERATOR), facts(plan)).allowed
+    message = denial(
+        _update(_deployment(), _deployment()), other.guardian, window=None, window_reason=None,
+        busy=other.busy,
+    )  # fmt: skip
+    assert "only its requester, jane, may work on its targets" in message
+
+
 def test_a_change_for_another_item_does_not() -> None:
     facts = Facts(guardians=PROTECTING.guardians, changes=[ActiveChange("db-fix", ("db",))])
     assert not judge(_update(_deployment(), _deployment("web:2.0")), facts).allowed
