@@ -272,14 +272,14 @@ def test_the_requester_approving_and_merging_their_own_proposal_approves_nothing
     number = _pull_number(kubectl, "seconded")
     _review(gitea, number, "vera")
     _squash_merge(gitea, number)
-    approved = wait_for(
-        lambda: (
-            _get(kubectl, "seconded")["status"].get("approval", {}).get("approvedAt")
-            and _get(kubectl, "seconded")
-        ),
-        timeout=90,
-        what="the change approved by vera",
-    )
+
+    def by_vera() -> dict[str, Any]:
+        obj = _get(kubectl, "seconded")
+        approval = obj["status"].get("approval") or {}
+        assert approval.get("approvedAt"), _approval_condition(kubectl, "seconded")
+        return obj
+
+    approved = wait_for(by_vera, timeout=90, what="the change approved by vera")
     assert approved["status"]["approval"]["approver"] == "vera"
     assert approved["status"]["approval"]["reviewers"] == ["vera"]
 

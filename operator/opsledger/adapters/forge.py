@@ -111,7 +111,7 @@ class Gitea:
     def get(self, number: int, commit: str | None = None) -> PullRequest:
         """A pull request's state, and who approved it in a review that still stands: the
         latest review of each person, official (they may write to the repository), not
-        dismissed, not made stale by a later push, and (given `commit`) of that commit."""
+        dismissed, and of `commit` (without one: not made stale by a later push)."""
         pull = self._call("GET", f"/pulls/{number}")
         latest: dict[str, dict[str, Any]] = {}
         for review in self._pages(f"/pulls/{number}/reviews"):  # oldest first
@@ -125,8 +125,8 @@ class Gitea:
                 if review.get("state") == "APPROVED"
                 and review.get("official")  # by someone with write access, as Gitea counts
                 and not review.get("dismissed")
-                and not review.get("stale")
-                and (commit is None or review.get("commit_id") == commit)
+                # of exactly the proposal (Gitea's own "stale" flag moves after the merge)
+                and (review.get("commit_id") == commit if commit else not review.get("stale"))
             )
         )
         return self._pull(pull, approvers=approvers)

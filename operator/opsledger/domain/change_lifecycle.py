@@ -43,7 +43,7 @@ from opsledger.domain.conditions import READY
 from opsledger.domain.durations import go_duration
 from opsledger.domain.outcome import ConditionUpdate
 from opsledger.domain.times import parse_time, rfc3339
-from opsledger.models.change import ChangePhase, ChangeSpec
+from opsledger.models.change import ChangePhase, ChangeSpec, ChangeType
 from opsledger.models.common import ConditionStatus
 from opsledger.models.servicelevel import ServiceLevelSpec
 
@@ -230,6 +230,9 @@ def start(f: Facts) -> Move:
         )
     if not gated.go:
         return stay(*gated.conditions, status=status)
+    recheck = approval_recheck(f)
+    if recheck is not None:
+        return recheck
     if f.prior is None or f.started_at is None:
         return need(Need.PRIOR)
     if f.emergency:
@@ -245,6 +248,28 @@ def start(f: Facts) -> Move:
         done=True,  # the plan runs from the next tick, once InProgress and the prior are stored
         status={**status, "execution": execution},
         conditions=gated.conditions,
+    )
+
+
+def approval_recheck(f: Facts) -> Move | None:
+    """Right before a normal change starts, its approval is read back from the CMDB again: the
+    protected branch must still hold this change's record (spec hash and uid) as brought in by
+    the commit its approval names. The approval in status is the operator's note of it, not the
+    proof (a status write that got past a webhook with failurePolicy Ignore proves nothing).
+    None: it holds."""
+    if f.spec.type != ChangeType.NORMAL:
+        return None
+    if f.read_back is None:
+        return need(Need.APPROVAL)
+    found = f.read_back.found
+    if found is not None and found.sha == f.approval.get("commit"):
+        return None
+    return enter(
+        Rule.APPROVAL_VOID,
+        "the approval on record is not what the CMDB holds (its record is gone or was brought "
+        "in by another commit): the change is proposed again",
+        warning=True,
+        status={"approval": None, "window": None},
     )
 
 

@@ -61,6 +61,8 @@ def _facts(phase: ChangePhase | None, spec: ChangeSpec | None = None, **extra: A
     spec = spec or _spec()
     if phase in changes.ACTIVE:
         extra.setdefault("approval", _approved(spec))
+    if phase is P.SCHEDULED:  # read back again right before it starts: the merge approves it
+        extra.setdefault("read_back", _merged_by("Alice <alice@x>"))
     return Facts(
         now=T0,
         cluster="test",
@@ -83,7 +85,11 @@ def _proposed(spec: ChangeSpec | None = None, **approval: Any) -> dict[str, Any]
 
 
 def _approved(spec: ChangeSpec | None = None) -> dict[str, Any]:
-    return {"approvedAt": "2026-11-25T10:00:00Z", "specHash": changes.spec_hash(spec or _spec())}
+    return {
+        "approvedAt": "2026-11-25T10:00:00Z",
+        "specHash": changes.spec_hash(spec or _spec()),
+        "commit": "abcdef1234567890",  # the merge that approved it (_merge)
+    }
 
 
 def _merge() -> RecordVersion:
@@ -443,6 +449,24 @@ def test_an_open_proposal_asks_whether_its_branch_is_there_then_waits() -> None:
 
 def _scheduled(**extra: Any) -> Facts:
     return _facts(P.SCHEDULED, approval=_approved(), **extra)
+
+
+def test_an_approval_on_record_that_the_cmdb_does_not_hold_is_voided_before_starting() -> None:
+    """A forged status (approvedAt and a matching hash, written past a webhook set to Ignore)
+    is read back against the CMDB right before the change would start."""
+    ready_to_start = {"pre_checks": Verdict(), "targets": {}}
+    forged = _facts(
+        P.SCHEDULED,
+        approval={**_approved(), "commit": "f0f0f0f0"},
+        **ready_to_start,
+    )
+    move = transition(forged)
+    assert move.rule is Rule.APPROVAL_VOID
+    assert "not what the CMDB holds" in move.reason
+    unmerged = transition(replace(forged, approval=_approved(), read_back=ReadBack(None)))
+    assert unmerged.rule is Rule.APPROVAL_VOID
+    assert transition(replace(forged, approval=_approved())).rule is not Rule.APPROVAL_VOID
+    assert transition(replace(forged, read_back=None, approval=_approved())).needs is Need.APPROVAL
 
 
 def test_a_scheduled_change_measures_health_then_captures_its_prior_state() -> None:
