@@ -9,6 +9,7 @@ reviewer who merges in the CMDB repository.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +18,8 @@ from typing import Any
 import pytest
 
 from opsledger.devenv.environment import DevEnvironment
+from opsledger.domain import changes
+from opsledger.models.change import ChangeSpec
 from tests.support import (
     Kubectl,
     OperatorProcess,
@@ -159,6 +162,10 @@ def test_the_requester_is_who_the_api_server_says_and_stays_so(
     assert _get(kubectl, "who-asks")["spec"]["requester"]["username"] == "bob"
 
     proposed(kubectl, NS, "who-asks")
+    assert _get(kubectl, "who-asks")["status"]["requester"] == "bob"
+    wide = kubectl("get", "change", "who-asks", "-n", NS, "-o", "wide")
+    assert "REQUESTER" in wide
+    assert "bob" in wide
     branch = f"changes/test/{NS}/who-asks"
     record = remote_record(devenv, ref=branch, path=f"clusters/test/{NS}/changes/who-asks.yaml")
     assert record["spec"]["requester"]["username"] == "bob"
@@ -379,3 +386,53 @@ spec:
         assert secret not in operator.output(), f"{secret} reached the operator's log"
     assert "MYSQL_PWD" in history  # the name is recorded, its value is a fingerprint
     assert "<redacted " in history
+
+
+def test_a_status_forged_while_the_operator_is_down_runs_nothing(
+    kubectl: Kubectl, operator: OperatorProcess, shop_ns: None
+) -> None:
+    """With the operator (and so its webhooks) down, Bob may write changes/status: he sets his
+    unapproved change InProgress with an approval carrying the right hash. Back up, the operator
+    reads the approval back from the CMDB before the first step and applies nothing."""
+    plan = """  plan:
+  - target: {apiVersion: apps/v1, kind: Deployment, name: web}
+    patch: {spec: {replicas: 6}}
+"""
+    kubectl.run(
+        "apply",
+        "-f",
+        "-",
+        *BOB,
+        input=_change("forged", "  type: normal\n  targets: [web]\n" + LATER + plan),
+    )
+    proposed(kubectl, NS, "forged")
+    spec = ChangeSpec.model_validate(_get(kubectl, "forged")["spec"])
+    operator.stop()
+    for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
+        assert kubectl.run("get", kind, "opsledger", check=False).returncode != 0
+    forged = {
+        "status": {
+            "phase": "InProgress",
+            "approval": {
+                "approver": "alice",
+                "approvedAt": "2026-12-01T00:00:00Z",
+                "specHash": changes.spec_hash(spec),
+                "commit": "0" * 40,
+            },
+            "execution": {"startedAt": "2026-12-01T00:00:00Z", "appliedSteps": 0, "prior": []},
+        }
+    }
+    kubectl(
+        "patch", "change", "forged", "-n", NS, *BOB, "--subresource=status", "--type=merge",
+        "-p", json.dumps(forged),
+    )  # fmt: skip
+    operator.start()
+    failed = wait_for(
+        lambda: _phase(kubectl, "forged", "Failed", "Verifying", "Completed"),
+        timeout=90,
+        what="the forged change stopped",
+    )
+    assert failed["status"]["phase"] == "Failed"
+    assert _approved_condition(failed)["reason"] == "ApprovalVoided"
+    assert "not what the CMDB holds" in failed["status"]["transitions"][-1]["reason"]
+    assert kubectl.json("get", "deployment", "web", "-n", NS)["spec"]["replicas"] != 6

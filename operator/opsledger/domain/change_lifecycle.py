@@ -154,19 +154,24 @@ def approval_voided(reason: str) -> ConditionUpdate:
 
 def tampered(f: Facts) -> Move | None:
     """What runs is what was approved: in every tick of a running change the spec's hash is
-    checked against the approved one, before any step. A mismatch (the webhook that freezes an
-    approved spec was bypassed or absent) applies no further step, restores what was applied
-    and fails the change."""
+    checked against the approved one, before any step; and before a normal change's first step
+    its approval is read back from the CMDB (a phase and an approval written into status past a
+    webhook set to Ignore prove nothing). A mismatch applies no further step, restores what was
+    applied and fails the change."""
     if f.phase not in changes.ACTIVE:
         return None
     approved = f.approval.get("specHash") if f.approval.get("approvedAt") else None
-    if approved == f.wanted:
-        return None
-    why = (
-        f"the spec running is not the one approved (its hash is {f.wanted[:19]}…, the approval "
-        f"holds {str(approved)[:19]}…): no further step is applied; cancel this change and "
-        "propose a new one for the edit"
-    )
+    if approved != f.wanted:
+        why = (
+            f"the spec running is not the one approved (its hash is {f.wanted[:19]}…, the "
+            f"approval holds {str(approved)[:19]}…): no further step is applied; cancel this "
+            "change and propose a new one for the edit"
+        )
+    else:
+        unproven = _unproven(f)
+        if unproven is None or isinstance(unproven, Move):
+            return unproven
+        why = unproven
     if f.rollback is not None:
         move = rolled_back(f.rollback, Rule.APPROVAL_VOIDED, f.execution, f.now)
         return dataclasses.replace(move, conditions=(approval_voided(why),))
@@ -174,6 +179,25 @@ def tampered(f: Facts) -> Move | None:
         conditions=(approval_voided(why),),
         effects=(Effect.ROLL_BACK, Effect.OPEN_INCIDENT),
         why=why,
+    )
+
+
+def _unproven(f: Facts) -> Move | str | None:
+    """Before a normal change's first plan step: the need to read its approval back, why it
+    does not hold, or None."""
+    first = not int(f.execution.get("appliedSteps") or 0) and f.plan is None
+    if f.phase is not P.IN_PROGRESS or f.spec.type != ChangeType.NORMAL or not f.spec.plan:
+        return None
+    if not first:
+        return None
+    if f.read_back is None:
+        return need(Need.APPROVAL)
+    found = f.read_back.found
+    if found is not None and found.sha == f.approval.get("commit"):
+        return None
+    return (
+        "the approval on record is not what the CMDB holds (no merge brought this change's "
+        "record in with the commit it names): no step is applied"
     )
 
 

@@ -49,9 +49,7 @@ CHANGE = KindInfo(
             description="Start of the window it runs in, or the next eligible one.",
         ),
         PrinterColumn("Risk", ".status.risk", description="Assessed risk: low, medium or high."),
-        PrinterColumn(
-            "Requester", ".spec.requester.username", priority=1, description="Who created it."
-        ),
+        PrinterColumn("Requester", ".status.requester", priority=1, description="Who created it."),
         PrinterColumn("Summary", ".spec.summary", priority=1),
         *ready_columns(),
     ),

@@ -328,6 +328,9 @@ class ChangeStatus(StatusBase):
     """Where the change stands."""
 
     phase: ChangePhase | None = Field(default=None, description="The lifecycle phase.")
+    requester: str | None = Field(
+        default=None, description="Who created it, as the API server said (spec.requester)."
+    )
     approval: Approval | None = Field(default=None, description="The approval, once given.")
     window: Window | None = Field(
         default=None, description="The window it runs in, or the next eligible one."

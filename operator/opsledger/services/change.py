@@ -107,6 +107,8 @@ async def tick(
     """Take the change in `body` as far as it can go now; what to write, as an Outcome.
     `indexes` are Kopf's (the handler's keyword arguments)."""
     state = Tick(body["metadata"], dict(body.get("status") or {}), ctx.clock())
+    if spec.requester and state.stored.get("requester") != spec.requester.username:
+        state.outcome.status["requester"] = spec.requester.username
     levels = list((indexes.get(SERVICE_LEVELS) or {}).get((state.namespace, spec.service), ()))
     level = levels[0] if levels else None
     assessment = Assessment()

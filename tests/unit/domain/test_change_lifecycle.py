@@ -61,7 +61,7 @@ def _facts(phase: ChangePhase | None, spec: ChangeSpec | None = None, **extra: A
     spec = spec or _spec()
     if phase in changes.ACTIVE:
         extra.setdefault("approval", _approved(spec))
-    if phase is P.SCHEDULED:  # read back again right before it starts: the merge approves it
+    if phase in (P.SCHEDULED, P.IN_PROGRESS):  # read back before it starts and runs its plan
         extra.setdefault("read_back", _merged_by("Alice <alice@x>"))
     return Facts(
         now=T0,
@@ -467,6 +467,27 @@ def test_an_approval_on_record_that_the_cmdb_does_not_hold_is_voided_before_star
     assert unmerged.rule is Rule.APPROVAL_VOID
     assert transition(replace(forged, approval=_approved())).rule is not Rule.APPROVAL_VOID
     assert transition(replace(forged, read_back=None, approval=_approved())).needs is Need.APPROVAL
+
+
+def test_a_forged_in_progress_normal_change_applies_no_step() -> None:
+    """Phase InProgress and an approval with the right hash, written into status while the
+    operator (and its webhook) was down: before the first step the merge is read back."""
+    forged = _facts(
+        P.IN_PROGRESS,
+        _spec(plan=PLAN),
+        approval={**_approved(_spec(plan=PLAN)), "commit": "f0f0f0f0"},
+        execution={"appliedSteps": 0, "prior": []},
+    )
+    assert transition(replace(forged, read_back=None)).needs is Need.APPROVAL
+    move = transition(forged)
+    assert Effect.APPLY_PLAN not in move.effects
+    assert move.effects == (Effect.ROLL_BACK, Effect.OPEN_INCIDENT)
+    assert "not what the CMDB holds" in move.why
+    failed = transition(replace(forged, rollback=RollbackResult(move.why, (), "x-rollback")))
+    assert failed.phase is P.FAILED
+    assert failed.conditions[0].reason == "ApprovalVoided"
+    genuine = replace(forged, approval=_approved(_spec(plan=PLAN)))
+    assert transition(genuine).effects == (Effect.APPLY_PLAN,)
 
 
 def test_a_scheduled_change_measures_health_then_captures_its_prior_state() -> None:
