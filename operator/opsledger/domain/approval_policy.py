@@ -15,10 +15,7 @@ import fnmatch
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import yaml
-from pydantic import ValidationError
-
-from opsledger.domain.validation import describe
+from opsledger.domain.validation import parse_yaml_file
 from opsledger.models.policy import POLICY_FILE, ApprovalPolicy, PolicyRule
 
 # How an identity was proven, and the field of `Person` that names it there.
@@ -33,16 +30,13 @@ def parse_policy(text: str | None) -> ApprovalPolicy | None:
     """The policy in `text` (None when there is no file), or PolicyError saying what is wrong."""
     if text is None:
         return None
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise PolicyError(f"{POLICY_FILE} is not YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise PolicyError(f"{POLICY_FILE} must be a mapping (rules, required, groups, people)")
-    try:
-        policy = ApprovalPolicy.model_validate(data)
-    except ValidationError as exc:
-        raise PolicyError(f"{POLICY_FILE} is invalid: {describe(exc)}") from exc
+    policy = parse_yaml_file(
+        ApprovalPolicy,
+        POLICY_FILE,
+        text,
+        error=PolicyError,
+        fields="rules, required, groups, people",
+    )
     low = [k for k, v in policy.required.items() if v < 1]
     if low:
         raise PolicyError(f"{POLICY_FILE}: required.{low[0]} must be at least 1")

@@ -13,12 +13,9 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-import yaml
-from pydantic import ValidationError
-
 from opsledger.domain.observe import api_group
 from opsledger.domain.redaction import Redactor
-from opsledger.domain.validation import describe
+from opsledger.domain.validation import parse_yaml_file
 from opsledger.models.change import ChangeSpec, HealthCheck, PlanStep
 from opsledger.models.standard import PlanBounds, StandardTemplate, ValueBound
 
@@ -30,16 +27,9 @@ class TemplateError(ValueError):
 
 
 def parse_template(path: str, text: str) -> StandardTemplate:
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise TemplateError(f"{path} is not YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise TemplateError(f"{path} must be a mapping (summary, targets, plan, checks)")
-    try:
-        return StandardTemplate.model_validate(data)
-    except ValidationError as exc:
-        raise TemplateError(f"{path} is invalid: {describe(exc)}") from exc
+    return parse_yaml_file(
+        StandardTemplate, path, text, error=TemplateError, fields="summary, targets, plan, checks"
+    )
 
 
 def _any(value: str, globs: Sequence[str]) -> bool:
