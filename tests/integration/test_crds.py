@@ -143,3 +143,29 @@ spec:
     assert result.returncode != 0
     assert "spec.source: Invalid value" in result.stderr
     assert "spec.source is immutable" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    ["0 0 22 * * 6", "R 22 * * 6", "H 22 * * 6", "0 22 L * *", "0 22 * * 6#2", "0 22 ? * 6"],
+)
+def test_a_schedule_outside_the_five_field_cron_dialect_is_rejected(
+    kubectl: Kubectl, schedule: str
+) -> None:
+    # Seconds, random and hashed values, L, # and ? are read differently by each cron library:
+    # the API server refuses them (CEL), with no operator running.
+    manifest = f"""
+apiVersion: opsledger.io/v1alpha1
+kind: ServiceLevel
+metadata: {{name: odd-cron, namespace: crd-checks}}
+spec:
+  service: shop
+  maintenanceWindows: [{{schedule: "{schedule}", duration: 4h}}]
+"""
+    result = kubectl.run("apply", "-f", "-", input=manifest, check=False)
+    assert result.returncode != 0
+    assert "spec.maintenanceWindows[0].schedule" in result.stderr
+    assert "schedule is not a five-field cron expression" in result.stderr
+    assert "seconds, R, H, L, W, # and ? are not supported" in result.stderr
+    daily = manifest.replace(schedule, "@daily")
+    kubectl("apply", "--dry-run=server", "-f", "-", input=daily)

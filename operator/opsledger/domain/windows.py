@@ -12,15 +12,23 @@ forward by the skipped hour; a wall-clock time that happens twice (the hour repe
 go back) opens once, at its first occurrence. Durations are elapsed time: a 4h window opened at
 01:00 on the night clocks go back closes four real hours later, at 04:00 local time.
 
+The answer is found by interval arithmetic, not by walking occurrences one by one: a schedule is
+a set of wall-clock times of day on the days it matches, so a window's openings on one day are
+found by bisection, a run of overlapping openings ends at the first gap longer than the duration
+(known per schedule), and a freeze is stepped over in one jump. A decision costs a few day
+lookups per window and freeze, whatever the schedule's density or the horizon: a minutely window
+in a year-long freeze is decided as fast as a weekly one.
+
 Every function takes the time as a parameter; nothing here reads a clock.
 """
 
 from __future__ import annotations
 
-import heapq
-from collections.abc import Iterable, Iterator, Sequence
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from croniter import croniter
@@ -30,8 +38,16 @@ from opsledger.domain.times import rfc3339
 from opsledger.models.servicelevel import Freeze, MaintenanceWindow
 
 HORIZON = timedelta(days=365)  # how far ahead the next eligible window is searched
-MAX_OCCURRENCES = 50_000  # windows looked at before giving up (a minutely cron in a long freeze)
-_DST_MARGIN = timedelta(hours=3)  # cron is iterated in local time: start early enough
+# Windows overlapping each other in turn (A, then B, then A...) are joined at most this many
+# times; past it the joined window is reported as ending there (earlier than it does: stricter).
+MAX_CHAIN = 10_000
+
+_DAYS_KEPT = 4096  # days of openings a compiled window keeps
+_US = timedelta(microseconds=1)
+_MINUTE = 60_000_000
+_DAY = 1440 * _MINUTE
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 
 @dataclass(frozen=True, order=True)
@@ -63,57 +79,226 @@ class Decision:
         }
 
 
-def openings(window: MaintenanceWindow, since: datetime) -> Iterator[Interval]:
-    """The openings of `window` that end after `since`, in order of their start."""
-    zone = ZoneInfo(window.time_zone)
-    duration = go_duration(window.duration)
-    local_start = (since - duration - _DST_MARGIN).astimezone(zone).replace(tzinfo=None)
-    schedule = croniter(window.schedule, local_start)
-    while True:
-        wall: datetime = schedule.get_next(datetime)
-        # fold=0: a skipped wall time maps past the gap, a repeated one to its first occurrence.
-        start = wall.replace(tzinfo=zone, fold=0).astimezone(UTC)
-        if start + duration > since:
-            yield Interval(start, start + duration)
+@dataclass(frozen=True)
+class _Schedule:
+    """A five-field cron expression as sets: wall-clock times of day, and which days match."""
+
+    times: tuple[int, ...]  # microseconds after local midnight, ascending
+    days_of_month: frozenset[int] | None  # None: any
+    months: frozenset[int] | None
+    days_of_week: frozenset[int] | None  # cron numbering: 0 is Sunday
+
+    def matches(self, day: date) -> bool:
+        if self.months is not None and day.month not in self.months:
+            return False
+        by_month_day = self.days_of_month is None or day.day in self.days_of_month
+        by_week_day = self.days_of_week is None or day.isoweekday() % 7 in self.days_of_week
+        if self.days_of_month is not None and self.days_of_week is not None:
+            return by_month_day or by_week_day  # cron: either restricted day field matches
+        return by_month_day and by_week_day
 
 
-def merged(intervals: Iterable[Interval], until: datetime) -> Iterator[Interval]:
-    """Overlapping or touching intervals (sorted by start) joined into one, up to `until`.
+@lru_cache(maxsize=512)
+def _schedule(expression: str) -> _Schedule:
+    fields, _ = croniter.expand(expression)
+    minutes, hours, days_of_month, months, days_of_week = fields[:5]
 
-    Windows longer than their period (a 30h window every day) overlap forever: the joined
-    interval is cut at `until` so the iteration ends.
+    def chosen(values: list[int | str], everything: range) -> list[int]:
+        return list(everything) if values == ["*"] else sorted({int(v) for v in values})
+
+    def restricted(values: list[int | str]) -> frozenset[int] | None:
+        return None if values == ["*"] else frozenset(int(v) for v in values)
+
+    times = tuple(
+        (hour * 60 + minute) * _MINUTE
+        for hour in chosen(hours, range(24))
+        for minute in chosen(minutes, range(60))
+    )
+    return _Schedule(times, restricted(days_of_month), restricted(months), restricted(days_of_week))
+
+
+@dataclass(frozen=True)
+class _Day:
+    """A matching day's openings, in UTC microseconds.
+
+    On a day without a change of UTC offset the openings are the schedule's times after the
+    day's midnight (`base`); on the day clocks change they are listed one by one (`listed`).
     """
-    current: Interval | None = None
-    for count, interval in enumerate(intervals):
-        if current is None:
-            current = interval
-        elif interval.start <= current.end:
-            current = Interval(current.start, max(current.end, interval.end))
-        else:
-            yield current
-            current = interval
-        if current.end >= until or current.start >= until or count >= MAX_OCCURRENCES:
-            break
-    if current is not None:
-        yield current
+
+    ordinal: int
+    base: int
+    offsets: tuple[int, ...]  # times after `base`, or (listed) the UTC openings themselves
+    breaks: tuple[int, ...]  # indices k whose next opening starts after k's opening has ended
+    listed: bool
+
+    @property
+    def count(self) -> int:
+        return len(self.offsets)
+
+    def start(self, index: int) -> int:
+        return self.offsets[index] if self.listed else self.base + self.offsets[index]
+
+    def first_after(self, moment: int) -> int:
+        """The index of the first opening starting after `moment` (count if none)."""
+        return bisect_right(self.offsets, moment if self.listed else moment - self.base)
+
+    def run_end(self, index: int) -> int | None:
+        """The last index of the run of joined openings `index` is in, None: the day's end."""
+        at = bisect_left(self.breaks, index)
+        return self.breaks[at] if at < len(self.breaks) else None
 
 
-def subtract(interval: Interval, freezes: Sequence[Freeze]) -> list[Interval]:
-    """What is left of `interval` outside every freeze."""
-    pieces = [interval]
-    for freeze in freezes:
-        start, end = _utc(freeze.start), _utc(freeze.end)
-        next_pieces = []
-        for piece in pieces:
-            if end <= piece.start or start >= piece.end:
-                next_pieces.append(piece)
+class _Window:
+    """One maintenance window, compiled: its schedule, zone, duration, and the gaps it leaves."""
+
+    def __init__(self, schedule: str, zone: str, duration: str) -> None:
+        self.schedule = _schedule(schedule)
+        self.zone = ZoneInfo(zone)
+        self.duration = go_duration(duration) // _US
+        self.breaks = _breaks(self.schedule.times, self.duration)
+        self._days: dict[int, _Day | None] = {}
+
+    def local_ordinal(self, moment: int) -> int:
+        return (_EPOCH + moment * _US).astimezone(self.zone).date().toordinal()
+
+    def day(self, ordinal: int) -> _Day | None:
+        """The openings on a local day, None when the schedule does not match it."""
+        if ordinal not in self._days:
+            if len(self._days) > _DAYS_KEPT:
+                self._days.clear()
+            self._days[ordinal] = self._build(ordinal)
+        return self._days[ordinal]
+
+    def next_matching(self, ordinal: int, limit: int) -> int | None:
+        """The first matching local day from `ordinal` on, up to `limit`."""
+        months = self.schedule.months
+        while ordinal <= limit:
+            day = date.fromordinal(ordinal)
+            if months is not None and day.month not in months:
+                following = date(day.year + day.month // 12, day.month % 12 + 1, 1)
+                ordinal = following.toordinal()
                 continue
-            if start > piece.start:
-                next_pieces.append(Interval(piece.start, start))
-            if end < piece.end:
-                next_pieces.append(Interval(end, piece.end))
-        pieces = next_pieces
-    return pieces
+            if self.schedule.matches(day):
+                return ordinal
+            ordinal += 1
+        return None
+
+    def _build(self, ordinal: int) -> _Day | None:
+        if not self.schedule.matches(date.fromordinal(ordinal)):
+            return None
+        wall_midnight = (ordinal - _EPOCH_ORDINAL) * _DAY
+        before, after = self._offset(ordinal, 0), self._offset(ordinal + 1, 0)
+        times = self.schedule.times
+        if before == after:
+            return _Day(ordinal, wall_midnight - before, times, self.breaks, listed=False)
+        # The clocks change today. fold=0 reads a skipped or repeated wall time with the offset
+        # in force before the change: times before the first wall time read with the new
+        # offset keep the old one.
+        low, high = 0, 1440
+        while low < high:
+            middle = (low + high) // 2
+            if self._offset(ordinal, middle) == after:
+                high = middle
+            else:
+                low = middle + 1
+        boundary = low * _MINUTE
+        starts = sorted(wall_midnight + t - (before if t < boundary else after) for t in times)
+        return _Day(ordinal, 0, tuple(starts), _breaks(tuple(starts), self.duration), listed=True)
+
+    def _offset(self, ordinal: int, minute: int) -> int:
+        day = date.fromordinal(ordinal)
+        wall = datetime(day.year, day.month, day.day, minute // 60, minute % 60, tzinfo=self.zone)
+        offset = wall.utcoffset()
+        return offset // _US if offset is not None else 0
+
+
+@lru_cache(maxsize=256)
+def _compiled(schedule: str, zone: str, duration: str) -> _Window:
+    return _Window(schedule, zone, duration)
+
+
+def _compile(window: MaintenanceWindow) -> _Window:
+    return _compiled(window.schedule, window.time_zone, window.duration)
+
+
+def _breaks(starts: tuple[int, ...], duration: int) -> tuple[int, ...]:
+    """Indices whose next opening starts after the opening has ended (a gap in the window)."""
+    return tuple(k for k in range(len(starts) - 1) if starts[k + 1] - starts[k] > duration)
+
+
+def _first_opening(window: _Window, moment: int, limit: int) -> tuple[_Day, int] | None:
+    """The first opening starting after `moment`, on a local day up to `limit`."""
+    ordinal: int | None = window.local_ordinal(moment) - 1
+    while ordinal is not None and ordinal <= limit:
+        day = window.day(ordinal)
+        if day is not None:
+            index = day.first_after(moment)
+            if index < day.count:
+                return day, index
+        ordinal = window.next_matching(ordinal + 1, limit)
+    return None
+
+
+def _run(window: _Window, day: _Day, index: int, upper: int) -> tuple[int, int]:
+    """From an opening, the joined run of openings it starts: (its start, the run's end)."""
+    start = day.start(index)
+    while True:
+        last = day.run_end(index)
+        if last is not None:
+            return start, day.start(last) + window.duration
+        end = day.start(day.count - 1) + window.duration
+        if end >= upper:
+            return start, end
+        following = window.next_matching(day.ordinal + 1, window.local_ordinal(end) + 1)
+        next_day = window.day(following) if following is not None else None
+        if next_day is None or next_day.start(0) > end:
+            return start, end
+        day, index = next_day, 0
+
+
+def _run_after(window: _Window, moment: int, upper: int, limit: int) -> tuple[int, int] | None:
+    """The first run of `window` that ends after `moment` (it may have begun before)."""
+    found = _first_opening(window, moment - window.duration, limit)
+    if found is None or found[0].start(found[1]) >= upper:
+        return None
+    return _run(window, found[0], found[1], upper)
+
+
+def _joined(windows: Sequence[_Window], moment: int, upper: int) -> tuple[int, int] | None:
+    """The first stretch covered by any window that ends after `moment`."""
+    limit = max(w.local_ordinal(upper) + 1 for w in windows)
+    runs = [_run_after(w, moment, upper, limit) for w in windows]
+    starts = [run[0] for run in runs if run is not None]
+    if not starts:
+        return None
+    start = min(starts)
+    end = min(run[1] for run in runs if run is not None and run[0] == start)
+    for _ in range(MAX_CHAIN):
+        extended = False
+        for position, window in enumerate(windows):
+            run = runs[position]
+            if run is not None and run[1] <= end:
+                run = runs[position] = _run_after(window, end, upper, limit)
+            if run is not None and run[0] <= end < run[1]:
+                end, extended = run[1], True
+        if not extended or end >= upper:
+            break
+    return start, end
+
+
+def openings(window: MaintenanceWindow, since: datetime) -> Iterator[Interval]:
+    """The openings of `window` that end after `since`, one by one, in order of their start."""
+    compiled = _compile(window)
+    moment = _micros(since) - compiled.duration
+    found = _first_opening(compiled, moment, compiled.local_ordinal(moment) + 3660)
+    while found is not None:
+        day, index = found
+        start = day.start(index)
+        yield Interval(_moment(start), _moment(start + compiled.duration))
+        if index + 1 < day.count:
+            found = day, index + 1
+        else:
+            found = _first_opening(compiled, start, compiled.local_ordinal(start) + 3660)
 
 
 def decide(
@@ -128,9 +313,6 @@ def decide(
 ) -> Decision:
     """May a change start at `at`? With the window it is in, or the next eligible one."""
     at = _utc(at)
-    floor = _utc(not_before) if not_before else None
-    since = max(at, floor) if floor else at
-    upper = min(at + horizon, _utc(not_after)) if not_after else at + horizon
     if not_after and _utc(not_after) <= at:
         return Decision(
             False,
@@ -140,21 +322,13 @@ def decide(
         )
     use_windows = bool(windows) and not emergency
     active_freezes = () if emergency else freezes
-    if use_windows:
-        streams = [openings(w, since) for w in windows]
-        candidates: Iterable[Interval] = merged(heapq.merge(*streams), upper)
-    else:
-        candidates = [Interval(since, upper)]
-    found: Interval | None = None
-    for candidate in candidates:
-        if candidate.start >= upper:
-            break
-        start = max(candidate.start, floor) if floor else candidate.start
-        clipped = Interval(start, min(candidate.end, upper))
-        pieces = [p for p in subtract(clipped, active_freezes) if p.end > at and p.start < p.end]
-        if pieces:
-            found = pieces[0]
-            break
+    found = _eligible(
+        _micros(at),
+        floor=_micros(not_before) if not_before else None,
+        upper=_micros(min(at + horizon, _utc(not_after)) if not_after else at + horizon),
+        windows=[_compile(w) for w in windows] if use_windows else [],
+        frozen=_merged_freezes(active_freezes),
+    )
     if found is not None and found.start <= at:
         return Decision(True, _why_allowed(found, use_windows, emergency), found)
     why = _why_not(
@@ -166,6 +340,70 @@ def decide(
         horizon=horizon,
     )
     return Decision(False, why, found)
+
+
+def _eligible(
+    at: int,
+    *,
+    floor: int | None,
+    upper: int,
+    windows: Sequence[_Window],
+    frozen: Sequence[tuple[int, int]],
+) -> Interval | None:
+    """The first stretch ending after `at`, inside a window (if any), after `floor`, outside
+    every freeze, before `upper`. A stretch swallowed by a freeze moves the search past that
+    freeze, so each freeze costs one step."""
+    moment = max(at, floor) if floor is not None else at
+    for _ in range(len(frozen) + 2):
+        run = _joined(windows, moment, upper) if windows else (moment, upper)
+        if run is None or run[0] >= upper:
+            return None
+        low = max(run[0], floor) if floor is not None else run[0]
+        high = min(run[1], upper)
+        pieces = [p for p in _subtract(low, high, frozen) if p[1] > at]
+        if pieces:
+            return Interval(_moment(pieces[0][0]), _moment(pieces[0][1]))
+        covering = next((end for start, end in frozen if start < high <= end), high)
+        moment = max(high, covering)
+        if moment >= upper:
+            return None
+    return None
+
+
+def _merged_freezes(freezes: Sequence[Freeze]) -> list[tuple[int, int]]:
+    """Freezes as UTC microsecond intervals, sorted, overlapping ones joined."""
+    joined: list[tuple[int, int]] = []
+    for start, end in sorted((_micros(f.start), _micros(f.end)) for f in freezes):
+        if joined and start <= joined[-1][1]:
+            joined[-1] = (joined[-1][0], max(joined[-1][1], end))
+        else:
+            joined.append((start, end))
+    return joined
+
+
+def _subtract(low: int, high: int, frozen: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """What is left of [low, high) outside the (sorted, joined) freezes."""
+    pieces = []
+    for start, end in frozen[max(0, bisect_left(frozen, (low, low)) - 1) :]:
+        if start >= high:
+            break
+        if end <= low:
+            continue
+        if start > low:
+            pieces.append((low, start))
+        low = max(low, end)
+        if low >= high:
+            return pieces
+    pieces.append((low, high))
+    return pieces
+
+
+def _micros(moment: datetime) -> int:
+    return (_utc(moment) - _EPOCH) // _US
+
+
+def _moment(micros: int) -> datetime:
+    return _EPOCH + micros * _US
 
 
 def _why_allowed(window: Interval, use_windows: bool, emergency: bool) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from enum import StrEnum
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -72,12 +73,43 @@ class Objective(CamelModel):
     sli: SLI = Field(description="The service level indicator.")
 
 
+# The cron dialect: five fields (minute hour day-of-month month day-of-week), each a list of `*`,
+# a number or a three-letter name, a range a-b, with an optional step /n; or one of the
+# @yearly/@annually/@monthly/@weekly/@daily/@midnight/@hourly macros. No seconds field, no
+# random (R) or hashed (H) values, no L, W, # or ?: they are not standard cron, and not all tools
+# that read the same windows (Argo CD, kured, CI) agree on them. RE2 and Python read it alike.
+_CRON_ITEM = r"([*]|[0-9]{1,2}|[A-Za-z]{3})(-([0-9]{1,2}|[A-Za-z]{3}))?(/[0-9]{1,2})?"
+_CRON_FIELD = f"{_CRON_ITEM}(,{_CRON_ITEM})*"
+CRON_DIALECT = (
+    rf"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)"
+    rf"|{_CRON_FIELD}( +{_CRON_FIELD}){{4}})$"
+)
+CRON_HELP = (
+    "use five fields (minute hour day-of-month month day-of-week) of numbers, names, *, "
+    'ranges a-b, steps /n and lists, e.g. "0 22 * * 6"; seconds, R, H, L, W, # and ? '
+    "are not supported"
+)
+
+
 class MaintenanceWindow(CamelModel):
     """A recurring period in which changes may start."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": f"self.schedule.matches('{CRON_DIALECT}')",
+                    "message": f"schedule is not a five-field cron expression: {CRON_HELP}",
+                    "fieldPath": ".schedule",
+                    "reason": "FieldValueInvalid",
+                }
+            ]
+        }
+    )
+
     schedule: str = Field(
         description='When the window opens, as a cron expression, e.g. "0 22 * * 6".',
-        min_length=9,
+        min_length=6,
         max_length=128,
     )
     duration: GoDuration = Field(description="How long it stays open, e.g. 4h.")
@@ -90,11 +122,8 @@ class MaintenanceWindow(CamelModel):
     @field_validator("schedule")
     @classmethod
     def _valid_cron(cls, value: str) -> str:
-        if not croniter.is_valid(value):
-            raise ValueError(
-                f"{value!r} is not a cron expression: use five fields "
-                '(minute hour day-of-month month day-of-week), e.g. "0 22 * * 6"'
-            )
+        if not re.fullmatch(CRON_DIALECT, value) or not croniter.is_valid(value):
+            raise ValueError(f"{value!r} is not a five-field cron expression: {CRON_HELP}")
         return value
 
     @field_validator("time_zone")

@@ -1,10 +1,14 @@
 """Window math: cron in a time zone across DST and midnight, freezes, schedules, precedence."""
 
+import time
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
+from croniter import croniter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from opsledger.domain.durations import go_duration
 from opsledger.domain.windows import Interval, decide, openings
 from opsledger.models.servicelevel import Freeze, MaintenanceWindow
 
@@ -179,3 +183,148 @@ def test_the_answer_is_consistent(
 def _take(iterator: object, count: int) -> list[Interval]:
     it = iter(iterator)  # type: ignore[call-overload]
     return [next(it) for _ in range(count)]
+
+
+# -- the interval arithmetic against a plain walk over every occurrence --------------------------
+
+
+def _walked(
+    at: datetime,
+    windows: list[MaintenanceWindow],
+    freezes: list[Freeze],
+    not_before: datetime | None,
+    horizon: timedelta,
+) -> Interval | None:
+    """The first eligible stretch ending after `at`, found the slow way: every opening from
+    croniter in turn, joined while they overlap, freezes cut out. The oracle for decide()."""
+    since = max(at, not_before) if not_before else at
+    upper = at + horizon
+    runs = _walked_runs(windows, since, upper) if windows else [(since, upper)]
+    for start, end in runs:
+        if start >= upper:
+            break
+        low = max(start, not_before) if not_before else start
+        pieces = [p for p in _cut((low, min(end, upper)), freezes) if p[1] > at and p[0] < p[1]]
+        if pieces:
+            return Interval(*min(pieces))
+    return None
+
+
+def _walked_runs(
+    windows: list[MaintenanceWindow], since: datetime, upper: datetime
+) -> list[tuple[datetime, datetime]]:
+    starts: list[tuple[datetime, datetime]] = []
+    for w in windows:
+        zone = ZoneInfo(w.time_zone)
+        duration = go_duration(w.duration)
+        local = (since - duration - timedelta(hours=3)).astimezone(zone).replace(tzinfo=None)
+        walk = croniter(w.schedule, local)
+        while True:
+            wall: datetime = walk.get_next(datetime)
+            start = wall.replace(tzinfo=zone, fold=0).astimezone(UTC)
+            if start >= upper + timedelta(hours=3):
+                break
+            if start + duration > since:
+                starts.append((start, start + duration))
+    runs: list[tuple[datetime, datetime]] = []
+    for start, end in sorted(starts):
+        if runs and start <= runs[-1][1]:
+            runs[-1] = (runs[-1][0], max(runs[-1][1], end))
+        else:
+            runs.append((start, end))
+    return runs
+
+
+def _cut(
+    piece: tuple[datetime, datetime], freezes: list[Freeze]
+) -> list[tuple[datetime, datetime]]:
+    pieces = [piece]
+    for f in freezes:
+        cut = []
+        for s, e in pieces:
+            if f.end <= s or f.start >= e:
+                cut.append((s, e))
+                continue
+            if f.start > s:
+                cut.append((s, f.start))
+            if f.end < e:
+                cut.append((f.end, e))
+        pieces = cut
+    return pieces
+
+
+@st.composite
+def _windows(draw: st.DrawFn) -> MaintenanceWindow:
+    minute = draw(st.sampled_from(["0", "*/15", "0,30", "5-20/5", "*/7", "59"]))
+    hour = draw(st.sampled_from(["*", "1", "2", "0-3", "22", "*/5", "1,13"]))
+    day_of_month = draw(st.sampled_from(["*", "1-7", "*/2", "15,29,30,31"]))
+    month = draw(st.sampled_from(["*", "*", "1-6", "3,10,11"]))
+    day_of_week = draw(st.sampled_from(["*", "*", "0", "1-5", "6"]))
+    duration = draw(
+        st.sampled_from(["1s", "59s", "1m", "7m", "15m", "30m", "1h", "90m", "4h", "25h"])
+    )
+    zone = draw(
+        st.sampled_from(
+            ["UTC", "Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "America/Santiago"]
+        )
+    )
+    return window(f"{minute} {hour} {day_of_month} {month} {day_of_week}", duration, zone)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    at=st.datetimes(
+        min_value=datetime(2026, 1, 1), max_value=datetime(2027, 12, 31), timezones=st.just(UTC)
+    ),
+    windows=st.lists(_windows(), min_size=0, max_size=3),
+    freeze_at=st.lists(st.tuples(st.integers(-48, 24 * 9), st.integers(1, 24 * 5)), max_size=3),
+    not_before=st.one_of(st.none(), st.integers(0, 24 * 6)),
+)
+def test_the_arithmetic_finds_what_walking_every_occurrence_finds(
+    at: datetime,
+    windows: list[MaintenanceWindow],
+    freeze_at: list[tuple[int, int]],
+    not_before: int | None,
+) -> None:
+    freezes = [
+        Freeze(start=at + timedelta(hours=s), end=at + timedelta(hours=s + n), reason="f")
+        for s, n in freeze_at
+    ]
+    floor = at + timedelta(hours=not_before) if not_before is not None else None
+    horizon = timedelta(days=12)
+    decision = decide(at, windows=windows, freezes=freezes, not_before=floor, horizon=horizon)
+    assert decision.next == _walked(at, windows, freezes, floor, horizon)
+    assert decision.allowed == (decision.next is not None and decision.next.contains(at))
+
+
+def test_a_minutely_one_second_window_in_a_year_long_freeze_is_decided_at_once() -> None:
+    # The issue's input: one opening a minute, each a second long, frozen for a year. Walking the
+    # occurrences took 2-3 s of CPU and gave up after 50,000 of them; the answer is the first
+    # opening after the freeze (the one at 12:00 closed at 12:00:01, inside it).
+    windows = [window("* * * * *", "1s")]
+    freezes = [freeze("2026-12-01T00:00:00Z", "2027-11-30T12:00:30Z", "year-long migration")]
+    at = utc("2026-12-02T09:00:00Z")
+    started = time.perf_counter()
+    decision = decide(at, windows=windows, freezes=freezes, horizon=timedelta(days=3650))
+    elapsed = time.perf_counter() - started
+    assert decision.next == Interval(utc("2027-11-30T12:01:00Z"), utc("2027-11-30T12:01:01Z"))
+    assert decision.reason.startswith("frozen until 2027-11-30T12:00:30Z: year-long migration")
+    assert elapsed < 0.5  # a guard against a return to walking, not a benchmark (bench/ has one)
+
+
+def test_a_window_that_never_closes_is_one_stretch_up_to_the_horizon() -> None:
+    # Every minute for two minutes: each opening overlaps the next, for ever.
+    always = [window("* * * * *", "2m")]
+    at = utc("2026-12-02T09:00:30Z")
+    decision = decide(at, windows=always)
+    assert decision.allowed
+    assert decision.next == Interval(utc("2026-12-02T08:59:00Z"), at + timedelta(days=365))
+    # In Berlin the hour repeated when clocks go back opens once: the second 02:00-02:59 is a
+    # gap, so the stretch ends two minutes after the first 02:59 (00:59 UTC).
+    berlin = decide(at, windows=[window("* * * * *", "2m", "Europe/Berlin")])
+    assert berlin.next == Interval(utc("2026-12-02T08:59:00Z"), utc("2027-10-31T01:01:00Z"))
+    # Weekdays only: the stretch ends two minutes after Friday's last opening.
+    weekdays = [window("* * * * 1-5", "2m")]
+    friday = decide(utc("2026-12-02T09:00:30Z"), windows=weekdays)
+    assert friday.next is not None
+    assert friday.next.end == utc("2026-12-05T00:01:00Z")

@@ -21,8 +21,23 @@ def test_a_bad_cron_expression_names_the_field_and_shows_the_form() -> None:
         {"service": "shop", "maintenanceWindows": [{"schedule": "0 25 * * 6", "duration": "4h"}]},
     )
     assert message.startswith("spec.maintenanceWindows.0.schedule:")
-    assert "is not a cron expression" in message
+    assert "is not a five-field cron expression" in message
     assert '"0 22 * * 6"' in message
+
+
+def test_cron_forms_other_tools_read_differently_are_refused() -> None:
+    # Seconds (six fields), random and hashed values, L/W/#/?: croniter accepts them all, and
+    # "0 0 1W * *" it would silently read as "0 0 1 * *".
+    for schedule in ["0 0 22 * * 6", "R R * * *", "H * * * *", "0 0 1W * *", "0 0 * * 1#2"]:
+        message = _error(
+            ServiceLevelSpec,
+            {"service": "shop", "maintenanceWindows": [{"schedule": schedule, "duration": "4h"}]},
+        )
+        assert "seconds, R, H, L, W, # and ? are not supported" in message, schedule
+    accepted = ServiceLevelSpec.model_validate(
+        {"service": "shop", "maintenanceWindows": [{"schedule": "@weekly", "duration": "4h"}]}
+    )
+    assert accepted.maintenance_windows[0].schedule == "@weekly"
 
 
 def test_an_unknown_time_zone_is_rejected() -> None:
