@@ -8,6 +8,7 @@ fixing the item resolves the alert and the Incident.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import urllib.error
@@ -18,7 +19,11 @@ from typing import Any
 import pytest
 import yaml
 
+from opsledger.adapters.prometheus import Prometheus
 from opsledger.devenv.environment import DevEnvironment
+from opsledger.domain.changes import Health
+from opsledger.models.change import ChangeSpec
+from opsledger.services.change_health import measure_checks
 from tests.support import Kubectl, OperatorProcess, wait_for
 
 NAMESPACE = "alerting"
@@ -172,3 +177,37 @@ def test_the_receiver_refuses_strangers_and_malformed_bodies(
     log = operator.output()
     assert "refused a malformed notification" in log
     assert "wrong or no bearer token" in log
+
+
+def test_a_critical_alert_of_another_teams_service_does_not_hold_this_teams_change(
+    devenv: DevEnvironment,
+) -> None:
+    """Two teams call their service `checkout`. A real alerting rule fires for team b's; team
+    a's change passes the alert gate, team b's is held, naming the alert."""
+    path = devenv.rules_dir / "alert-gate-test.yml"
+    rule = {
+        "alert": "CheckoutDown",
+        "expr": "vector(1)",
+        "labels": {"severity": "critical", "service": "checkout", "namespace": "team-b"},
+    }
+    path.write_text(yaml.safe_dump({"groups": [{"name": "alert-gate", "rules": [rule]}]}))
+    _reload(devenv)
+    prometheus = Prometheus(devenv.url("prometheus"))
+    spec = ChangeSpec.model_validate(
+        {"type": "normal", "summary": "Upgrade checkout", "service": "checkout"}
+    )
+    try:
+        held = wait_for(
+            lambda: (
+                (v := asyncio.run(measure_checks(prometheus, spec, "team-b", pre=True))).health
+                is Health.UNHEALTHY
+                and v
+            ),
+            what="team b's alert to hold team b's change",
+        )
+        assert held.message == "critical alert firing: CheckoutDown"
+        other = asyncio.run(measure_checks(prometheus, spec, "team-a", pre=True))
+        assert other.health is Health.HEALTHY, other.message
+    finally:
+        path.unlink()
+        _reload(devenv)

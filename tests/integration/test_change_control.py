@@ -436,3 +436,50 @@ def test_a_status_forged_while_the_operator_is_down_runs_nothing(
     assert _approved_condition(failed)["reason"] == "ApprovalVoided"
     assert "not what the CMDB holds" in failed["status"]["transitions"][-1]["reason"]
     assert kubectl.json("get", "deployment", "web", "-n", NS)["spec"]["replicas"] != 6
+
+
+def test_a_query_reaching_out_of_its_place_in_a_batch_is_refused(
+    kubectl: Kubectl, shop_ns: None
+) -> None:
+    """Bob's queries are batched with other teams'. Texts that are not one PromQL expression on
+    their own (they would close the batch's parenthesis and add series under another team's
+    key) are refused by the webhook with the parser's reason, on each kind that carries one."""
+    escape = 'vector(0)) or label_replace(vector(100), "slo", "pay/pay/availability", "", "") or (x'
+    manifests = {
+        "ServiceLevel": f"""
+apiVersion: opsledger.io/v1alpha1
+kind: ServiceLevel
+metadata: {{name: sneaky, namespace: {NS}}}
+spec:
+  service: sneaky
+  objectives:
+  - name: availability
+    objective: 99.9
+    window: 30d
+    sli: {{events: {{errorQuery: '{escape}', totalQuery: 'vector(1)'}}}}
+""",
+        "ConfigurationItem": f"""
+apiVersion: opsledger.io/v1alpha1
+kind: ConfigurationItem
+metadata: {{name: sneaky, namespace: {NS}}}
+spec:
+  class: Service
+  service: sneaky
+  monitoring: {{checks: [{{name: errors, query: '{escape}', degraded: {{above: 1}}}}]}}
+""",
+        "Change": _change(
+            "sneaky",
+            f"""  type: normal
+  summary: Look healthy
+  service: shop
+  checks: {{pre: [{{name: errors, query: '{escape}', below: 1}}]}}""",
+        ),
+    }
+    for kind, manifest in manifests.items():
+        result = kubectl.run("apply", *BOB, "-f", "-", input=manifest, check=False)
+        assert result.returncode != 0, kind
+        assert "is not one PromQL expression: unexpected right parenthesis" in result.stderr, kind
+        assert "denied the request" in result.stderr, kind
+    for kind in manifests:
+        gone = kubectl.run("get", kind.lower(), "sneaky", "-n", NS, check=False)
+        assert gone.returncode != 0, kind

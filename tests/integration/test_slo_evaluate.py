@@ -7,6 +7,7 @@ Prometheus; rate() only sees samples inside each window, so burn rates agree wit
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -182,9 +183,12 @@ def test_a_query_prometheus_refuses_is_named_and_fails_the_check(
     prometheus_url: str, tmp_path: Path
 ) -> None:
     broken = SHOP.replace("checkout", "search").replace("name: shop", "name: search")
-    broken = broken.replace('code=~"5.."}', 'code=~"5.."').replace(
-        "- name: availability", "- name: errors"
-    )
+    # One expression (the parser accepts it) that Prometheus refuses when it runs it.
+    broken = re.sub(
+        r"errorQuery: (.*)",
+        lambda m: f'errorQuery: \'label_replace({m.group(1)}, "a", "b", "", "(")\'',
+        broken,
+    ).replace("- name: availability", "- name: errors")
     manifest = tmp_path / "two.yaml"
     manifest.write_text(SHOP + "---" + broken)
     result = opsledger(
@@ -200,11 +204,63 @@ def test_a_query_prometheus_refuses_is_named_and_fails_the_check(
     )
     assert result.returncode == 1
     assert "opsledger: objective errors: Prometheus refused the query: " in result.stderr
-    assert "parse error" in result.stderr
+    assert "invalid regular expression" in result.stderr
     shop, errors = json.loads(result.stdout)["objectives"]
     assert shop["name"] == "availability"
     assert shop["alerts"] == ["page"]  # measured as before: the other query fails alone
     assert "error" not in shop
     assert errors["name"] == "errors"
     assert errors["sli"] is None
-    assert "parse error" in errors["error"]
+    assert "invalid regular expression" in errors["error"]
+
+
+def _objective(namespace: str, error_query: str, total_query: str) -> ServiceLevelRef:
+    spec = {
+        "service": namespace,
+        "objectives": [
+            {
+                "name": "availability",
+                "objective": 99.0,
+                "window": "28d",
+                "sli": {"events": {"errorQuery": error_query, "totalQuery": total_query}},
+            }
+        ],
+    }
+    return ServiceLevelRef(namespace, namespace, ServiceLevelSpec.model_validate(spec))
+
+
+def test_a_tenants_query_cannot_forge_or_hide_another_tenants_budget(prometheus_url: str) -> None:
+    """Team pay's objective is batched with a hostile team's, in one query to a real
+    Prometheus. A text that leaves its place in the batch is refused before it is batched; a
+    valid expression labelled with pay's key is relabelled with its own; a trailing comment
+    swallows nothing. pay's figures are the same as when it is measured alone."""
+    prometheus = Prometheus(prometheus_url)
+    at = datetime.fromtimestamp(NOW, UTC)
+    pay = ServiceLevelRef("pay", "pay", _spec("pay", 99.0, "28d"))
+    [alone] = evaluate_service_levels(prometheus, [pay], at)[("pay", "pay")]
+    win = "{{.window}}"
+
+    # Closing the expression to add pay's key with an exhausted budget: refused, with the
+    # parser's reason.
+    escape = f'rate(x[{win}])) or label_replace(vector(100), "slo", "pay/pay/availability", "", "")'
+    with pytest.raises(ValueError, match="is not one PromQL expression: unexpected right paren"):
+        _objective("mallory", escape + " or sum(rate(x[" + win + "])", f"rate(x[{win}])")
+
+    # Valid expressions trying the same from inside, and hiding the rest behind a comment.
+    forged = 'label_replace(vector(100), "slo", "pay/pay/availability", "slo_window", "")'
+    hostile = [
+        _objective("mallory", forged, "vector(1)"),
+        _objective("eve", f"rate(http_requests_total[{win}]) # ) or vector(0)", "vector(1)"),
+    ]
+    results = evaluate_service_levels(prometheus, [*hostile, pay], at)
+    assert prometheus.queries == 2  # pay alone, then the three in one batch
+    [batched] = results[("pay", "pay")]
+    assert batched.error is None
+    assert batched.error_budget_remaining == pytest.approx(alone.error_budget_remaining, rel=1e-9)
+    assert batched.burn_rates == pytest.approx(alone.burn_rates, rel=1e-9)
+    assert batched.alerts == ["ticket"]
+    [mallory] = results[("mallory", "mallory")]
+    assert mallory.error_budget_remaining == pytest.approx(1 - 100 / 0.01)  # its own, not pay's
+    [eve] = results[("eve", "eve")]
+    assert eve.error is None  # the comment ended at its own line
+    assert eve.sli is not None

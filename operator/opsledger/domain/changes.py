@@ -21,6 +21,7 @@ import yaml
 
 from opsledger.domain.conditions import find, parse_conditions
 from opsledger.domain.impact import ImpactGraph
+from opsledger.domain.promql import embedded
 from opsledger.domain.windows import Decision, decide
 from opsledger.models.change import ChangePhase, ChangeSpec, ChangeType, HealthCheck
 from opsledger.models.common import ConditionStatus
@@ -162,7 +163,8 @@ class Verdict:
 def batched_checks_query(checks: Sequence[HealthCheck]) -> str:
     """One PromQL query answering every check, each series labelled with its check's index."""
     parts = [
-        f'label_replace(({c.query}), "{CHECK_LABEL}", "{i}", "", "")' for i, c in enumerate(checks)
+        f'label_replace({embedded(c.query)}, "{CHECK_LABEL}", "{i}", "", "")'
+        for i, c in enumerate(checks)
     ]
     return " or ".join(parts)
 
@@ -240,9 +242,17 @@ def judge_targets(items: Mapping[str, Mapping[str, Any] | None], verdict: Verdic
             verdict.unknown(f"health of target {name} is unknown{detail}")
 
 
-def critical_alerts_query(service: str) -> str:
-    escaped = service.replace("\\", "\\\\").replace('"', '\\"')
-    return f'ALERTS{{alertstate="firing",severity="critical",service="{escaped}"}}'
+def critical_alerts_query(service: str, namespace: str) -> str:
+    """The critical alerts firing for `service` in `namespace`: another team's service of the
+    same name, in its own namespace, does not hold this one's changes."""
+
+    def quoted(value: str) -> str:
+        return value.replace("\\", "\\\\").replace('"', '\\"')
+
+    return (
+        f'ALERTS{{alertstate="firing",severity="critical",service="{quoted(service)}",'
+        f'namespace="{quoted(namespace)}"}}'
+    )
 
 
 def judge_alerts(samples: Sequence[Mapping[str, Any]], verdict: Verdict) -> None:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opsledger.domain.durations import go_duration
-from opsledger.domain.promql import union
+from opsledger.domain.promql import embedded, union
 from opsledger.models.common import LatencyObjective, ObjectReference
 from opsledger.models.configitem import (
     CheckOverride,
@@ -250,8 +250,8 @@ def check_key(name: str) -> str:
 def custom_query(items: Iterable[Item]) -> str | None:
     """Every item's own checks in one query, tagged with the item and the check."""
     parts = [
-        f'label_replace(label_replace(({c.query}), "{ITEM_LABEL}", "{_escape(item.key)}", "", ""),'
-        f' "{CHECK_LABEL}", "{c.name}", "", "")'
+        f'label_replace(label_replace({embedded(c.query)}, "{ITEM_LABEL}",'
+        f' "{_escape(item.key)}", "", ""), "{CHECK_LABEL}", "{c.name}", "", "")'
         for item in items
         for c in item.monitoring.checks
     ]

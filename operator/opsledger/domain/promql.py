@@ -18,3 +18,13 @@ def union(parts: Sequence[str]) -> str:
         return parts[0]
     middle = len(parts) // 2
     return f"({union(parts[:middle])} or {union(parts[middle:])})"
+
+
+def embedded(query: str) -> str:
+    """A user's query as one operand of a batched query: parenthesised, on lines of its own.
+
+    The query has been parsed as exactly one expression (models.common.one_promql_expression), so
+    in parentheses it stays one operand; the line breaks end any comment it closes with, which
+    would otherwise swallow the rest of the batch.
+    """
+    return f"(\n{query}\n)"

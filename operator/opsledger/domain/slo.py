@@ -21,7 +21,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from opsledger.domain.promql import union
+from opsledger.domain.promql import embedded, union
+from opsledger.models.common import WINDOW_PLACEHOLDER
 
 BURN_WINDOWS = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
@@ -117,7 +118,7 @@ def evaluate(
 
 def render(query: str, window: str) -> str:
     """A Sloth-style query with {{.window}} (and {{ .window }}) replaced by `window`."""
-    return re.sub(r"\{\{\s*\.window\s*\}\}", window, query)
+    return WINDOW_PLACEHOLDER.sub(window, query)
 
 
 def ratio_expression(error_query: str, total_query: str, window: str) -> str:
@@ -125,8 +126,8 @@ def ratio_expression(error_query: str, total_query: str, window: str) -> str:
 
     No error series at all means no errors (`or vector(0)`); no total means no data.
     """
-    errors = f"(sum({render(error_query, window)}) or vector(0))"
-    return f"({errors} / sum({render(total_query, window)}))"
+    errors = f"(sum({embedded(render(error_query, window))}) or vector(0))"
+    return f"({errors} / sum({embedded(render(total_query, window))}))"
 
 
 def batched_query(objectives: Mapping[str, tuple[str, str, str]]) -> str:

@@ -13,6 +13,7 @@ from opsledger.models.common import (
     GoDuration,
     K8sName,
     ObjectReference,
+    PromQL,
     StatusBase,
 )
 from opsledger.models.configitem import CMDBRecordStatus
@@ -108,7 +109,7 @@ class HealthCheck(CamelModel):
     )
 
     name: str = Field(description="A short name for the check, e.g. error-ratio.", max_length=63)
-    query: str = Field(
+    query: PromQL = Field(
         description="PromQL returning one value (a scalar or a single-series vector).",
         min_length=1,
         max_length=4096,

@@ -6,11 +6,13 @@ Every field carries a description: `opsledger crds` copies them into the CRD sch
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AliasGenerator, BaseModel, ConfigDict, Field
+import promql_parser
+from pydantic import AfterValidator, AliasGenerator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 API_GROUP = "opsledger.io"
@@ -32,6 +34,28 @@ GoDuration = Annotated[
         description="A Go-style duration such as 30s, 15m, 4h or 1h30m.",
     ),
 ]
+
+
+# Sloth's window placeholder in SLI queries: {{.window}} or {{ .window }}.
+WINDOW_PLACEHOLDER = re.compile(r"\{\{\s*\.window\s*\}\}")
+
+
+def one_promql_expression(text: str) -> str:
+    """`text` if it is exactly one PromQL expression; the parser's message otherwise.
+
+    The operator joins many users' queries into one batched query. A text that is not one
+    expression on its own (a stray parenthesis, a trailing `or ...`) could reach out of its place
+    in the batch and forge or hide another team's series: it is refused before it is accepted or
+    batched. (A comment is harmless: a batched query puts every user query on lines of its own.)
+    """
+    try:
+        promql_parser.parse(WINDOW_PLACEHOLDER.sub("5m", text))
+    except ValueError as exc:
+        raise ValueError(f"{text[:200]!r} is not one PromQL expression: {exc}") from exc
+    return text
+
+
+PromQL = Annotated[str, AfterValidator(one_promql_expression)]
 
 
 class CamelModel(BaseModel):

@@ -13,6 +13,7 @@ from opsledger.models.common import (
     LatencyObjective,
     ObjectReference,
     Performance,
+    PromQL,
     StatusBase,
 )
 
@@ -109,7 +110,7 @@ class CheckOverride(CamelModel):
         pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
         max_length=63,
     )
-    query: str = Field(
+    query: PromQL = Field(
         description=(
             "PromQL for this item; every series it returns is judged (the worst counts), no "
             "series means no data (the check is skipped)."

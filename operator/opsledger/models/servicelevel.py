@@ -16,6 +16,7 @@ from opsledger.models.common import (
     GoDuration,
     LatencyObjective,
     Performance,
+    PromQL,
     StatusBase,
 )
 
@@ -31,7 +32,7 @@ class Priority(StrEnum):
 class EventsSLI(CamelModel):
     """An SLI as the ratio of bad events to all events (Sloth's `events`)."""
 
-    error_query: str = Field(
+    error_query: PromQL = Field(
         description=(
             "PromQL counting bad events per second; {{.window}} is replaced by the window, "
             'e.g. sum(rate(http_requests_total{code=~"5.."}[{{.window}}])).'
@@ -39,7 +40,7 @@ class EventsSLI(CamelModel):
         min_length=1,
         max_length=4096,
     )
-    total_query: str = Field(
+    total_query: PromQL = Field(
         description="PromQL counting all events per second, with the same {{.window}}.",
         min_length=1,
         max_length=4096,

@@ -233,7 +233,7 @@ async def _branch(ctx: Context, facts: Facts) -> Facts:
 
 
 async def _pre_checks(ctx: Context, facts: Facts) -> Facts:
-    verdict = await measure_checks(ctx.prometheus, facts.spec, pre=True)
+    verdict = await measure_checks(ctx.prometheus, facts.spec, facts.namespace, pre=True)
     return dataclasses.replace(facts, pre_checks=verdict)
 
 
@@ -251,7 +251,7 @@ async def _prior(ctx: Context, facts: Facts) -> Facts:
 
 
 async def _post_checks(ctx: Context, facts: Facts) -> Facts:
-    verdict = await measure_checks(ctx.prometheus, facts.spec, pre=False)
+    verdict = await measure_checks(ctx.prometheus, facts.spec, facts.namespace, pre=False)
     return dataclasses.replace(facts, post_checks=verdict)
 
 

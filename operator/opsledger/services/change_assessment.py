@@ -92,7 +92,7 @@ async def plan(
     if prometheus is None:
         report["health"] = {"status": "NotChecked", "reasons": ["no Prometheus given"]}
     else:
-        verdict = await measure_checks(prometheus, spec, pre=True)
+        verdict = await measure_checks(prometheus, spec, namespace, pre=True)
         if spec.type == ChangeType.NORMAL and level is not None:
             sl = ServiceLevelSpec.model_validate(level.get("spec") or {})
             changes.judge_budget(level.get("status") or {}, sl, verdict)

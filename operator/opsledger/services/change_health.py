@@ -14,9 +14,13 @@ from opsledger.models.change import ChangeSpec, HealthCheck
 
 
 async def measure(
-    prometheus: Prometheus | None, checks: Sequence[HealthCheck], service: str | None
+    prometheus: Prometheus | None,
+    checks: Sequence[HealthCheck],
+    service: str | None,
+    namespace: str,
 ) -> Verdict:
-    """Judge `checks` (one batched query) and, with `service`, its critical alerts."""
+    """Judge `checks` (one batched query) and, with `service`, its critical alerts in
+    `namespace`."""
     verdict = Verdict()
     if not checks and service is None:
         return verdict
@@ -47,7 +51,7 @@ async def measure(
                 changes.judge_check(check, answer, verdict)
         if service is not None:
             alerts = await asyncio.to_thread(
-                prometheus.instant, changes.critical_alerts_query(service)
+                prometheus.instant, changes.critical_alerts_query(service, namespace)
             )
             changes.judge_alerts(alerts, verdict)
     except PrometheusUnavailableError as exc:
@@ -55,9 +59,11 @@ async def measure(
     return verdict
 
 
-async def measure_checks(prometheus: Prometheus | None, spec: ChangeSpec, *, pre: bool) -> Verdict:
-    """The change's pre- (or post-) checks, and its service's critical alerts unless the
-    change turns that check off."""
+async def measure_checks(
+    prometheus: Prometheus | None, spec: ChangeSpec, namespace: str, *, pre: bool
+) -> Verdict:
+    """The change's pre- (or post-) checks, and its service's critical alerts in its namespace
+    unless the change turns that check off."""
     checks = (spec.checks.pre if pre else spec.checks.post) if spec.checks else []
     alerts = spec.checks.no_critical_alerts if spec.checks else True
-    return await measure(prometheus, checks, spec.service if alerts else None)
+    return await measure(prometheus, checks, spec.service if alerts else None, namespace)

@@ -144,8 +144,8 @@ def test_no_critical_alert_is_healthy_and_a_firing_one_is_not() -> None:
     changes.judge_alerts([_sample("1", alertname="ShopDown")], firing)
     assert firing.health is Health.UNHEALTHY
     assert "ShopDown" in firing.message
-    assert changes.critical_alerts_query('sh"op') == (
-        'ALERTS{alertstate="firing",severity="critical",service="sh\\"op"}'
+    assert changes.critical_alerts_query('sh"op', "shop") == (
+        'ALERTS{alertstate="firing",severity="critical",service="sh\\"op",namespace="shop"}'
     )
 
 

@@ -112,3 +112,49 @@ def test_resolving_an_incident_needs_a_resolution() -> None:
 def test_unknown_fields_are_rejected_not_ignored() -> None:
     message = _error(IncidentSpec, {"title": "down", "severity": "high"})
     assert "spec.severity" in message
+
+
+def test_a_query_must_be_exactly_one_promql_expression() -> None:
+    # It would close its place in a batched query and add series under another key.
+    message = _error(
+        ServiceLevelSpec,
+        {
+            "service": "shop",
+            "objectives": [
+                {
+                    "name": "availability",
+                    "objective": 99.9,
+                    "window": "30d",
+                    "sli": {
+                        "events": {
+                            "errorQuery": 'x[{{.window}}]) or label_replace(vector(1), "slo", '
+                            '"pay/pay/availability", "", "") or sum(y',
+                            "totalQuery": "vector(1)",
+                        }
+                    },
+                }
+            ],
+        },
+    )
+    assert "errorQuery" in message
+    assert "is not one PromQL expression: unexpected right parenthesis" in message
+    # {{.window}} and a comment are fine.
+    spec = ServiceLevelSpec.model_validate(
+        {
+            "service": "shop",
+            "objectives": [
+                {
+                    "name": "availability",
+                    "objective": 99.9,
+                    "window": "30d",
+                    "sli": {
+                        "events": {
+                            "errorQuery": "sum(rate(errors_total[{{ .window }}])) # 5xx",
+                            "totalQuery": "sum(rate(requests_total[{{.window}}]))",
+                        }
+                    },
+                }
+            ],
+        }
+    )
+    assert spec.objectives[0].sli.events.error_query.endswith("# 5xx")
