@@ -92,6 +92,30 @@ TEST_SETTINGS = {
 }
 
 
+def wait_guarded(kubectl: Kubectl, namespace: str, deployment: str) -> None:
+    """Wait until the operator has labelled a protected item's Deployment and pointed the
+    subresource guard at its namespace (both follow the item within seconds)."""
+
+    def labelled() -> bool:
+        labels = (
+            kubectl.json("get", "deployment", deployment, "-n", namespace)["metadata"].get("labels")
+            or {}
+        )
+        return labels.get("opsledger.io/protected") == "true"
+
+    def listened() -> bool:
+        config = kubectl.json("get", "validatingwebhookconfiguration", "opsledger")
+        return any(
+            f"'{namespace}'" in c["expression"]
+            for w in config["webhooks"]
+            for c in w.get("matchConditions") or []
+            if c["name"] == "namespaces-with-protected-objects"
+        )
+
+    wait_for(labelled, what=f"the guard's label on deployment {namespace}/{deployment}")
+    wait_for(listened, what=f"the subresource guard listening to {namespace}")
+
+
 def webhook_settings(env: DevEnvironment) -> dict[str, str]:
     """The settings that turn the webhook on, as `make run` has them."""
     return {"OPSLEDGER_WEBHOOK_PORT": env.env()["OPSLEDGER_WEBHOOK_PORT"]}
@@ -133,6 +157,12 @@ class OperatorProcess:
     def stop(self) -> None:
         if self.proc:
             stop_child(self.proc)
+
+    def kill(self) -> None:
+        """SIGKILL: nothing is cleaned up (the webhook configuration stays registered)."""
+        if self.proc:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
 
 
 def git(*args: str, cwd: Path | None = None, who: tuple[str, str] | None = None) -> str:

@@ -7,6 +7,7 @@ identity), the operator has an identity of its own.
 
 from __future__ import annotations
 
+import json
 import shutil
 import ssl
 from collections.abc import Iterator
@@ -17,7 +18,14 @@ from cryptography import x509
 
 from opsledger.devenv.environment import DevEnvironment
 from opsledger.devenv.pki import CertificateAuthority
-from tests.support import Kubectl, OperatorProcess, shop, wait_for, webhook_settings
+from tests.support import (
+    Kubectl,
+    OperatorProcess,
+    shop,
+    wait_for,
+    wait_guarded,
+    webhook_settings,
+)
 
 NS = "guarded"
 
@@ -51,6 +59,7 @@ def shop_with_web(kubectl: Kubectl, operator: OperatorProcess) -> None:
         item="criticality: high\n  protected: true",
     )
     kubectl("apply", "-f", "-", input=manifests)
+    wait_guarded(kubectl, NS, "web")
 
 
 def _image(kubectl: Kubectl) -> str:
@@ -74,7 +83,7 @@ def test_a_protected_deployment_cannot_be_changed_outside_a_change(
 
     scaled = kubectl.run("scale", "deployment/web", "--replicas=3", "-n", NS, check=False)
     assert scaled.returncode != 0, "the scale subresource must be guarded too"
-    assert "guard.opsledger.io" in scaled.stderr
+    assert "guard-subresources.opsledger.io" in scaled.stderr
     deleted = kubectl.run("delete", "deployment/web", "-n", NS, "--wait=false", check=False)
     assert deleted.returncode != 0
     assert "delete Deployment guarded/web" in deleted.stderr
@@ -210,6 +219,94 @@ spec:
     )
     assert elsewhere.returncode != 0
     assert "spec.plan[0] patches Deployment payments, which is not the source" in elsewhere.stderr
+
+
+def test_the_guard_reaches_pods_autoscalers_owners_and_the_protecting_item(
+    kubectl: Kubectl, shop_with_web: None
+) -> None:
+    """The ways around a guarded Deployment a namespace user would try, each refused naming
+    the item: its Pods (delete, exec), an autoscaler pointed at it, an owner whose deletion
+    takes it along, its guard label and annotation, and the protecting item itself."""
+    pod = wait_for(
+        lambda: next(iter(kubectl.json("get", "pods", "-n", NS, "-l", "app=web")["items"]), None),
+        what="a pod of web",
+    )["metadata"]["name"]
+    deleted = kubectl.run("delete", "pod", pod, "-n", NS, "--wait=false", check=False)
+    assert deleted.returncode != 0
+    assert f"delete Pod {pod}, which reaches Deployment guarded/web" in deleted.stderr
+    assert "ConfigurationItem web" in deleted.stderr
+    hpa = f"""
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {{name: web, namespace: {NS}}}
+spec:
+  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: web}}
+  minReplicas: 5
+  maxReplicas: 9
+  metrics:
+  - type: Resource
+    resource: {{name: cpu, target: {{type: Utilization, averageUtilization: 50}}}}
+"""
+    scaler = kubectl.run("apply", "-f", "-", input=hpa, check=False)
+    assert scaler.returncode != 0
+    assert "point HorizontalPodAutoscaler web at, which reaches Deployment guarded/web" in (
+        scaler.stderr
+    )
+    # A metadata-only edit that hands the Deployment to an owner the garbage collector would
+    # take it away with, or takes the guard's own marks off.
+    kubectl("create", "configmap", "decoy", "-n", NS)
+    uid = kubectl.json("get", "configmap", "decoy", "-n", NS)["metadata"]["uid"]
+    reference = {"apiVersion": "v1", "kind": "ConfigMap", "name": "decoy", "uid": uid}
+    owner = json.dumps({"metadata": {"ownerReferences": [reference]}})
+    for patch in (
+        owner,
+        '{"metadata":{"labels":{"opsledger.io/protected":null}}}',
+        '{"metadata":{"annotations":{"opsledger.io/protected-by":"decoy"}}}',
+    ):
+        edited = kubectl.run("patch", "deployment/web", "-n", NS, "-p", patch, check=False)
+        assert edited.returncode != 0, patch
+        assert "change Deployment guarded/web" in edited.stderr, patch
+    # The protecting item: neither switched off nor deleted outside a change.
+    off = kubectl.run(
+        "patch",
+        "ci/web",
+        "-n",
+        NS,
+        "--type=merge",
+        "-p",
+        '{"spec":{"protected":false}}',
+        check=False,
+    )
+    assert off.returncode != 0
+    assert "change ConfigurationItem guarded/web: it is protected" in off.stderr
+    gone = kubectl.run("delete", "ci/web", "-n", NS, "--wait=false", check=False)
+    assert gone.returncode != 0
+    assert "delete ConfigurationItem guarded/web" in gone.stderr
+    assert kubectl.json("get", "ci", "web", "-n", NS)["spec"]["protected"] is True
+
+
+def test_a_killed_operator_stops_only_protected_workloads(
+    kubectl: Kubectl, operator: OperatorProcess, shop_with_web: None
+) -> None:
+    """SIGKILLed, the operator leaves its webhooks registered (failurePolicy Fail): a protected
+    Deployment is refused, an unprotected one in another namespace rolls out and scales."""
+    kubectl("create", "namespace", "elsewhere")
+    kubectl("create", "deployment", "free", "--image=free:1.0", "-n", "elsewhere", "--replicas=1")
+    operator.kill()
+    try:
+        kubectl("set", "image", "deployment/free", "free=free:2.0", "-n", "elsewhere")
+        kubectl("scale", "deployment/free", "--replicas=2", "-n", "elsewhere")
+        kubectl("label", "deployment/free", "-n", "elsewhere", "team=none")
+        for attempt in (
+            ("set", "image", "deployment/web", "app=web:9.9", "-n", NS),
+            ("scale", "deployment/web", "--replicas=4", "-n", NS),
+        ):
+            refused = kubectl.run(*attempt, check=False)
+            assert refused.returncode != 0, attempt
+            assert "failed calling webhook" in refused.stderr, attempt
+        assert _image(kubectl) != "web:9.9"
+    finally:
+        operator.start()
 
 
 def test_stopping_the_operator_removes_its_webhook(

@@ -6,16 +6,31 @@ from opsledger.models.settings import Settings
 from opsledger.servers.admission import BadReviewError, parse_review, webhook_configuration
 
 
-def test_the_configuration_guards_workloads_and_their_scale_outside_kube_system() -> None:
+def test_the_guard_is_called_only_for_what_can_change_a_protected_object() -> None:
     settings = Settings(webhook_failure_policy="Ignore", webhook_timeout=5)
-    config = webhook_configuration(settings, "https://127.0.0.1:9443", b"CA")
-    guard, validate = config["webhooks"]
+    config = webhook_configuration(settings, "https://127.0.0.1:9443", b"CA", ["shop", "pay"])
+    guard, reach, validate = config["webhooks"]
     assert guard["clientConfig"]["url"] == "https://127.0.0.1:9443/guard"
     assert guard["clientConfig"]["caBundle"] == "Q0E="
-    resources = guard["rules"][0]["resources"]
-    assert {"deployments", "deployments/scale", "statefulsets/scale", "daemonsets"} <= set(
-        resources
-    )
+    guarded = {r for rule in guard["rules"] for r in rule["resources"]}
+    assert guarded == {
+        "deployments",
+        "statefulsets",
+        "daemonsets",
+        "replicasets",
+        "cronjobs",
+        "jobs",
+    }
+    # Only labelled objects: an unprotected Deployment never waits for (or on) the operator.
+    [selected] = guard["objectSelector"]["matchExpressions"]
+    assert selected == {"key": "opsledger.io/protected", "operator": "In", "values": ["true"]}
+    # What carries no labels is sent only from the namespaces holding protected objects.
+    reached = {r for rule in reach["rules"] for r in rule["resources"]}
+    assert {"deployments/scale", "pods", "pods/exec", "pods/ephemeralcontainers"} <= reached
+    assert "pods/eviction" not in reached  # draining a node must not wait for the operator
+    conditions = {c["name"]: c["expression"] for c in reach["matchConditions"]}
+    assert conditions["namespaces-with-protected-objects"] == "request.namespace in ['pay', 'shop']"
+    assert "system:serviceaccount:kube-system:" in conditions["not-the-control-plane"]
     assert guard["failurePolicy"] == "Ignore"
     assert guard["timeoutSeconds"] == 5
     excluded = guard["namespaceSelector"]["matchExpressions"][0]
@@ -23,6 +38,11 @@ def test_the_configuration_guards_workloads_and_their_scale_outside_kube_system(
     assert "kube-system" in excluded["values"]
     assert validate["rules"][0]["apiGroups"] == ["opsledger.io"]
     assert set(validate["rules"][0]["operations"]) == {"CREATE", "UPDATE"}
+    assert {"resources": ["configurationitems"], "operations": ["DELETE"]}.items() <= (
+        validate["rules"][1].items()
+    )
+    everywhere = webhook_configuration(settings, "https://x", b"CA")["webhooks"][1]
+    assert everywhere["matchConditions"][1]["expression"] == "true"
 
 
 @pytest.mark.parametrize(

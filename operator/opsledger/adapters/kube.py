@@ -353,6 +353,37 @@ class Kube:
             force_conflicts=True,
         )
 
+    def labelled_namespaces(self, kinds: Iterable[tuple[str, str]], selector: str) -> set[str]:
+        """The namespaces holding objects of `kinds` ((apiVersion, kind)) whose labels match
+        `selector`, across the cluster."""
+        found: set[str] = set()
+        for api_version, kind in kinds:
+            listed = self._resource(api_version, kind).get(label_selector=selector)
+            found.update(str(o.metadata.namespace) for o in listed.items)
+        return found
+
+    def set_match_condition(
+        self, configuration: str, webhook: str, condition: Mapping[str, str]
+    ) -> bool:
+        """Replace the match condition of that name on one webhook of a
+        ValidatingWebhookConfiguration; False when the configuration or webhook is not there."""
+        resource = self._resource(
+            "admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration"
+        )
+        try:
+            body = resource.get(name=configuration).to_dict()
+        except NotFoundError:
+            return False
+        for hook in body.get("webhooks") or []:
+            if hook.get("name") == webhook:
+                others = [
+                    c for c in hook.get("matchConditions") or [] if c["name"] != condition["name"]
+                ]
+                hook["matchConditions"] = [*others, dict(condition)]
+                resource.replace(body=body, name=configuration)
+                return True
+        return False
+
     def delete_webhook_configuration(self, kind: str, name: str) -> None:
         resource = self._resource("admissionregistration.k8s.io/v1", kind)
         try:

@@ -14,7 +14,7 @@ this module only decides, so every rule is testable without a server or a clock.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +22,9 @@ from opsledger.domain.times import rfc3339
 from opsledger.domain.windows import Interval
 
 PROTECTED_LABEL = "opsledger.io/protected"
+# Set beside the label when the operator put it there (for an item with spec.protected): the
+# operator takes its own label off again when the item stops protecting the object.
+PROTECTED_BY = "opsledger.io/protected-by"
 EXEMPT_NAMESPACES = frozenset({"kube-system"})
 # Users of the control plane itself: controllers that scale, roll out and garbage-collect.
 EXEMPT_USER_PREFIXES = (
@@ -32,6 +35,26 @@ EXEMPT_USER_PREFIXES = (
 )
 # Top-level fields that do not change what a workload runs.
 NOT_WORKLOAD = frozenset({"metadata", "status", "apiVersion", "kind"})
+# Metadata that does change a workload's fate: an owner whose deletion takes it along (the
+# garbage collector), finalizers that hold or release its deletion.
+FATEFUL_METADATA = ("ownerReferences", "finalizers")
+
+
+# The webhook for what carries no labels of the workload it reaches (scale, a Pod's exec...),
+# and its match condition naming the namespaces that hold protected objects.
+GUARD_SUBRESOURCES = "guard-subresources.opsledger.io"
+NAMESPACES_CONDITION = "namespaces-with-protected-objects"
+
+
+def namespaces_condition(namespaces: Iterable[str] | None) -> dict[str, str]:
+    """The match condition sending subresource requests only from these namespaces (None:
+    from all, until the operator knows where the protected objects are)."""
+    if namespaces is None:
+        expression = "true"
+    else:
+        quoted = ", ".join(f"'{n}'" for n in sorted(namespaces))
+        expression = f"request.namespace in [{quoted}]"
+    return {"name": NAMESPACES_CONDITION, "expression": expression}
 
 
 @dataclass(frozen=True)
@@ -70,6 +93,9 @@ class Review:
     new: Mapping[str, Any] | None = None
     # For a subresource request (scale): the workload itself, whose labels decide.
     parent: Mapping[str, Any] | None = None
+    # For a request that reaches the workload through another object (a Pod it runs, an
+    # autoscaler that scales it): what is done, for the message ("exec into Pod web-7d9-x").
+    through: str | None = None
 
 
 @dataclass(frozen=True)
@@ -97,7 +123,7 @@ def exempt(review: Review, operator: str | None) -> str | None:
         (bool(operator) and review.username == operator, "the operator's own request"),
         (review.username.startswith(EXEMPT_USER_PREFIXES), "a control-plane component"),
         (review.subresource == "status", "a status update"),
-        (review.operation == "CONNECT", "not a change to the object"),
+        (review.operation == "CONNECT" and review.through is None, "not a change to the object"),
         (
             review.operation == "UPDATE" and review.subresource is None and _metadata_only(review),
             "a metadata-only update",
@@ -112,6 +138,15 @@ def _metadata_only(review: Review) -> bool:
     old, new = review.old or {}, review.new or {}
     workload = {k for k in {*old, *new} if k not in NOT_WORKLOAD}
     if any(old.get(k) != new.get(k) for k in workload):
+        return False
+    old_meta, new_meta = old.get("metadata") or {}, new.get("metadata") or {}
+    if any(old_meta.get(k) != new_meta.get(k) for k in FATEFUL_METADATA):
+        return False
+    # Who put the protection label on: naming an unprotected item there would make the
+    # operator take the label off.
+    if (old_meta.get("annotations") or {}).get(PROTECTED_BY) != (
+        new_meta.get("annotations") or {}
+    ).get(PROTECTED_BY):
         return False
     unprotects = (
         _labels(old).get(PROTECTED_LABEL) == "true" and _labels(new).get(PROTECTED_LABEL) != "true"
@@ -179,8 +214,9 @@ def denial(
         why = f"it is labelled {PROTECTED_LABEL}=true"
         target = review.name
     verb = {"CREATE": "create", "DELETE": "delete"}.get(review.operation, "change")
+    action = f"{review.through}, which reaches {what}" if review.through else f"{verb} {what}"
     parts = [
-        f"OpsLedger denies this request to {verb} {what}: {why}, and no approved Change "
+        f"OpsLedger denies this request to {action}: {why}, and no approved Change "
         f"targeting {target} that lets you in is in progress."
     ]
     if busy:

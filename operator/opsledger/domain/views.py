@@ -1,6 +1,6 @@
 """The operator's cross-object views: what each one holds of an object, and the store.
 
-Eight views answer questions one object's handler asks about others (which item already claims
+Nine views answer questions one object's handler asks about others (which item already claims
 this source, what depends on this item, which changes run on it, which ServiceLevel serves this
 service...). Each is a function from an object (as the API server returns it) to the entries it
 contributes, `{key: value}`; a view maps each key to the values of every object that yields it.
@@ -34,6 +34,7 @@ POD_LABELS = "ci_pod_labels"  # namespace → (name, pod labels) of workload CIs
 RELATIONS = "ci_relations"  # "namespace/name" → its (type, target) relationships
 DEPENDENTS = "ci_dependents"  # "namespace/name" → (dependent, type) of the items that depend on it
 ITEMS = "ci_items"  # "namespace/name" → what the item sweeps read of it (item_state)
+PROTECTING = "ci_protecting"  # namespace → names of its items with spec.protected
 
 Entries = Mapping[Hashable, Any]
 Indexer = Callable[[Mapping[str, Any]], Entries]
@@ -145,6 +146,12 @@ def depended_on(obj: Mapping[str, Any]) -> Entries:
     return {dependency: tuple(pairs) for dependency, pairs in found.items()}
 
 
+def protecting(obj: Mapping[str, Any]) -> Entries:
+    """A protecting item: the webhook's subresource guard must hear from its namespace."""
+    namespace, name, spec, _ = _parts(obj)
+    return {namespace: name} if spec.get("protected") else {}
+
+
 def item_state(obj: Mapping[str, Any]) -> Entries:
     """What the periodic sweeps over every item read: its dependents count, whether its record
     is not in the CMDB, and what tells whether a Service item's exposes edges are stale."""
@@ -196,6 +203,7 @@ INDEXERS: dict[str, dict[str, Indexer]] = {
         RELATIONS: relations,
         DEPENDENTS: depended_on,
         ITEMS: item_state,
+        PROTECTING: protecting,
     },
 }
 

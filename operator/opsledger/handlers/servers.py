@@ -14,9 +14,12 @@ from typing import Any
 
 import kopf
 
-from opsledger.handlers.common import context
+from opsledger.handlers.common import context, every, in_background
 from opsledger.models.settings import Settings
+from opsledger.services import guard_scope
 from opsledger.services.context import Context
+
+GUARD_SCOPE_INTERVAL = 5.0  # seconds between looks at where the protected objects are
 
 Serve = Callable[[Context, contextlib.AsyncExitStack], Awaitable[str | None]]
 
@@ -27,6 +30,15 @@ def register(
     """Serve the admission webhook and the Alertmanager receiver, each when its port is set."""
     if settings.webhook_port is not None:
         _lifetime(registry, "admission-webhook", webhook)
+        in_background(
+            registry,
+            "guard-scope",
+            lambda ctx: every(
+                GUARD_SCOPE_INTERVAL,
+                "keeping the guard's namespaces",
+                lambda: guard_scope.refresh(ctx),
+            ),
+        )
     if settings.receiver_port is not None:
         _lifetime(registry, "alertmanager-receiver", receiver)
 

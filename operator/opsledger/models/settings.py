@@ -109,7 +109,7 @@ class Settings(BaseModel):
         ),
     )
     webhook_timeout: int = Field(
-        default=10, ge=1, le=30, description="Seconds the API server waits for the webhook."
+        default=5, ge=1, le=30, description="Seconds the API server waits for the webhook."
     )
     operator_username: str | None = Field(
         default=None,

@@ -28,7 +28,7 @@ import json
 import logging
 import os
 import ssl
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -72,11 +72,52 @@ def _metadata(settings: Settings) -> dict[str, Any]:
     return {"name": settings.webhook_name, "labels": {"app.kubernetes.io/managed-by": "opsledger"}}
 
 
-def webhook_configuration(settings: Settings, base_url: str, ca_bundle: bytes) -> dict[str, Any]:
-    """The ValidatingWebhookConfiguration pointing the API server at `base_url`."""
+# Requests from the control plane (controllers scaling, rolling out, collecting garbage,
+# deleting namespaces) are never sent: the guard would pass them anyway, and while the operator
+# is down they must not fail.
+NOT_THE_CONTROL_PLANE = {
+    "name": "not-the-control-plane",
+    "expression": "!("
+    + " || ".join(
+        f"request.userInfo.username.startsWith('{p}')" for p in admission.EXEMPT_USER_PREFIXES
+    )
+    + ")",
+}
+
+
+def webhook_configuration(
+    settings: Settings,
+    base_url: str,
+    ca_bundle: bytes,
+    namespaces: Iterable[str] | None = None,
+) -> dict[str, Any]:
+    """The ValidatingWebhookConfiguration pointing the API server at `base_url`.
+
+    The guard is called only for what can change a protected object, so that a stopped
+    operator stops nothing else (`failurePolicy: Fail` applies to these alone):
+    - `guard.opsledger.io`: the workload kinds, only for objects labelled
+      `opsledger.io/protected=true` (an objectSelector; the operator keeps the label on the
+      sources of protected items, and refuses its removal outside a change);
+    - `guard-subresources.opsledger.io`: what carries no labels of the workload it reaches
+      (scale, a Pod's exec, attach, ephemeral containers and deletion, autoscalers), only from
+      namespaces holding protected objects (a match condition the operator keeps up to date).
+    """
     common = _common(settings)
     ca = base64.b64encode(ca_bundle).decode()
-    workloads = [*WORKLOADS, "deployments/scale", "statefulsets/scale"]
+    by_group: dict[str, list[str]] = {}
+    for plural, (group, _) in WORKLOADS.items():
+        by_group.setdefault(group, []).append(plural)
+    scalable = [f"{p}/scale" for p in ("deployments", "statefulsets", "replicasets")]
+
+    def rule(group: str, version: str, resources: list[str], *operations: str) -> dict[str, Any]:
+        return {
+            "apiGroups": [group],
+            "apiVersions": [version],
+            "resources": resources,
+            "operations": list(operations),
+            "scope": "Namespaced",
+        }
+
     return {
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "ValidatingWebhookConfiguration",
@@ -86,13 +127,30 @@ def webhook_configuration(settings: Settings, base_url: str, ca_bundle: bytes) -
                 "name": "guard.opsledger.io",
                 "clientConfig": {"url": f"{base_url}/guard", "caBundle": ca},
                 "rules": [
-                    {
-                        "apiGroups": ["apps"],
-                        "apiVersions": ["v1"],
-                        "resources": workloads,
-                        "operations": ["CREATE", "UPDATE", "DELETE"],
-                        "scope": "Namespaced",
-                    }
+                    rule(group, "v1", sorted(plurals), "CREATE", "UPDATE", "DELETE")
+                    for group, plurals in sorted(by_group.items())
+                ],
+                "objectSelector": {
+                    "matchExpressions": [
+                        {"key": admission.PROTECTED_LABEL, "operator": "In", "values": ["true"]}
+                    ]
+                },
+                "matchConditions": [NOT_THE_CONTROL_PLANE],
+                **common,
+            },
+            {
+                "name": admission.GUARD_SUBRESOURCES,
+                "clientConfig": {"url": f"{base_url}/guard", "caBundle": ca},
+                "rules": [
+                    rule("apps", "v1", scalable, "UPDATE"),
+                    rule("", "v1", ["pods"], "DELETE"),
+                    rule("", "v1", ["pods/attach", "pods/exec"], "CONNECT"),
+                    rule("", "v1", ["pods/ephemeralcontainers"], "UPDATE"),
+                    rule("autoscaling", "v2", ["horizontalpodautoscalers"], "CREATE", "UPDATE"),
+                ],
+                "matchConditions": [
+                    NOT_THE_CONTROL_PLANE,
+                    admission.namespaces_condition(namespaces),
                 ],
                 **common,
             },
@@ -100,20 +158,11 @@ def webhook_configuration(settings: Settings, base_url: str, ca_bundle: bytes) -
                 "name": "validate.opsledger.io",
                 "clientConfig": {"url": f"{base_url}/validate", "caBundle": ca},
                 "rules": [
-                    {
-                        "apiGroups": ["opsledger.io"],
-                        "apiVersions": ["v1alpha1"],
-                        "resources": sorted(SPEC_MODELS),
-                        "operations": ["CREATE", "UPDATE"],
-                        "scope": "Namespaced",
-                    },
-                    {
-                        "apiGroups": ["opsledger.io"],
-                        "apiVersions": ["v1alpha1"],
-                        "resources": ["changes/status"],
-                        "operations": ["UPDATE"],
-                        "scope": "Namespaced",
-                    },
+                    rule("opsledger.io", "v1alpha1", sorted(SPEC_MODELS), "CREATE", "UPDATE"),
+                    # A protecting item is removed only within a change.
+                    rule("opsledger.io", "v1alpha1", ["configurationitems"], "DELETE"),
+                    # Only the operator writes a Change's status.
+                    rule("opsledger.io", "v1alpha1", ["changes/status"], "UPDATE"),
                 ],
                 **common,
             },

@@ -34,7 +34,26 @@ from opsledger.models.incident import IncidentSpec
 from opsledger.models.servicelevel import ServiceLevelSpec
 from opsledger.services.context import Context
 
-WORKLOADS = {"deployments": "Deployment", "statefulsets": "StatefulSet", "daemonsets": "DaemonSet"}
+# What the guard protects, by resource: (API group, kind).
+WORKLOADS = {
+    "deployments": ("apps", "Deployment"),
+    "statefulsets": ("apps", "StatefulSet"),
+    "daemonsets": ("apps", "DaemonSet"),
+    "replicasets": ("apps", "ReplicaSet"),
+    "cronjobs": ("batch", "CronJob"),
+    "jobs": ("batch", "Job"),
+}
+_KINDS = frozenset(WORKLOADS.values())
+ITEM_KIND = "ConfigurationItem"
+# Resources that reach a workload through another object: its Pods (deleted, exec'd into,
+# attached to, given a debug container) and the autoscalers that scale it.
+REACHING = ("pods", "horizontalpodautoscalers")
+_POD_ACTIONS = {
+    (None, "DELETE"): "delete",
+    ("exec", "CONNECT"): "exec into",
+    ("attach", "CONNECT"): "attach to",
+    ("ephemeralcontainers", "UPDATE"): "add a debug container to",
+}
 SPEC_MODELS: dict[str, type[BaseModel]] = {
     "changes": ChangeSpec,
     "servicelevels": ServiceLevelSpec,
@@ -64,27 +83,39 @@ async def remove_configuration(ctx: Context, kind: str, name: str) -> None:
 
 
 async def guard(ctx: Context, operator: str | None, request: Mapping[str, Any]) -> tuple[bool, str]:
-    """May this request change the workload it names, now?"""
+    """May this request change (or remove, or reach into) the workload it concerns, now?"""
     resource = request.get("resource") or {}
     plural = str(resource.get("resource", ""))
-    kind = WORKLOADS.get(plural)
-    if kind is None:
+    if plural not in WORKLOADS and plural not in REACHING:
         return True, f"{plural} is not guarded"
-    api_version = f"{resource.get('group')}/{resource.get('version')}"
-    review = Review(
+    base = Review(
         operation=str(request.get("operation", "")),
         username=str((request.get("userInfo") or {}).get("username", "")),
         namespace=str(request.get("namespace") or ""),
-        kind=kind,
+        kind=WORKLOADS[plural][1] if plural in WORKLOADS else "",
         name=str(request.get("name") or ""),
         subresource=request.get("subResource") or None,
         old=request.get("oldObject"),
         new=request.get("object"),
     )
-    if admission.exempt(review, operator) is not None:
+    if admission.exempt(base, operator) is not None:
         return True, ""
+    if plural in WORKLOADS:
+        subjects = [(base, f"{resource.get('group')}/{resource.get('version')}")]
+    else:
+        subjects = await asyncio.to_thread(_reached, ctx, plural, base)
+    for review, api_version in subjects:
+        allowed, message = await _judged(ctx, operator, review, api_version)
+        if not allowed:
+            return False, message
+    return True, ""
+
+
+async def _judged(
+    ctx: Context, operator: str | None, review: Review, api_version: str
+) -> tuple[bool, str]:
     facts, parent, levels = await asyncio.to_thread(_facts, ctx, operator, review, api_version)
-    if parent is not None:
+    if parent is not None and review.parent is None:
         review = Review(**{**review.__dict__, "parent": parent})
     verdict = admission.judge(review, facts)
     if verdict.allowed:
@@ -105,6 +136,86 @@ async def guard(ctx: Context, operator: str | None, request: Mapping[str, Any]) 
     )
 
 
+def _reached(ctx: Context, plural: str, base: Review) -> list[tuple[Review, str]]:
+    """The workloads a request on a Pod or an autoscaler reaches, as reviews of them."""
+    kube = ctx.kube
+    assert kube is not None
+    if plural == "pods":
+        action = _POD_ACTIONS.get((base.subresource, base.operation))
+        if action is None:
+            return []
+        pod = base.old if base.operation == "DELETE" else None
+        if pod is None:
+            pod = kube.get("v1", "Pod", base.name, base.namespace)
+        if pod is None:
+            return []
+        owner = _top_owner(ctx, pod, base.namespace)
+        if owner is None:
+            return []
+        api_version, workload = owner
+        return [_reaching(base, api_version, workload, f"{action} Pod {base.name}")]
+    # An autoscaler: the workload it scales, before and after the request.
+    found = []
+    for hpa in (base.new, base.old):
+        ref = ((hpa or {}).get("spec") or {}).get("scaleTargetRef") or {}
+        if not ref.get("kind") or not ref.get("name"):
+            continue
+        if base.operation == "UPDATE" and (base.old or {}).get("spec") == (base.new or {}).get(
+            "spec"
+        ):
+            return []  # metadata only
+        api_version = str(ref.get("apiVersion") or "apps/v1")
+        try:
+            scaled = kube.get(api_version, str(ref["kind"]), str(ref["name"]), base.namespace)
+        except LookupError:
+            continue
+        if scaled is not None:
+            action = f"point HorizontalPodAutoscaler {base.name} at"
+            found.append(_reaching(base, api_version, scaled, action))
+    return found
+
+
+def _reaching(
+    base: Review, api_version: str, workload: Mapping[str, Any], action: str
+) -> tuple[Review, str]:
+    review = Review(
+        operation=base.operation,
+        username=base.username,
+        namespace=base.namespace,
+        kind=str(workload.get("kind", "")),
+        name=str((workload.get("metadata") or {}).get("name", "")),
+        subresource="reach",
+        parent=workload,
+        through=action,
+    )
+    return review, api_version
+
+
+def _top_owner(
+    ctx: Context, obj: Mapping[str, Any], namespace: str
+) -> tuple[str, dict[str, Any]] | None:
+    """The workload at the top of `obj`'s chain of controllers (Pod → ReplicaSet →
+    Deployment, Pod → Job → CronJob), with its apiVersion; None for a Pod of no workload."""
+    assert ctx.kube is not None
+    found: tuple[str, dict[str, Any]] | None = None
+    current: Mapping[str, Any] = obj
+    for _ in range(3):
+        owners = (current.get("metadata") or {}).get("ownerReferences") or []
+        ref = next((o for o in owners if o.get("controller")), None)
+        if ref is None or (api_group(str(ref.get("apiVersion"))), ref.get("kind")) not in _KINDS:
+            break
+        try:
+            owner = ctx.kube.get(
+                str(ref["apiVersion"]), str(ref["kind"]), str(ref["name"]), namespace
+            )
+        except LookupError:
+            break
+        if owner is None:
+            break
+        found, current = (str(ref["apiVersion"]), owner), owner
+    return found
+
+
 def _facts(
     ctx: Context, operator: str | None, review: Review, api_version: str
 ) -> tuple[Facts, dict[str, Any] | None, dict[str, Any]]:
@@ -112,9 +223,12 @@ def _facts(
     kube = ctx.kube
     assert kube is not None
     parent = None
-    if review.subresource is not None:
+    if review.subresource == "scale" and review.parent is None:
         parent = kube.get(api_version, review.kind, review.name, review.namespace)
     guardians = []
+    if review.kind == ITEM_KIND:  # the protecting item itself
+        spec = (review.old or {}).get("spec") or {}
+        guardians.append(Guardian(review.name, True, spec.get("service"), spec.get("criticality")))
     for item in kube.list_namespaced_custom("configurationitems", review.namespace):
         spec = item.get("spec") or {}
         source = spec.get("source") or {}
@@ -182,8 +296,14 @@ async def _refusal(ctx: Context, operator: str | None, request: Mapping[str, Any
         return change_control.status_refusal(what, username, operator)
     if model is None or username == operator:
         return None
-    refused = await _change_control(ctx, request, what, user) if plural == "changes" else None
-    if refused or (request.get("operation") == "UPDATE" and old.get("spec") == new.get("spec")):
+    if plural == "configurationitems":
+        refused = await _unprotecting(ctx, operator, request)
+    elif plural == "changes":
+        refused = await _change_control(ctx, request, what, user)
+    else:
+        refused = None
+    unchanged = request.get("operation") == "UPDATE" and old.get("spec") == new.get("spec")
+    if refused or unchanged or request.get("operation") == "DELETE":
         return refused  # (an unchanged spec: metadata only, finalizers, annotations)
     try:
         spec = model.model_validate(dict(new.get("spec") or {}))
@@ -192,6 +312,32 @@ async def _refusal(ctx: Context, operator: str | None, request: Mapping[str, Any
     if isinstance(spec, ChangeSpec) and (spec.targets or spec.plan):
         return await _targets_refusal(ctx, request, what, spec)
     return None
+
+
+async def _unprotecting(
+    ctx: Context, operator: str | None, request: Mapping[str, Any]
+) -> str | None:
+    """Deleting a protecting ConfigurationItem, or turning its `protected` off, opens its
+    source to everyone: it needs an approved Change in progress that targets the item."""
+    old = request.get("oldObject") or {}
+    if not (old.get("spec") or {}).get("protected"):
+        return None
+    operation = str(request.get("operation", ""))
+    new = request.get("object") or {}
+    if operation == "UPDATE" and (new.get("spec") or {}).get("protected"):
+        return None
+    review = Review(
+        operation=operation,
+        username=str((request.get("userInfo") or {}).get("username", "")),
+        namespace=str(request.get("namespace") or ""),
+        kind=ITEM_KIND,
+        name=str(request.get("name") or ""),
+        subresource="protection",
+        old=old,
+        new=new,
+    )
+    allowed, message = await _judged(ctx, operator, review, "opsledger.io/v1alpha1")
+    return None if allowed else message
 
 
 async def _targets_refusal(

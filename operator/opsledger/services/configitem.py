@@ -11,6 +11,7 @@ restore, duplicate claims, relationships) are in `domain/ci_lifecycle.py`.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,12 +26,15 @@ from opsledger.domain.records import ci_record, record_path, to_yaml
 from opsledger.domain.times import rfc3339
 from opsledger.domain.views import BY_SOURCE, DEPENDENTS, POD_LABELS
 from opsledger.models import CONFIGURATION_ITEM
-from opsledger.models.common import ConditionStatus
+from opsledger.models.common import ConditionStatus, ObjectReference
 from opsledger.models.configitem import ConfigurationItemSpec, Lifecycle, Relationship
 from opsledger.models.records import ConfigurationItemRecord
+from opsledger.services import guard_scope
 from opsledger.services.context import Context
 from opsledger.services.errors import RetryLaterError
 from opsledger.services.records import write_record
+
+log = logging.getLogger("opsledger")
 
 INFO = CONFIGURATION_ITEM
 PLURAL = INFO.plural
@@ -145,6 +149,7 @@ async def sync_item(
             if spec.lifecycle != Lifecycle.RETIRED:
                 out.amend(rules.retire(spec.lifecycle, retired_reason))
         else:
+            await _keep_label(ctx, name, spec=spec, ref=ref, source=source, namespace=namespace)
             spec, amendment = rules.restore(spec, ref, annotations or {})
             out.amend(amendment)
             live = observe(source, ctx.redactor)
@@ -255,6 +260,14 @@ async def retire_deleted(
 
     An item whose record was never written (no status.cmdb) leaves nothing to retire."""
     async with item_lock(ctx, namespace, name):
+        if spec.source is not None and ctx.kube is not None:
+            ref = spec.source
+            source = await asyncio.to_thread(
+                ctx.kube.get, ref.api_version, ref.kind, ref.name, namespace
+            )
+            if source is not None:
+                off = spec.model_copy(update={"protected": False})
+                await _keep_label(ctx, name, spec=off, ref=ref, source=source, namespace=namespace)
         latest = await _latest_status(ctx, namespace, name, status)
         if latest.get("cmdb"):
             out = await sync_item(
@@ -279,6 +292,30 @@ async def retire_deleted(
                     f"the retired record is not in the CMDB yet: {unsynced}",
                     delay=ctx.settings.cmdb_retry_interval,
                 )
+
+
+async def _keep_label(
+    ctx: Context,
+    name: str,
+    *,
+    spec: ConfigurationItemSpec,
+    ref: ObjectReference,
+    source: dict[str, Any],
+    namespace: str,
+) -> None:
+    """The guard's label on the source of a protecting item (services/guard_scope.py); a
+    failure is logged, the item still reconciled (the guard then knows it by the item)."""
+    try:
+        await guard_scope.keep_label(
+            ctx,
+            item=name,
+            protected=bool(spec.protected) and spec.lifecycle != Lifecycle.RETIRED,
+            ref=ref,
+            source=source,
+            namespace=namespace,
+        )
+    except Exception as exc:
+        log.warning("could not keep the guard's label on %s %s: %s", ref.kind, ref.name, exc)
 
 
 def forget(ctx: Context, namespace: str, name: str) -> None:

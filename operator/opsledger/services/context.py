@@ -34,3 +34,6 @@ class Context:
     views: Views = field(default_factory=Views)  # the cross-object views (domain/views.py)
     # "namespace/name" → the lock one ConfigurationItem's sync holds, created on first use
     item_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    # The namespaces the subresource guard was last told (services/guard_scope.py); None: not
+    # yet told.
+    guarded_namespaces: frozenset[str] | None = None
