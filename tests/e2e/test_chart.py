@@ -174,6 +174,7 @@ def test_install_into_a_restricted_namespace(
     ca = kubectl.json("get", "secret", f"{NAME}-webhook-tls", "-n", NAMESPACE)["data"]["ca.crt"]
     assert [w["name"] for w in config["webhooks"]] == [
         "guard.opsledger.io",
+        "guard-subresources.opsledger.io",
         "validate.opsledger.io",
     ]
     assert all(w["clientConfig"]["caBundle"] == ca for w in config["webhooks"])

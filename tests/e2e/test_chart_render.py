@@ -141,6 +141,9 @@ def test_webhook_configuration_matches_what_the_operator_serves(
         for key in ("rules", "sideEffects", "admissionReviewVersions", "failurePolicy"):
             assert sorted_rules(ours[key]) == sorted_rules(theirs[key]), key
         assert ours.get("reinvocationPolicy") == theirs.get("reinvocationPolicy")
+        assert ours.get("objectSelector") == theirs.get("objectSelector")
+        # The same conditions; the operator narrows the namespaces once it runs.
+        assert ours.get("matchConditions") == theirs.get("matchConditions")
         assert ours["timeoutSeconds"] == 7
         assert ours["matchPolicy"] == theirs["matchPolicy"]
         # the path the operator's aiohttp routes serve, on the chart's Service

@@ -96,3 +96,19 @@ app.kubernetes.io/part-of: opsledger
   verbs: {{ toJson $.Values.rbac.execution.verbs }}
 {{- end }}
 {{- end }}
+
+{{- /* Requests from the control plane are never sent to the guard (as the operator's own
+       configuration, servers/admission.py NOT_THE_CONTROL_PLANE). */}}
+{{- define "opsledger.notTheControlPlane" -}}
+name: not-the-control-plane
+expression: "!(request.userInfo.username.startsWith('system:serviceaccount:kube-system:') || request.userInfo.username.startsWith('system:kube-controller-manager') || request.userInfo.username.startsWith('system:kube-scheduler') || request.userInfo.username.startsWith('system:apiserver'))"
+{{- end }}
+
+{{- define "opsledger.guardLabelRules" -}}
+- apiGroups: [apps]
+  resources: [deployments, statefulsets, daemonsets, replicasets]
+  verbs: [patch]
+- apiGroups: [batch]
+  resources: [cronjobs, jobs]
+  verbs: [patch]
+{{- end }}
