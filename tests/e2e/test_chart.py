@@ -212,6 +212,9 @@ YES = [
     ("list", "persistentvolumeclaims"),
     ("watch", "persistentvolumes"),
     ("list", "pods", "-A"),  # the nodes a workload's pods run on
+    ("get", "pods", "-n", "shop"),  # a Pod's owners, when someone deletes it or execs into it
+    # the guard's label on protecting items' sources (metadata; RBAC cannot say "only labels")
+    ("patch", "cronjobs.batch", "-n", "shop"),
     ("watch", "ingresses.networking.k8s.io"),
     # change-plan execution (rbac.execution, on by default)
     ("patch", "deployments.apps", "-n", "shop"),
@@ -228,7 +231,6 @@ NO = [
     ("delete", "deployments.apps", "-n", "shop"),
     ("patch", "services", "-n", "shop"),
     ("patch", "nodes"),
-    ("get", "pods", "-n", "shop"),
     ("watch", "pods", "-A"),
     ("get", "configmaps", "-n", "shop"),
     ("create", "pods/exec", "-n", "shop"),
@@ -397,8 +399,10 @@ def test_upgrade_changes_values_and_a_crd(
     assert not can_i(kubectl, "patch", "clusterkopfpeerings.kopf.dev/someone-else")
     # Discovery on: items may be created. Execution narrowed to team-a.
     assert can_i(kubectl, "create", "configurationitems.opsledger.io", "-n", "shop")
-    assert can_i(kubectl, "patch", "deployments.apps", "-n", "team-a")
-    assert not can_i(kubectl, "patch", "deployments.apps", "-n", "shop")
+    assert can_i(kubectl, "update", "deployments.apps", "-n", "team-a")
+    assert not can_i(kubectl, "update", "deployments.apps", "-n", "shop")
+    # (patch stays: the guard labels protecting items' sources everywhere)
+    assert can_i(kubectl, "patch", "deployments.apps", "-n", "shop")
     # A PrometheusRule beside every ServiceLevel: the setting, its labels and the right to.
     assert env["OPSLEDGER_SLO_PROMETHEUS_RULES"] == "true"
     assert env["OPSLEDGER_SLO_RULE_LABELS"] == "release=kube-prometheus-stack"

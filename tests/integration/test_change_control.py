@@ -29,6 +29,7 @@ from tests.support import (
     remote_record,
     shop,
     wait_for,
+    wait_guarded,
     webhook_settings,
 )
 
@@ -97,6 +98,7 @@ def operator(
 def shop_ns(kubectl: Kubectl, operator: OperatorProcess) -> None:
     kubectl("apply", "-f", "-", input=shop(NS, replicas=1, item="protected: true"))
     kubectl("apply", "-f", "-", input=RBAC)
+    wait_guarded(kubectl, NS, "web")
 
 
 def _rfc(moment: datetime) -> str:
@@ -212,7 +214,7 @@ def test_an_approved_change_is_frozen_and_its_status_is_the_operators_alone(
     # The guard still sees no change in progress: the protected Deployment stays shut.
     scaled = kubectl.run("scale", "deployment/web", "--replicas=5", "-n", NS, *BOB, check=False)
     assert scaled.returncode != 0
-    assert "guard.opsledger.io" in scaled.stderr
+    assert "guard-subresources.opsledger.io" in scaled.stderr
 
     # Cancelling is the one edit an approved change takes.
     kubectl(

@@ -50,7 +50,10 @@ spec:
     objective: 99
     sli:
       events:
-        errorQuery: sum(rate(http_requests_total{service="search",code="500"[{{.window}}]))
+        # One expression (the webhook's parser accepts it) that Prometheus refuses to run.
+        errorQuery: >-
+          label_replace(sum(rate(http_requests_total{service="search"}[{{.window}}])),
+          "a", "b", "", "(")
         totalQuery: sum(rate(http_requests_total{service="search"}[{{.window}}]))
 """
 
@@ -180,7 +183,7 @@ def test_service_levels_are_measured_and_unknown_when_prometheus_stops(
         )
         assert broken["reason"] == "InvalidQuery"
         assert "objective latency: Prometheus refused the query" in broken["message"]
-        assert "parse error" in broken["message"]
+        assert "invalid regular expression" in broken["message"]
         _the_fast_burn_opens_exactly_one_p1_incident(kubectl)
         _an_approved_normal_change_is_held_by_the_exhausted_budget(devenv, kubectl, tmp_path)
 

@@ -18,13 +18,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from opsledger.domain.observe import PROTECTED_BY, PROTECTED_LABEL
 from opsledger.domain.times import rfc3339
 from opsledger.domain.windows import Interval
 
-PROTECTED_LABEL = "opsledger.io/protected"
-# Set beside the label when the operator put it there (for an item with spec.protected): the
-# operator takes its own label off again when the item stops protecting the object.
-PROTECTED_BY = "opsledger.io/protected-by"
+# PROTECTED_BY is set beside the label when the operator put it there (for an item with
+# spec.protected): the operator takes its own label off again when the item stops protecting it.
 EXEMPT_NAMESPACES = frozenset({"kube-system"})
 # Users of the control plane itself: controllers that scale, roll out and garbage-collect.
 EXEMPT_USER_PREFIXES = (

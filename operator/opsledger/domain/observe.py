@@ -13,6 +13,11 @@ from typing import Any
 from opsledger.domain.redaction import Redactor
 from opsledger.models.configitem import RelationshipType
 
+# The guard's mark on a protecting item's source (domain/admission.py says why): the operator
+# puts both on, so neither is the object's own configuration.
+PROTECTED_LABEL = "opsledger.io/protected"
+PROTECTED_BY = "opsledger.io/protected-by"
+
 Extractor = Callable[[dict[str, Any], Redactor], dict[str, Any]]
 
 WORKLOAD_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet"})
@@ -48,11 +53,15 @@ def observe(obj: dict[str, Any], redactor: Redactor) -> dict[str, Any]:
     """The recorded attributes of `obj` (a Kubernetes object as returned by the API)."""
     kind = obj.get("kind", "")
     metadata = obj.get("metadata", {})
+    labels = dict(metadata.get("labels") or {})
+    raw_annotations = dict(metadata.get("annotations") or {})
+    if raw_annotations.pop(PROTECTED_BY, None) is not None:
+        labels.pop(PROTECTED_LABEL, None)  # the guard's own mark, not the object's configuration
     observed: dict[str, Any] = {
         "uid": metadata.get("uid"),
-        "labels": redactor.mapping(metadata.get("labels") or {}),
+        "labels": redactor.mapping(labels),
     }
-    annotations = redactor.annotations(metadata.get("annotations"))
+    annotations = redactor.annotations(raw_annotations or None)
     if annotations:
         observed["annotations"] = annotations
     extract: Extractor | None = _EXTRACTORS.get(kind)

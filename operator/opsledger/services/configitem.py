@@ -262,9 +262,12 @@ async def retire_deleted(
     async with item_lock(ctx, namespace, name):
         if spec.source is not None and ctx.kube is not None:
             ref = spec.source
-            source = await asyncio.to_thread(
-                ctx.kube.get, ref.api_version, ref.kind, ref.name, namespace
-            )
+            try:
+                source = await asyncio.to_thread(
+                    ctx.kube.get, ref.api_version, ref.kind, ref.name, namespace
+                )
+            except LookupError:  # a kind the cluster does not serve: nothing was labelled
+                source = None
             if source is not None:
                 off = spec.model_copy(update={"protected": False})
                 await _keep_label(ctx, name, spec=off, ref=ref, source=source, namespace=namespace)

@@ -54,7 +54,7 @@ async def keep_label(
     metadata = source.get("metadata") or {}
     labels = metadata.get("labels") or {}
     mine = (metadata.get("annotations") or {}).get(PROTECTED_BY) == item
-    if protected and (labels.get(PROTECTED_LABEL) != "true" or not mine):
+    if protected and labels.get(PROTECTED_LABEL) != "true":
         body: dict[str, Any] = {
             "labels": {PROTECTED_LABEL: "true"},
             "annotations": {PROTECTED_BY: item},
