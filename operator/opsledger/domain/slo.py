@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from opsledger.domain.promql import embedded, union
@@ -227,3 +227,16 @@ def severity_of(impact: str | None, urgency: str | None) -> str:
 def escalates(open_severity: str | None, new: BurnIncident) -> bool:
     """A ticket already open is raised to a page; a page is never lowered."""
     return open_severity == "ticket" and new.severity == "page"
+
+
+def burn_incident_name(level: str, objective: str, earlier: Iterable[str]) -> str:
+    """The Incident for the next burn of `objective`: `<level>-<objective>-burn-<n>`, one more
+    than the highest number among the `earlier` ones' names. The same for every replica (and
+    after a restart), so a second one asking to create it is refused as a duplicate."""
+    prefix = f"{level}-{objective}-burn-"
+    numbers = [
+        int(n[len(prefix) :])
+        for n in earlier
+        if n.startswith(prefix) and n[len(prefix) :].isdigit()
+    ]
+    return f"{prefix}{max(numbers, default=0) + 1}"[:253]

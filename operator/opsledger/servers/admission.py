@@ -35,6 +35,7 @@ from typing import Any
 from aiohttp import web
 
 from opsledger.domain import admission
+from opsledger.domain.observe import PROTECTED_LABEL
 from opsledger.models.settings import Settings
 from opsledger.services import admission as service
 from opsledger.services.admission import SPEC_MODELS, WORKLOADS
@@ -132,7 +133,7 @@ def webhook_configuration(
                 ],
                 "objectSelector": {
                     "matchExpressions": [
-                        {"key": admission.PROTECTED_LABEL, "operator": "In", "values": ["true"]}
+                        {"key": PROTECTED_LABEL, "operator": "In", "values": ["true"]}
                     ]
                 },
                 "matchConditions": [NOT_THE_CONTROL_PLANE],

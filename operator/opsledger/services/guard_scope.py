@@ -17,10 +17,9 @@ from typing import Any
 
 from opsledger.domain.admission import (
     GUARD_SUBRESOURCES,
-    PROTECTED_BY,
-    PROTECTED_LABEL,
     namespaces_condition,
 )
+from opsledger.domain.observe import PROTECTED_BY, PROTECTED_LABEL
 from opsledger.domain.views import PROTECTING
 from opsledger.models.common import ObjectReference
 from opsledger.services.context import Context

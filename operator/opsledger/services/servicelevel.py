@@ -21,6 +21,7 @@ from opsledger.domain.slo import (
     Evaluation,
     batched_query,
     burn_incident,
+    burn_incident_name,
     escalates,
     evaluate,
     exhausted,
@@ -250,13 +251,13 @@ async def _burn_incidents(
         return
     existing = await asyncio.to_thread(kube.list_namespaced_custom, INCIDENT.plural, ref.namespace)
     for objective, burn in burning.items():
-        open_ = [
+        earlier = [
             i
             for i in existing
             if (i["metadata"].get("labels") or {}).get(SERVICE_LEVEL_LABEL) == ref.name
             and (i["metadata"].get("labels") or {}).get(OBJECTIVE_LABEL) == objective
-            and (i.get("spec") or {}).get("state") not in RESOLVED_STATES
         ]
+        open_ = [i for i in earlier if (i.get("spec") or {}).get("state") not in RESOLVED_STATES]
         if open_:
             spec = open_[0].get("spec") or {}
             if escalates(severity_of(spec.get("impact"), spec.get("urgency")), burn):
@@ -272,8 +273,8 @@ async def _burn_incidents(
                     },
                 )
             continue
-        name = f"{ref.name}-{objective}-burn-{now:%Y%m%d%H%M%S}"[:253]
-        await asyncio.to_thread(
+        name = burn_incident_name(ref.name, objective, [i["metadata"]["name"] for i in earlier])
+        opened = await asyncio.to_thread(
             open_incident,
             kube,
             ref.namespace,
@@ -289,6 +290,8 @@ async def _burn_incidents(
                 "urgency": burn.urgency,
             },
         )
+        if not opened:
+            continue  # another replica (or an earlier pass) opened it: reported there
         await asyncio.to_thread(
             kube.post_event,
             obj,

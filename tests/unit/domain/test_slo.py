@@ -11,6 +11,7 @@ from opsledger.domain.slo import (
     BURN_WINDOWS,
     batched_query,
     burn_incident,
+    burn_incident_name,
     escalates,
     evaluate,
     exhausted,
@@ -164,3 +165,16 @@ def test_nothing_burning_calls_for_no_incident() -> None:
         "availability", 99.9, "30d", {"30d": 0.0001, **dict.fromkeys(BURN_WINDOWS, 0.0001)}
     )
     assert burn_incident("checkout", 99.9, "30d", calm) is None
+
+
+def test_burn_incident_names_are_the_same_for_every_replica() -> None:
+    # Two replicas (or one restarted) asking for the next burn's Incident name the same one, so
+    # the API server refuses the second create: no duplicate Incidents.
+    earlier = ["shop-availability-burn-1", "shop-availability-burn-3", "shop-latency-burn-7"]
+    assert burn_incident_name("shop", "availability", earlier) == "shop-availability-burn-4"
+    assert burn_incident_name("shop", "latency", []) == "shop-latency-burn-1"
+    # Names from before (a timestamp) still order: the next one is after them.
+    old = ["shop-availability-burn-20261201120000"]
+    assert (
+        burn_incident_name("shop", "availability", old) == "shop-availability-burn-20261201120001"
+    )
