@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
@@ -17,6 +17,7 @@ from opsledger.handlers import (
     health,
     incident,
     kpi,
+    leadership,
     report,
     servers,
     servicelevel,
@@ -47,6 +48,9 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
     kpi.register(registry)
     report.register(registry)
     views.register(registry)
+    leadership.register(registry)
+
+    lifetime = settings.peering_lifetime
 
     @kopf.on.startup(registry=registry, id="configure")
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -67,6 +71,7 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
         settings.posting.reporting_component = "opsledger"
         settings.posting.reporting_instance = socket.gethostname()
         settings.execution.max_workers = 8
+        settings.peering.lifetime = lifetime
 
     @kopf.on.login(registry=registry, id="login")
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -126,6 +131,7 @@ async def run(settings: Settings) -> None:
         standalone=settings.peering is None,
         peering_name=settings.peering,
         priority=settings.priority,
+        identity=cast(Any, ctx.identity),  # Kopf's peering.Identity is a NewType of str
         liveness_endpoint=f"http://{settings.bind_address}:{settings.health_port}/healthz",
     )
 

@@ -146,11 +146,16 @@ def test_install_into_a_restricted_namespace(
     assert "restricted:latest" in refused.stderr
     # …and the operator's pod was admitted and created from the Deployment (kwok runs it).
     pods = kubectl.json("get", "pods", "-n", NAMESPACE, "-l", "app.kubernetes.io/instance=ol")
-    assert len(pods["items"]) == 1
+    assert len(pods["items"]) == 2
     assert pods["items"][0]["status"]["phase"] == "Running"
     deployment = kubectl.json("get", "deployment", NAME, "-n", NAMESPACE)
-    assert deployment["status"]["availableReplicas"] == 1
-    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+    # Two replicas by default: peering, one at a time replaced, one kept through disruptions.
+    assert deployment["status"]["availableReplicas"] == 2
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    pdb = kubectl.json("get", "poddisruptionbudget", NAME, "-n", NAMESPACE)
+    assert pdb["spec"]["maxUnavailable"] == 1
+    affinity = deployment["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
+    assert affinity["preferredDuringSchedulingIgnoredDuringExecution"][0]["weight"] == 100
     env = {e["name"]: e.get("value") for e in deployment_env(deployment)}
     assert env["OPSLEDGER_CLUSTER"] == CLUSTER
     assert env["OPSLEDGER_CMDB_URL"].startswith("file://")
@@ -237,7 +242,7 @@ NO = [
     ("create", "validatingwebhookconfigurations.admissionregistration.k8s.io"),
     ("create", "changes.opsledger.io", "--subresource=emergency", "-n", "shop"),  # no break-glass
     ("create", "clusterrolebindings.rbac.authorization.k8s.io"),
-    ("patch", "clusterkopfpeerings.kopf.dev"),  # one replica: no peering
+    ("patch", "clusterkopfpeerings.kopf.dev"),  # only its own peering object, by name
     ("create", "prometheusrules.monitoring.coreos.com", "-n", "shop"),  # slo.prometheusRules off
 ]
 

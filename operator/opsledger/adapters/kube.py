@@ -353,6 +353,22 @@ class Kube:
             force_conflicts=True,
         )
 
+    def peers(self, name: str, namespace: str | None) -> dict[str, Any] | None:
+        """The status of Kopf's peering object (ClusterKopfPeering, or KopfPeering in
+        `namespace`): each peer's identity → priority, lifetime, last seen. None: no object."""
+        kind = "KopfPeering" if namespace else "ClusterKopfPeering"
+        resource = self._resource("kopf.dev/v1", kind)
+        try:
+            found = (
+                resource.get(name=name, namespace=namespace)
+                if namespace
+                else resource.get(name=name)
+            )
+        except NotFoundError:
+            return None
+        status: dict[str, Any] = found.to_dict().get("status") or {}
+        return status
+
     def labelled_namespaces(self, kinds: Iterable[tuple[str, str]], selector: str) -> set[str]:
         """The namespaces holding objects of `kinds` ((apiVersion, kind)) whose labels match
         `selector`, across the cluster."""

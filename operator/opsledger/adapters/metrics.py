@@ -43,6 +43,11 @@ class Metrics:
             ["kind", "namespace", "name"],
             registry=self.registry,
         )
+        self.leader = Gauge(
+            "opsledger_leader",
+            "1 while this replica leads (runs the loops and carries out changes), 0 standing by.",
+            registry=self.registry,
+        )
         self.health_evaluated = Gauge(
             "opsledger_health_last_evaluation_timestamp_seconds",
             "When the health loop last measured every item (an item's status is written only "

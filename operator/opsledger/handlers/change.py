@@ -33,6 +33,8 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         *, body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any
     ) -> None:
         ctx = context(memo)
+        if not ctx.leading:
+            return  # a standby replica: the leader carries changes out
         spec = validated_spec(info=CHANGE, ctx=ctx, body=body, patch=patch)
         if not isinstance(spec, ChangeSpec):
             return  # InvalidSpec reported

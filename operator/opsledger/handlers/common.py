@@ -154,11 +154,15 @@ Work = Callable[[], Awaitable[object]]
 _log = logging.getLogger("opsledger")
 
 
-async def every(interval: float, what: str, step: Work) -> None:
-    """Run `step` every `interval` seconds until cancelled; a failure is logged, not fatal."""
+async def every(
+    interval: float, what: str, step: Work, *, when: Callable[[], bool] = lambda: True
+) -> None:
+    """Run `step` every `interval` seconds until cancelled, when `when()` holds (a loop only
+    the leading replica runs passes its leadership); a failure is logged, not fatal."""
     while True:
         try:
-            await step()
+            if when():
+                await step()
         except asyncio.CancelledError:
             raise
         except Exception:

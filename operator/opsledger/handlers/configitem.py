@@ -133,14 +133,20 @@ def _register_sweeps(registry: kopf.OperatorRegistry, settings: Settings) -> Non
         registry,
         "recount-dependents",
         lambda ctx: every(
-            settings.impact_interval, "recounting dependents", lambda: sweeps.recount(ctx)
+            settings.impact_interval,
+            "recounting dependents",
+            lambda: sweeps.recount(ctx),
+            when=lambda: ctx.leading,
         ),
     )
     in_background(
         registry,
         "retry-cmdb",
         lambda ctx: every(
-            settings.cmdb_retry_interval, "retrying CMDB writes", lambda: sweeps.retry_unsynced(ctx)
+            settings.cmdb_retry_interval,
+            "retrying CMDB writes",
+            lambda: sweeps.retry_unsynced(ctx),
+            when=lambda: ctx.leading,
         ),
     )
 

@@ -32,6 +32,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
             ctx.settings.health_interval,
             "health evaluation",
             lambda: health.evaluate_once(ctx, templates, state),
+            when=lambda: ctx.leading,
         )
 
     in_background(registry, "health-evaluation", start)

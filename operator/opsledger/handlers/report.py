@@ -19,6 +19,11 @@ def register(registry: kopf.OperatorRegistry) -> None:
     def start(ctx: Context) -> Coroutine[Any, Any, None] | None:
         if not (ctx.settings.monthly_review and ctx.cmdb is not None and ctx.kube is not None):
             return None
-        return every(3600.0, "the monthly service review", lambda: report.review_last_month(ctx))
+        return every(
+            3600.0,
+            "the monthly service review",
+            lambda: report.review_last_month(ctx),
+            when=lambda: ctx.leading,
+        )
 
     in_background(registry, "monthly-review", start)

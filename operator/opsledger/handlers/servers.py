@@ -37,6 +37,7 @@ def register(
                 GUARD_SCOPE_INTERVAL,
                 "keeping the guard's namespaces",
                 lambda: guard_scope.refresh(ctx),
+                when=lambda: ctx.leading,
             ),
         )
     if settings.receiver_port is not None:

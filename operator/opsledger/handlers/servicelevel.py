@@ -29,6 +29,7 @@ def register(registry: kopf.OperatorRegistry) -> None:
             ctx.settings.slo_interval,
             "ServiceLevel evaluation",
             lambda: servicelevel.evaluate_once(ctx),
+            when=lambda: ctx.leading,
         )
 
     in_background(registry, "slo-evaluation", start)

@@ -34,6 +34,15 @@ class Settings(BaseModel):
         description="Kopf peering name when several replicas run; unset means standalone.",
     )
     priority: int = Field(default=0, description="Kopf peering priority of this replica.")
+    peering_lifetime: int = Field(
+        default=30,
+        ge=5,
+        le=300,
+        description=(
+            "Seconds a replica counts as alive after its last keep-alive: a standby takes over "
+            "within this of the leader's death."
+        ),
+    )
     cmdb_workdir: str | None = Field(
         default=None, description="Folder for the CMDB working copy (default: a temp folder)."
     )
@@ -290,6 +299,7 @@ class Settings(BaseModel):
             "OPSLEDGER_BIND_ADDRESS": "bind_address",
             "OPSLEDGER_PEERING": "peering",
             "OPSLEDGER_PRIORITY": "priority",
+            "OPSLEDGER_PEERING_LIFETIME": "peering_lifetime",
             "OPSLEDGER_CMDB_WORKDIR": "cmdb_workdir",
             "OPSLEDGER_CMDB_DEBOUNCE": "cmdb_debounce",
             "OPSLEDGER_CMDB_MAX_BATCH": "cmdb_max_batch",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,3 +39,8 @@ class Context:
     # The namespaces the subresource guard was last told (services/guard_scope.py); None: not
     # yet told.
     guarded_namespaces: frozenset[str] | None = None
+    # This replica's identity among Kopf's peers, and whether it leads (services/leadership.py):
+    # only the leader runs the loops and carries out changes. Standalone, it always leads.
+    identity: str = field(default_factory=lambda: f"{socket.gethostname()}/{os.getpid()}")
+    leading: bool = True
+    leadership_reason: str = "standalone"

@@ -34,6 +34,9 @@ def operator_context(settings: Settings, metrics: Metrics) -> Context:
         else None,
         prometheus=Prometheus(settings.prometheus_url) if settings.prometheus_url else None,
         forge=forge(settings),
+        # With peers, nothing that writes runs before the replica is judged the leader.
+        leading=settings.peering is None,
+        leadership_reason="standalone" if settings.peering is None else "not judged yet",
     )
 
 
