@@ -15,14 +15,23 @@ def describe(error: ValidationError, root: str = "spec") -> str:
     """One line per problem, each naming the field by its path as written in the manifest."""
     lines = []
     for item in error.errors():
-        path = (
-            ".".join([root, *(str(p) for p in item["loc"])])
-            if root
-            else ".".join(str(p) for p in item["loc"])
-        )
-        message = str(item["msg"]).removeprefix("Value error, ")
+        parts = [_short(str(p)) for p in item["loc"]]
+        path = ".".join([root, *parts] if root else parts)
+        message = _short(str(item["msg"]).removeprefix("Value error, "), 500)
         lines.append(f"{path}: {message}")
+        if len(lines) == MAX_PROBLEMS:
+            lines.append(f"and {len(error.errors()) - MAX_PROBLEMS} more")
+            break
     return "; ".join(lines)
+
+
+MAX_PROBLEMS = 10  # a manifest wrong everywhere is told its first ten problems
+
+
+def _short(text: str, limit: int = 64) -> str:
+    """A field name (or message) as a person can read it: a hostile 70,000-character key is
+    cut, not echoed back whole."""
+    return text if len(text) <= limit else f"{text[: limit - 1]}…"
 
 
 def parse_yaml_file(

@@ -198,10 +198,15 @@ def mutating_configuration(settings: Settings, base_url: str, ca_bundle: bytes) 
     }
 
 
+MAX_MESSAGE = 4096  # what kubectl shows of a denial; the API server keeps its own limits
+
+
 def _response(
     uid: str, allowed: bool, message: str = "", code: int = 403, patch: list[Any] | None = None
 ) -> dict[str, Any]:
     response: dict[str, Any] = {"uid": uid, "allowed": allowed}
+    if len(message) > MAX_MESSAGE:
+        message = message[: MAX_MESSAGE - 1] + "…"
     if not allowed:
         response["status"] = {"code": code, "reason": "Forbidden", "message": message}
     if patch:

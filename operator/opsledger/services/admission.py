@@ -82,8 +82,29 @@ async def remove_configuration(ctx: Context, kind: str, name: str) -> None:
         await asyncio.to_thread(ctx.kube.delete_webhook_configuration, kind, name)
 
 
+def malformed(request: Mapping[str, Any]) -> str | None:
+    """What makes a request's objects unreadable (the API server sends mappings; anything else
+    is refused with the reason, not a stack trace)."""
+    for field in ("object", "oldObject"):
+        obj = request.get(field)
+        if obj is None:
+            continue
+        if not isinstance(obj, Mapping):
+            return f"request.{field} must be an object"
+        for part in ("metadata", "spec"):
+            if obj.get(part) is not None and not isinstance(obj.get(part), Mapping):
+                kind = type(obj[part]).__name__
+                return f"{part} must be an object (a mapping of fields), not {kind}"
+    if not isinstance(request.get("userInfo") or {}, Mapping):
+        return "request.userInfo must be an object"
+    return None
+
+
 async def guard(ctx: Context, operator: str | None, request: Mapping[str, Any]) -> tuple[bool, str]:
     """May this request change (or remove, or reach into) the workload it concerns, now?"""
+    wrong = malformed(request)
+    if wrong:
+        return False, f"OpsLedger cannot read this request: {wrong}."
     resource = request.get("resource") or {}
     plural = str(resource.get("resource", ""))
     if plural not in WORKLOADS and plural not in REACHING:
@@ -271,6 +292,8 @@ async def mutate(ctx: Context, operator: str | None, request: Mapping[str, Any])
     plural = str((request.get("resource") or {}).get("resource", ""))
     if plural != "changes" or request.get("operation") != "CREATE" or request.get("subResource"):
         return []
+    if malformed(request):
+        return []  # nothing to record; the validating webhook refuses it, saying why
     new = request.get("object") or {}
     return change_control.requester_patch(new.get("spec"), request.get("userInfo") or {})
 
@@ -280,6 +303,9 @@ async def validate(
 ) -> tuple[bool, str]:
     """Is this OpsLedger object's spec valid, do a Change's targets exist, and may this user
     make this change to it?"""
+    wrong = malformed(request)
+    if wrong:
+        return False, f"The request is invalid: {wrong}. Fix the manifest and apply it again."
     refused = await _refusal(ctx, operator, request)
     return (False, refused) if refused else (True, "")
 
