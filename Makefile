@@ -50,6 +50,7 @@ bench: setup               ## benchmarks: figures and ratios, not pass/fail
 	$(BIN)/python bench/health_scale.py
 	$(BIN)/python bench/slo_scale.py
 	$(BIN)/python bench/cmdb_sync.py
+	$(BIN)/python bench/webhook_latency.py
 
 clean:
 	-$(BIN)/opsledger dev down

@@ -664,8 +664,16 @@ def test_a_retired_service_keeps_its_edges_and_is_left_alone(
         timeout=60,
         what="web-svc retired",
     )
-    item = kubectl.json("get", "ci", "web-svc", "-n", "svc-gone")
-    assert item["spec"]["lifecycle"] == "retired"
+    # The record is pushed first, the item's spec amended right after.
+    item = wait_for(
+        lambda: (
+            (c := kubectl.json("get", "ci", "web-svc", "-n", "svc-gone"))["spec"].get("lifecycle")
+            == "retired"
+            and c
+        ),
+        timeout=30,
+        what="web-svc's lifecycle retired",
+    )
     assert item["status"]["relationships"] == exposes  # as they were when it retired
     assert (_record(devenv, "svc-gone", "web-svc") or {})["relationships"] == exposes
 

@@ -369,6 +369,11 @@ class Kube:
         status: dict[str, Any] = found.to_dict().get("status") or {}
         return status
 
+    def labelled(self, api_version: str, kind: str, selector: str) -> list[dict[str, Any]]:
+        """Every object of a kind whose labels match `selector`, across the cluster."""
+        listed = self._resource(api_version, kind).get(label_selector=selector)
+        return [o.to_dict() for o in listed.items]
+
     def labelled_namespaces(self, kinds: Iterable[tuple[str, str]], selector: str) -> set[str]:
         """The namespaces holding objects of `kinds` ((apiVersion, kind)) whose labels match
         `selector`, across the cluster."""

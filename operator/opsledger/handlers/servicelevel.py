@@ -11,10 +11,11 @@ import kopf
 
 from opsledger.handlers.common import every, in_background, register_spec_reconciler
 from opsledger.models import SERVICE_LEVEL
-from opsledger.services import servicelevel, servicelevel_rules
+from opsledger.services import freezes, servicelevel, servicelevel_rules
 from opsledger.services.context import Context
 
 log = logging.getLogger("opsledger")
+FREEZE_INTERVAL = 5.0  # seconds between looks at which CronJobs a freeze covers
 
 
 def register(registry: kopf.OperatorRegistry) -> None:
@@ -33,3 +34,14 @@ def register(registry: kopf.OperatorRegistry) -> None:
         )
 
     in_background(registry, "slo-evaluation", start)
+    # CronJobs of a frozen service are suspended for the freeze (domain/freezes.py).
+    in_background(
+        registry,
+        "freeze-cronjobs",
+        lambda ctx: every(
+            FREEZE_INTERVAL,
+            "suspending CronJobs for freezes",
+            lambda: freezes.keep_cronjobs(ctx),
+            when=lambda: ctx.leading,
+        ),
+    )
