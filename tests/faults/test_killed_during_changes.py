@@ -12,11 +12,8 @@ from __future__ import annotations
 import random
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from opsledger.devenv.environment import DevEnvironment
 from tests.support import Kubectl, OperatorProcess, git, wait_for
@@ -76,15 +73,6 @@ spec:
     patchType: json
     patch: [{{op: replace, path: /spec/replicas, value: 2}}]
 """
-
-
-@pytest.fixture(scope="module")
-def operator(
-    devenv: DevEnvironment, crds: None, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[OperatorProcess]:
-    proc = OperatorProcess(devenv, tmp_path_factory.mktemp("operator") / "operator.log").start()
-    yield proc
-    proc.stop()
 
 
 def _publish_template(devenv: DevEnvironment, work: Path) -> None:

@@ -12,11 +12,8 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from opsledger.devenv.environment import DevEnvironment
 from tests.support import Kubectl, OperatorProcess, wait_for
@@ -52,15 +49,6 @@ def _record(devenv: DevEnvironment, namespace: str, name: str) -> str | None:
         check=False,
     )
     return shown.stdout if shown.returncode == 0 else None
-
-
-@pytest.fixture(scope="module")
-def operator(
-    devenv: DevEnvironment, crds: None, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[OperatorProcess]:
-    proc = OperatorProcess(devenv, tmp_path_factory.mktemp("operator") / "operator.log").start()
-    yield proc
-    proc.stop()
 
 
 def test_a_restarted_api_server_misses_nothing(

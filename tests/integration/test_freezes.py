@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
-
-from opsledger.devenv.environment import DevEnvironment
 from tests.support import Kubectl, OperatorProcess, wait_for
 
 NS = "frozen-jobs"
-
-
-@pytest.fixture(scope="module")
-def operator(
-    devenv: DevEnvironment, crds: None, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[OperatorProcess]:
-    proc = OperatorProcess(devenv, tmp_path_factory.mktemp("operator") / "operator.log").start()
-    yield proc
-    proc.stop()
 
 
 def _cronjob(kubectl: Kubectl, name: str) -> dict[str, Any]:

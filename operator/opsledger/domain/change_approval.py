@@ -335,6 +335,10 @@ def read_back(f: Facts, back: ReadBack) -> Move:
                 ),
             ),
         )
+    if pull is not None and pull.merged:
+        # The forge merged it (a squash merge deletes the branch at once), but the merge is not
+        # on the protected branch as fetched yet: wait for it, it is no deletion.
+        return stay()
     if back.branch_exists is None:
         return need(Need.BRANCH)
     if back.branch_exists:

@@ -442,6 +442,10 @@ def test_an_open_proposal_asks_whether_its_branch_is_there_then_waits() -> None:
     assert transition(open_).needs is Need.BRANCH
     waiting = transition(replace(open_, read_back=ReadBack(None, branch_exists=True)))
     assert waiting == Move(done=True)
+    # Squash-merged on the forge: the branch is gone before the merge is fetched. That is no
+    # deletion (a full run once rejected a change so).
+    merged = ReadBack(None, PR(open=False, merged=True), branch_exists=False)
+    assert transition(replace(open_, read_back=merged)) == Move(done=True)
 
 
 # -- starting ----------------------------------------------------------------------------

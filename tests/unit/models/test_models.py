@@ -114,47 +114,27 @@ def test_unknown_fields_are_rejected_not_ignored() -> None:
     assert "spec.severity" in message
 
 
+def _level(error_query: str, total_query: str) -> dict[str, object]:
+    events = {"errorQuery": error_query, "totalQuery": total_query}
+    objective = {
+        "name": "availability",
+        "objective": 99.9,
+        "window": "30d",
+        "sli": {"events": events},
+    }
+    return {"service": "shop", "objectives": [objective]}
+
+
 def test_a_query_must_be_exactly_one_promql_expression() -> None:
     # It would close its place in a batched query and add series under another key.
-    message = _error(
-        ServiceLevelSpec,
-        {
-            "service": "shop",
-            "objectives": [
-                {
-                    "name": "availability",
-                    "objective": 99.9,
-                    "window": "30d",
-                    "sli": {
-                        "events": {
-                            "errorQuery": 'x[{{.window}}]) or label_replace(vector(1), "slo", '
-                            '"pay/pay/availability", "", "") or sum(y',
-                            "totalQuery": "vector(1)",
-                        }
-                    },
-                }
-            ],
-        },
-    )
+    forged = 'label_replace(vector(1), "slo", "pay/pay/availability", "", "")'
+    escape = f"x[{{{{.window}}}}]) or {forged} or sum(y"
+    message = _error(ServiceLevelSpec, _level(escape, "vector(1)"))
     assert "errorQuery" in message
     assert "is not one PromQL expression: unexpected right parenthesis" in message
     # {{.window}} and a comment are fine.
-    spec = ServiceLevelSpec.model_validate(
-        {
-            "service": "shop",
-            "objectives": [
-                {
-                    "name": "availability",
-                    "objective": 99.9,
-                    "window": "30d",
-                    "sli": {
-                        "events": {
-                            "errorQuery": "sum(rate(errors_total[{{ .window }}])) # 5xx",
-                            "totalQuery": "sum(rate(requests_total[{{.window}}]))",
-                        }
-                    },
-                }
-            ],
-        }
+    fine = _level(
+        "sum(rate(errors_total[{{ .window }}])) # 5xx", "sum(rate(requests_total[{{.window}}]))"
     )
+    spec = ServiceLevelSpec.model_validate(fine)
     assert spec.objectives[0].sli.events.error_query.endswith("# 5xx")
