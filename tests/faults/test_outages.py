@@ -10,13 +10,12 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 from opsledger.devenv.environment import DevEnvironment
-from tests.support import Kubectl, OperatorProcess, wait_for
+from tests.support import Kubectl, OperatorProcess, remote_text, wait_for
 
 
 def _ci(name: str, namespace: str, criticality: str = "medium") -> str:
@@ -42,13 +41,7 @@ def _synced(kubectl: Kubectl, namespace: str, name: str) -> bool:
 
 def _record(devenv: DevEnvironment, namespace: str, name: str) -> str | None:
     path = f"clusters/{devenv.cluster}/{namespace}/configurationitems/{name}.yaml"
-    shown = subprocess.run(
-        ["git", "--git-dir", str(devenv.cmdb_remote), "show", f"main:{path}"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return shown.stdout if shown.returncode == 0 else None
+    return remote_text(devenv, path)
 
 
 def test_a_restarted_api_server_misses_nothing(
