@@ -23,6 +23,37 @@ class Kubectl:
     def __init__(self, env: DevEnvironment) -> None:
         self.env = env
 
+    def watch(self, *args: str) -> subprocess.Popen[str]:
+        """`kubectl get ... --watch-only -o json` in the background: stop it, then read every
+        version it saw with `versions`."""
+        return subprocess.Popen(
+            [
+                str(self.env.tools.binary("kubectl")),
+                f"--kubeconfig={self.env.kubeconfig}",
+                "get",
+                *args,
+                "--watch-only",
+                "-o",
+                "json",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    @staticmethod
+    def versions(watch: subprocess.Popen[str]) -> list[dict[str, Any]]:
+        """The objects a `watch` printed, in order (it is stopped first)."""
+        stop_child(watch, grace=5)
+        text = watch.stdout.read() if watch.stdout else ""
+        decoder = json.JSONDecoder()
+        found: list[dict[str, Any]] = []
+        rest = text.lstrip()
+        while rest:
+            obj, end = decoder.raw_decode(rest)
+            found.append(obj)
+            rest = rest[end:].lstrip()
+        return found
+
     def run(
         self, *args: str, input: str | None = None, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
@@ -155,8 +186,15 @@ class OperatorProcess:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
     def stop(self) -> None:
+        """SIGTERM (the operator removes its webhook configurations as it stops); a process that
+        was killed, or had to be, leaves them registered with `failurePolicy: Fail`, so they are
+        removed here: the next module must not be guarded by a dead operator."""
         if self.proc:
             stop_child(self.proc)
+            if self.proc.returncode != 0 and self.overrides.get("OPSLEDGER_WEBHOOK_PORT"):
+                kubectl = Kubectl(self.env)
+                for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
+                    kubectl.run("delete", kind, "opsledger", "--ignore-not-found", check=False)
 
     def kill(self) -> None:
         """SIGKILL: nothing is cleaned up (the webhook configuration stays registered)."""

@@ -139,8 +139,8 @@ def doors(
     log = tmp_path_factory.mktemp("operator") / "operator.log"
     proc = OperatorProcess(devenv, log).start(env=webhook_settings(devenv))
     yield Doors(devenv)
-    assert "Traceback" not in proc.output().split("Signal SIGTERM")[0] or _only_logged(proc)
     proc.stop()
+    assert "Traceback" not in proc.output().split("Signal SIGTERM")[0] or _only_logged(proc)
 
 
 def _only_logged(proc: OperatorProcess) -> bool:

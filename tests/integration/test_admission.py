@@ -305,6 +305,25 @@ def test_a_killed_operator_stops_only_protected_workloads(
             assert refused.returncode != 0, attempt
             assert "failed calling webhook" in refused.stderr, attempt
         assert _image(kubectl) != "web:9.9"
+        # Restarted, the guard it registers listens at once to the namespaces holding protected
+        # objects, never to every namespace until its first look (killed in between, it would
+        # block Pods cluster-wide): the first version it writes is read from a watch.
+        watch = kubectl.watch(
+            "validatingwebhookconfigurations", "--field-selector=metadata.name=opsledger"
+        )
+        operator.start()
+        wait_guarded(kubectl, NS, "web")
+        first = Kubectl.versions(watch)[0]
+        (listening,) = [
+            c["expression"]
+            for w in first["webhooks"]
+            for c in w.get("matchConditions") or []
+            if c["name"] == "namespaces-with-protected-objects"
+        ]
+        assert listening == f"request.namespace in ['{NS}']"
+        operator.kill()
+        kubectl("scale", "deployment/free", "--replicas=1", "-n", "elsewhere")
+        kubectl("delete", "pods", "-n", "elsewhere", "--all", "--wait=false")
     finally:
         operator.start()
 

@@ -38,6 +38,7 @@ from opsledger.domain import admission
 from opsledger.domain.observe import PROTECTED_LABEL
 from opsledger.models.settings import Settings
 from opsledger.services import admission as service
+from opsledger.services import guard_scope
 from opsledger.services.admission import SPEC_MODELS, WORKLOADS
 from opsledger.services.context import Context
 
@@ -344,8 +345,13 @@ async def serve(ctx: Context, stack: contextlib.AsyncExitStack) -> str | None:
         assert settings.webhook_ca_file
         url = settings.webhook_register_url.rstrip("/")
         ca = Path(settings.webhook_ca_file).read_bytes()
-        for make in (mutating_configuration, webhook_configuration):
-            body = make(settings, url, ca)
+        # The subresource guard starts where protected objects already are, never "everywhere":
+        # an operator killed before its first refresh must not block pods cluster-wide.
+        namespaces = await guard_scope.labelled(ctx)
+        for body in (
+            mutating_configuration(settings, url, ca),
+            webhook_configuration(settings, url, ca, namespaces),
+        ):
             stack.push_async_callback(
                 service.remove_configuration, ctx, body["kind"], settings.webhook_name
             )

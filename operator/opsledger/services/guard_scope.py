@@ -15,6 +15,7 @@ import asyncio
 import logging
 from typing import Any
 
+from opsledger.adapters.kube import Kube
 from opsledger.domain.admission import (
     GUARD_SUBRESOURCES,
     namespaces_condition,
@@ -75,16 +76,37 @@ async def keep_label(
         await refresh(ctx)  # its subresources are guarded now, not at the next look
 
 
+async def _labelled(kube: Kube) -> set[str]:
+    return await asyncio.to_thread(
+        kube.labelled_namespaces, LABELLED_KINDS, f"{PROTECTED_LABEL}=true"
+    )
+
+
+async def labelled(ctx: Context) -> frozenset[str] | None:
+    """The namespaces holding objects the guard's label protects, asked of the API server
+    (None when it cannot answer: the subresource guard then listens everywhere, failing
+    closed, until the first refresh)."""
+    if ctx.kube is None:
+        return None
+    try:
+        found = await _labelled(ctx.kube)
+    except Exception as exc:
+        log.warning(
+            "the protected namespaces could not be listed (%s): the subresource guard "
+            "listens to every namespace until the next look",
+            exc,
+        )
+        return None
+    return frozenset(found)
+
+
 async def refresh(ctx: Context) -> None:
     """Point the subresource webhook's match condition at the namespaces holding protected
     objects (items from the views, labelled objects from the API server), when that changed."""
     kube = ctx.kube
     if kube is None:
         return
-    labelled = await asyncio.to_thread(
-        kube.labelled_namespaces, LABELLED_KINDS, f"{PROTECTED_LABEL}=true"
-    )
-    namespaces = frozenset({*ctx.views[PROTECTING].keys(), *labelled})
+    namespaces = frozenset({*ctx.views[PROTECTING].keys(), *await _labelled(kube)})
     if namespaces == ctx.guarded_namespaces:
         return
     found = await asyncio.to_thread(
