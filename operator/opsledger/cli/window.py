@@ -34,12 +34,14 @@ def _window(args: argparse.Namespace) -> int:
         at,
         windows=spec.maintenance_windows,
         freezes=spec.freezes,
+        blackouts=spec.blackouts,
         emergency=args.emergency,
     )
     if args.output == "json":
         print_json(decision.to_json())
         return 0
-    print(f"{'allowed' if decision.allowed else 'not allowed'} at {rfc3339(at)}: {decision.reason}")
+    verdict = "allowed" if decision.allowed else "not allowed"
+    print(f"{verdict} at {rfc3339(at)} ({decision.rule}): {decision.reason}")
     if decision.next:
         label = "window" if decision.allowed else "next"
         print(f"{label}: {rfc3339(decision.next.start)} to {rfc3339(decision.next.end)}")

@@ -171,3 +171,44 @@ def judge(
         tuple(counted),
         f"{level} needs {needed} {proof}{who}, other than the requester; has {has}{why}",
     )
+
+
+def judge_exception(
+    policy: ApprovalPolicy | None,
+    *,
+    requester: str | None,
+    given: Sequence[Identity],
+    proof: str,
+) -> Judgement:
+    """Whether the approvals `given` also approve the change's freeze exception: `required` of
+    the people the policy's `exceptions` rule names, other than the requester. Without a policy
+    file anyone but the requester may (one approval, as for the change itself); a policy without
+    an `exceptions` rule lets nobody approve one."""
+    if policy is not None and policy.exceptions is None:
+        return Judgement(
+            False,
+            (),
+            f"{POLICY_FILE} has no exceptions rule, so nobody may approve a freeze exception: "
+            "add one (who may, and how many) by pull request, or drop spec.freezeException",
+        )
+    me = person_of(policy, Identity("kubernetes", requester)) if requester else None
+    allowed = (
+        allowed_people(policy, PolicyRule(approvers=policy.exceptions.approvers))
+        if policy is not None and policy.exceptions is not None
+        else None
+    )
+    needed = policy.exceptions.required if policy is not None and policy.exceptions else 1
+    counted: list[str] = []
+    for identity in given:
+        person = person_of(policy, identity)
+        if person != me and person not in counted and (allowed is None or person in allowed):
+            counted.append(person)
+    if len(counted) >= needed:
+        return Judgement(True, tuple(counted), f"freeze exception approved by {', '.join(counted)}")
+    who = f" from {', '.join(sorted(allowed))}" if allowed is not None else ""
+    has = f"{len(counted)} ({', '.join(counted)})" if counted else "none"
+    return Judgement(
+        False,
+        tuple(counted),
+        f"its freeze exception needs {needed} {proof}{who}, other than the requester; has {has}",
+    )

@@ -299,6 +299,20 @@ def _judged(f: Facts, back: ReadBack, found: RecordVersion, branch: str) -> Move
                 f"{verdict.message}",
             )
         )
+    excepted = None
+    if f.spec.freeze_exception is not None:
+        excepted = approval_policy.judge_exception(
+            back.policy, requester=requester, given=back.approvals, proof=back.proof
+        )
+        if not excepted.approved:
+            return stay(
+                _approved(
+                    ConditionStatus.FALSE,
+                    "ExceptionNotApproved",
+                    f"{branch} was merged in {found.sha[:12]} and the change is approved by "
+                    f"{', '.join(verdict.approvers)}, but {excepted.message}",
+                )
+            )
     reviewers = list(back.pull.approvers) if back.pull else []
     approval = {
         **f.approval,
@@ -306,6 +320,7 @@ def _judged(f: Facts, back: ReadBack, found: RecordVersion, branch: str) -> Move
         "approver": ", ".join(verdict.approvers),
         "approvedAt": rfc3339(found.committed_at),
         "reviewers": reviewers or None,
+        "exceptionApprover": ", ".join(excepted.approvers) if excepted else None,
     }
     by = approval["approver"]
     return enter(

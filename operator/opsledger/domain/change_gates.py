@@ -21,7 +21,6 @@ from opsledger.domain import changes
 from opsledger.domain.change_facts import Need
 from opsledger.domain.changes import Health, Verdict
 from opsledger.domain.outcome import ConditionUpdate
-from opsledger.domain.times import parse_time
 from opsledger.domain.windows import Decision
 from opsledger.models.change import ChangeSpec, ChangeType
 from opsledger.models.common import ConditionStatus
@@ -30,6 +29,7 @@ from opsledger.models.servicelevel import ServiceLevelSpec
 WINDOW_OPEN = "WindowOpen"
 HEALTH_GATE = "HealthGate"
 OUTSIDE_WINDOW = "OutsideWindow"
+HOLDS = frozenset({"freeze", "blackout", "calendar"})  # the rules of a Decision that hold changes
 
 
 @dataclass(frozen=True)
@@ -111,26 +111,22 @@ def deadline(facts: StartFacts) -> Answer:
 
 
 def freeze(facts: StartFacts) -> Answer:
-    """A freeze of the service holds every change but an emergency one."""
+    """A hold (a freeze, a blackout, a calendar event) keeps every change but an emergency one
+    from starting, unless its approved freeze exception is in force."""
     decision = facts.decision
-    if decision is None or decision.allowed or facts.emergency or facts.level is None:
+    if decision is None or decision.allowed or facts.emergency:
         return GO
-    for frozen in facts.level.freezes:
-        start, end = parse_time(frozen.start), parse_time(frozen.end)
-        if start is not None and end is not None and start <= facts.now < end:
-            return Refusal(OUTSIDE_WINDOW, decision.reason)
+    if decision.rule in HOLDS:
+        return Refusal(OUTSIDE_WINDOW, decision.reason)
     return GO
 
 
 def schedule(facts: StartFacts) -> Answer:
     """The change's own schedule.notBefore has not come yet."""
-    decision, wanted = facts.decision, facts.spec.schedule
-    if decision is None or decision.allowed or wanted is None or wanted.not_before is None:
+    decision = facts.decision
+    if decision is None or decision.allowed or decision.rule != "schedule.notBefore":
         return GO
-    not_before = parse_time(wanted.not_before)
-    if not_before is not None and facts.now < not_before:
-        return Refusal(OUTSIDE_WINDOW, decision.reason)
-    return GO
+    return Refusal(OUTSIDE_WINDOW, decision.reason)
 
 
 def window(facts: StartFacts) -> Answer:

@@ -54,13 +54,16 @@ def spec_hash(spec: ChangeSpec) -> str:
 
 
 def change_window(at: datetime, spec: ChangeSpec, level: ServiceLevelSpec) -> Decision:
-    """May this change start at `at` under its service's windows and freezes, narrowed by its
-    own schedule (emergency changes skip the windows), and the window it runs in or waits for."""
+    """May this change start at `at` under its service's change calendar (windows, blackouts,
+    freezes; its approved freeze exception), narrowed by its own schedule (emergency changes skip
+    the calendar), and the window it runs in or waits for."""
     schedule = spec.schedule
     return decide(
         at,
         windows=level.maintenance_windows,
         freezes=level.freezes,
+        blackouts=level.blackouts,
+        exception=spec.freeze_exception,
         not_before=schedule.not_before if schedule else None,
         not_after=schedule.not_after if schedule else None,
         emergency=spec.type == ChangeType.EMERGENCY,

@@ -1,23 +1,31 @@
-"""When a change may start: maintenance windows, freezes and the change's own schedule.
+"""When a change may start: the change calendar of its service, and the change's own schedule.
 
-Argo CD's sync-window semantics. When a service has maintenance windows, changes start only
-inside one; without any, they may start at any time. A freeze always wins over a window. The
-change's `schedule.notBefore/notAfter` narrows whatever is left. Emergency changes ignore windows
-and freezes, never the schedule.
+One precedence, in this order (README, "Change calendar"):
+1. `schedule.notAfter` passed: the change can no longer start.
+2. A hold (a freeze, a blackout or an event of one of the service's calendars) always wins over
+   a maintenance window: nothing but an emergency change starts inside one, unless the change
+   carries an approved freeze exception that has not expired.
+3. `schedule.notBefore` not reached: the change waits for it.
+4. With maintenance windows, only inside one; without any, at any time.
+Emergency changes skip windows and holds, never their schedule. A freeze exception lifts holds
+only: outside the maintenance windows the change still waits for one.
 
-Cron schedules are read as wall-clock time in the window's IANA zone, so "0 22 * * 6" in
-Europe/Berlin opens at 22:00 Berlin time in summer and in winter. A wall-clock time that does not
-exist (the hour skipped when clocks go forward) opens when the clock reaches it, i.e. shifted
-forward by the skipped hour; a wall-clock time that happens twice (the hour repeated when clocks
-go back) opens once, at its first occurrence. Durations are elapsed time: a 4h window opened at
-01:00 on the night clocks go back closes four real hours later, at 04:00 local time.
+Cron schedules (windows and blackouts) are read as wall-clock time in their IANA zone, so
+"0 22 * * 6" in Europe/Berlin opens at 22:00 Berlin time in summer and in winter. A wall-clock
+time that does not exist (the hour skipped when clocks go forward) opens when the clock reaches
+it, i.e. shifted forward by the skipped hour; a wall-clock time that happens twice (the hour
+repeated when clocks go back) opens once, at its first occurrence. Durations are elapsed time: a
+4h window opened at 01:00 on the night clocks go back closes four real hours later, at 04:00
+local time. Calendar events follow the same rules (`domain/calendars.py`).
 
 The answer is found by interval arithmetic, not by walking occurrences one by one: a schedule is
 a set of wall-clock times of day on the days it matches, so a window's openings on one day are
 found by bisection, a run of overlapping openings ends at the first gap longer than the duration
-(known per schedule), and a freeze is stepped over in one jump. A decision costs a few day
-lookups per window and freeze, whatever the schedule's density or the horizon: a minutely window
-in a year-long freeze is decided as fast as a weekly one.
+(known per schedule), and a hold is stepped over in one jump. A decision costs a few day
+lookups per window and hold, whatever the schedule's density or the horizon: a minutely window
+in a year-long freeze is decided as fast as a weekly one. Windows and blackouts that take turns
+(each window opening swallowed by a blackout) cost one step per turn; the search stops after
+MAX_STEPS of them and says so (stricter: no eligible time is claimed that was not found).
 
 Every function takes the time as a parameter; nothing here reads a clock.
 """
@@ -35,7 +43,8 @@ from croniter import croniter
 
 from opsledger.domain.durations import go_duration
 from opsledger.domain.times import rfc3339
-from opsledger.models.servicelevel import Freeze, MaintenanceWindow
+from opsledger.models.change import FreezeException
+from opsledger.models.servicelevel import Blackout, Freeze, MaintenanceWindow
 
 HORIZON = timedelta(days=365)  # how far ahead the next eligible window is searched
 # Windows overlapping each other in turn (A, then B, then A...) are joined at most this many
@@ -68,10 +77,14 @@ class Decision:
     allowed: bool
     reason: str
     next: Interval | None
+    # What decided: window, no-windows, emergency, exception (allowed); freeze, blackout,
+    # calendar, window, schedule.notBefore, schedule.notAfter, none (not allowed).
+    rule: str = "window"
 
     def to_json(self) -> dict[str, object]:
         return {
             "allowed": self.allowed,
+            "rule": self.rule,
             "reason": self.reason,
             "next": {"start": rfc3339(self.next.start), "end": rfc3339(self.next.end)}
             if self.next
@@ -217,7 +230,7 @@ def _compiled(schedule: str, zone: str, duration: str) -> _Window:
     return _Window(schedule, zone, duration)
 
 
-def _compile(window: MaintenanceWindow) -> _Window:
+def _compile(window: MaintenanceWindow | Blackout) -> _Window:
     return _compiled(window.schedule, window.time_zone, window.duration)
 
 
@@ -301,17 +314,35 @@ def openings(window: MaintenanceWindow, since: datetime) -> Iterator[Interval]:
             found = _first_opening(compiled, start, compiled.local_ordinal(start) + 3660)
 
 
+@dataclass(frozen=True)
+class Hold:
+    """A stretch in which changes are held: a freeze, or an event of a shared calendar."""
+
+    start: datetime
+    end: datetime
+    rule: str  # the kind: "freeze" or "calendar"
+    what: str  # what holds, for the reason: "release freeze", "calendar holidays: Christmas Day"
+
+
+def freeze_holds(freezes: Sequence[Freeze]) -> list[Hold]:
+    return [Hold(_utc(f.start), _utc(f.end), "freeze", f.reason) for f in freezes]
+
+
 def decide(
     at: datetime,
     *,
     windows: Sequence[MaintenanceWindow] = (),
     freezes: Sequence[Freeze] = (),
+    blackouts: Sequence[Blackout] = (),
+    holds: Sequence[Hold] = (),
+    exception: FreezeException | None = None,
     not_before: datetime | None = None,
     not_after: datetime | None = None,
     emergency: bool = False,
     horizon: timedelta = HORIZON,
 ) -> Decision:
-    """May a change start at `at`? With the window it is in, or the next eligible one."""
+    """May a change start at `at`? The rule that decided, and the window it is in or the next
+    eligible one. `holds` are calendar events (freezes are given as `freezes`)."""
     at = _utc(at)
     if not_after and _utc(not_after) <= at:
         return Decision(
@@ -319,83 +350,208 @@ def decide(
             f"schedule.notAfter ({rfc3339(not_after)}) has passed: the change can no longer "
             "start; cancel it or move notAfter",
             None,
+            rule="schedule.notAfter",
         )
-    use_windows = bool(windows) and not emergency
-    active_freezes = () if emergency else freezes
-    found = _eligible(
-        _micros(at),
-        floor=_micros(not_before) if not_before else None,
-        upper=_micros(min(at + horizon, _utc(not_after)) if not_after else at + horizon),
-        windows=[_compile(w) for w in windows] if use_windows else [],
-        frozen=_merged_freezes(active_freezes),
+    calendar = _Calendar(
+        windows=[] if emergency else [_compile(w) for w in windows],
+        blackouts=[] if emergency else list(blackouts),
+        holds=[] if emergency else [*freeze_holds(freezes), *holds],
+        excepted_until=_micros(exception.expires) if exception and not emergency else None,
     )
+    upper = _micros(min(at + horizon, _utc(not_after)) if not_after else at + horizon)
+    floor = _micros(not_before) if not_before else None
+    found, stopped = calendar.eligible(_micros(at), floor=floor, upper=upper)
+    held = None if emergency else calendar.held_at(_micros(at), upper)
     if found is not None and found.start <= at:
-        return Decision(True, _why_allowed(found, use_windows, emergency), found)
-    why = _why_not(
-        at,
-        found=found,
-        use_windows=use_windows,
-        freezes=active_freezes,
-        not_before=not_before,
-        horizon=horizon,
+        return _allowed(
+            found,
+            calendar,
+            held=held,
+            exception=exception,
+            emergency=emergency,
+            upper=_moment(upper),
+        )
+    excepted = calendar.excepted_until is not None and _micros(at) < calendar.excepted_until
+    rule, why = _why_not(
+        at, calendar, None if excepted else held, windows=bool(windows), not_before=not_before
     )
-    return Decision(False, why, found)
+    if found is not None:
+        why += f"; next eligible window {rfc3339(found.start)} to {rfc3339(found.end)}"
+    elif stopped is not None:
+        why += (
+            f"; no eligible time found before {rfc3339(_moment(stopped))}: the search stopped "
+            f"after {MAX_STEPS:,} turns of windows and holds"
+        )
+    else:
+        why += f"; no eligible window in the next {horizon.days} days"
+    return Decision(False, why, found, rule=rule)
 
 
-def _eligible(
-    at: int,
+MAX_STEPS = 1_000  # turns of windows and holds one decision takes at most (~40 ms)
+
+
+@dataclass
+class _Calendar:
+    """A service's calendar, compiled for one decision: allow windows and what holds changes."""
+
+    windows: list[_Window]
+    blackouts: list[Blackout]
+    holds: list[Hold]
+    excepted_until: int | None  # holds before this moment do not hold (a freeze exception)
+
+    def __post_init__(self) -> None:
+        self.held = _merged([(_micros(h.start), _micros(h.end)) for h in self.holds])
+        self.dark = [_compile(b) for b in self.blackouts]
+
+    def eligible(
+        self, at: int, *, floor: int | None, upper: int
+    ) -> tuple[Interval | None, int | None]:
+        """The first stretch ending after `at`, inside a window (if any), after `floor`, outside
+        every hold, before `upper`; or (None, where the search stopped) after MAX_STEPS."""
+        moment = max(at, floor) if floor is not None else at
+        steps = 0
+        while steps < MAX_STEPS:
+            run = _joined(self.windows, moment, upper) if self.windows else (moment, upper)
+            if run is None or run[0] >= upper:
+                return None, None
+            low = max(run[0], floor) if floor is not None else run[0]
+            high = min(run[1], upper)
+            while low < high and steps < MAX_STEPS:
+                steps += 1
+                held = self.held_after(low, upper)
+                if held is not None and held[0] <= low:
+                    low = held[1]  # held at `low`: past the hold
+                    continue
+                end = high if held is None else min(high, held[0])
+                if end > at:
+                    return Interval(_moment(low), _moment(end)), None
+                low = end
+            moment = max(high, low)
+            if moment >= upper:
+                return None, None
+        return None, moment
+
+    def held_after(self, moment: int, upper: int) -> tuple[int, int] | None:
+        """The first stretch in which changes are held that ends after `moment`: blackouts and
+        holds joined (a freeze exception lifts those before its expiry)."""
+        if self.excepted_until is not None:
+            moment = max(moment, self.excepted_until)
+        found = self._next_hold(moment, upper)
+        if found is None:
+            return None
+        start, end = found
+        for _ in range(MAX_CHAIN):
+            following = self._next_hold(end, upper)
+            if following is None or following[0] > end or end >= upper:
+                break
+            end = following[1]
+        if self.excepted_until is not None:
+            start = max(start, self.excepted_until)
+        return start, end
+
+    def _next_hold(self, moment: int, upper: int) -> tuple[int, int] | None:
+        """The first blackout run or hold ending after `moment` (the earliest to start)."""
+        found = []
+        if self.dark:
+            run = _joined(self.dark, moment, upper)
+            if run is not None:
+                found.append(run)
+        at = bisect_right(self.held, (moment, moment))
+        for start, end in self.held[max(0, at - 1) : at + 1]:
+            if end > moment:
+                found.append((start, end))
+                break
+        return min(found) if found else None
+
+    def held_at(self, moment: int, upper: int) -> tuple[str, str, int] | None:
+        """What holds changes at `moment`, exception or not: (rule, what, until)."""
+        for hold in sorted(self.holds, key=lambda h: h.rule != "freeze"):  # freezes first
+            if _micros(hold.start) <= moment < _micros(hold.end):
+                return hold.rule, hold.what, _micros(hold.end)
+        for blackout, dark in zip(self.blackouts, self.dark, strict=True):
+            run = _run_after(dark, moment, upper, dark.local_ordinal(upper) + 1)
+            if run is not None and run[0] <= moment < run[1]:
+                what = (
+                    f"{blackout.reason} ({blackout.schedule} {blackout.time_zone}, "
+                    f"{blackout.duration})"
+                )
+                return "blackout", what, run[1]
+        return None
+
+
+def _allowed(
+    found: Interval,
+    calendar: _Calendar,
     *,
-    floor: int | None,
-    upper: int,
-    windows: Sequence[_Window],
-    frozen: Sequence[tuple[int, int]],
-) -> Interval | None:
-    """The first stretch ending after `at`, inside a window (if any), after `floor`, outside
-    every freeze, before `upper`. A stretch swallowed by a freeze moves the search past that
-    freeze, so each freeze costs one step."""
-    moment = max(at, floor) if floor is not None else at
-    for _ in range(len(frozen) + 2):
-        run = _joined(windows, moment, upper) if windows else (moment, upper)
-        if run is None or run[0] >= upper:
-            return None
-        low = max(run[0], floor) if floor is not None else run[0]
-        high = min(run[1], upper)
-        pieces = [p for p in _subtract(low, high, frozen) if p[1] > at]
-        if pieces:
-            return Interval(_moment(pieces[0][0]), _moment(pieces[0][1]))
-        covering = next((end for start, end in frozen if start < high <= end), high)
-        moment = max(high, covering)
-        if moment >= upper:
-            return None
-    return None
+    held: tuple[str, str, int] | None,
+    exception: FreezeException | None,
+    emergency: bool,
+    upper: datetime,
+) -> Decision:
+    if emergency:
+        return Decision(
+            True,
+            "emergency change: maintenance windows, blackouts, freezes and calendars do not apply",
+            found,
+            rule="emergency",
+        )
+    if held is not None and exception is not None:
+        rule, what, _ = held
+        return Decision(
+            True,
+            f"freeze exception until {rfc3339(exception.expires)} ({exception.reason}) lifts the "
+            f"{rule} ({what}); may start until {rfc3339(found.end)}",
+            found,
+            rule="exception",
+        )
+    if calendar.windows:
+        return Decision(
+            True, f"inside a maintenance window until {rfc3339(found.end)}", found, rule="window"
+        )
+    why = (
+        "the service has no maintenance windows: changes may start outside a freeze, blackout "
+        "or calendar event"
+    )
+    if found.end < upper:
+        why += f" (the next holds changes from {rfc3339(found.end)})"
+    return Decision(True, why, found, rule="no-windows")
 
 
-def _merged_freezes(freezes: Sequence[Freeze]) -> list[tuple[int, int]]:
-    """Freezes as UTC microsecond intervals, sorted, overlapping ones joined."""
+def _why_not(
+    at: datetime,
+    calendar: _Calendar,
+    held: tuple[str, str, int] | None,
+    *,
+    windows: bool,
+    not_before: datetime | None,
+) -> tuple[str, str]:
+    """The rule that holds a change at `at`, and its reason (before the next eligible time)."""
+    if held is not None:
+        rule, what, until = held
+        late = ""
+        if calendar.excepted_until is not None and calendar.excepted_until <= _micros(at):
+            late = " (the change's freeze exception has expired)"
+        if rule == "freeze":
+            return rule, f"frozen until {rfc3339(_moment(until))}: {what}{late}"
+        if rule == "blackout":
+            return rule, f"in a blackout until {rfc3339(_moment(until))}: {what}{late}"
+        return rule, f"held by {what} until {rfc3339(_moment(until))}{late}"
+    if not_before and at < _utc(not_before):
+        return "schedule.notBefore", f"waiting for schedule.notBefore ({rfc3339(not_before)})"
+    if windows:
+        return "window", "outside the service's maintenance windows"
+    return "none", "no eligible time"
+
+
+def _merged(intervals: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Intervals sorted, overlapping ones joined."""
     joined: list[tuple[int, int]] = []
-    for start, end in sorted((_micros(f.start), _micros(f.end)) for f in freezes):
+    for start, end in sorted(intervals):
         if joined and start <= joined[-1][1]:
             joined[-1] = (joined[-1][0], max(joined[-1][1], end))
         else:
             joined.append((start, end))
     return joined
-
-
-def _subtract(low: int, high: int, frozen: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
-    """What is left of [low, high) outside the (sorted, joined) freezes."""
-    pieces = []
-    for start, end in frozen[max(0, bisect_left(frozen, (low, low)) - 1) :]:
-        if start >= high:
-            break
-        if end <= low:
-            continue
-        if start > low:
-            pieces.append((low, start))
-        low = max(low, end)
-        if low >= high:
-            return pieces
-    pieces.append((low, high))
-    return pieces
 
 
 def _micros(moment: datetime) -> int:
@@ -404,37 +560,6 @@ def _micros(moment: datetime) -> int:
 
 def _moment(micros: int) -> datetime:
     return _EPOCH + micros * _US
-
-
-def _why_allowed(window: Interval, use_windows: bool, emergency: bool) -> str:
-    if emergency:
-        return "emergency change: maintenance windows and freezes do not apply"
-    if use_windows:
-        return f"inside a maintenance window until {rfc3339(window.end)}"
-    return "the service has no maintenance windows: changes may start outside a freeze"
-
-
-def _why_not(
-    at: datetime,
-    *,
-    found: Interval | None,
-    use_windows: bool,
-    freezes: Sequence[Freeze],
-    not_before: datetime | None,
-    horizon: timedelta,
-) -> str:
-    frozen = next((f for f in freezes if _utc(f.start) <= at < _utc(f.end)), None)
-    if frozen is not None:
-        why = f"frozen until {rfc3339(frozen.end)}: {frozen.reason}"
-    elif not_before and at < _utc(not_before):
-        why = f"waiting for schedule.notBefore ({rfc3339(not_before)})"
-    elif use_windows:
-        why = "outside the service's maintenance windows"
-    else:
-        why = "no eligible time"
-    if found is None:
-        return f"{why}; no eligible window in the next {horizon.days} days"
-    return f"{why}; next eligible window {rfc3339(found.start)} to {rfc3339(found.end)}"
 
 
 def _utc(moment: datetime) -> datetime:

@@ -80,6 +80,22 @@ class Schedule(CamelModel):
         return self
 
 
+class FreezeException(CamelModel):
+    """Leave to start while the service is frozen (a freeze, a blackout or a calendar event),
+    until `expires`. Approved with the change under the approval policy's `exceptions` rule, by
+    people it names, besides the change's own approvals."""
+
+    reason: str = Field(
+        description="Why this change cannot wait for the freeze to end.",
+        min_length=1,
+        max_length=1024,
+    )
+    expires: datetime = Field(
+        description="Until when the exception holds (RFC 3339); after it the freeze holds the "
+        "change again, and no new step starts."
+    )
+
+
 class PlanStep(CamelModel):
     """One patch the operator applies to carry out the change."""
 
@@ -169,6 +185,15 @@ class ChangeSpec(CamelModel):
                     "reason": "FieldValueRequired",
                 },
                 {
+                    "rule": "!has(self.freezeException) || self.type == 'normal'",
+                    "message": (
+                        "a freeze exception is approved by pull request: only a normal change "
+                        "may carry one (an emergency change is not held by freezes)"
+                    ),
+                    "fieldPath": ".freezeException",
+                    "reason": "FieldValueForbidden",
+                },
+                {
                     "rule": "self.type == oldSelf.type",
                     "message": "spec.type is immutable: create a new Change for another type",
                     "fieldPath": ".type",
@@ -218,6 +243,11 @@ class ChangeSpec(CamelModel):
     schedule: Schedule | None = Field(
         default=None, description="When the change may start; without it, the next window."
     )
+    freeze_exception: FreezeException | None = Field(
+        default=None,
+        description="Leave to start during a freeze, blackout or calendar event (normal changes "
+        "only; approved separately under the approval policy's exceptions rule).",
+    )
     plan: list[PlanStep] = Field(
         default_factory=list,
         description="Patches to apply. Without a plan the change is a permit for manual work.",
@@ -247,6 +277,15 @@ class ChangeSpec(CamelModel):
         ),
     )
 
+    @model_validator(mode="after")
+    def _exception_only_when_normal(self) -> ChangeSpec:
+        if self.freeze_exception is not None and self.type != ChangeType.NORMAL:
+            raise ValueError(
+                "a freeze exception is approved by pull request: only a normal change may carry "
+                "one (an emergency change is not held by freezes)"
+            )
+        return self
+
 
 class Approval(CamelModel):
     """How and by whom the change was approved."""
@@ -269,6 +308,11 @@ class Approval(CamelModel):
         default_factory=list, description="Who approved the pull request in a review."
     )
     approved_at: datetime | None = Field(default=None, description="When it was merged.")
+    exception_approver: str | None = Field(
+        default=None,
+        description="Who approved the change's freeze exception, under the policy's exceptions "
+        "rule.",
+    )
     spec_hash: str | None = Field(
         default=None, description="Hash of the approved spec; an edit voids the approval."
     )

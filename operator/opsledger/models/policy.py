@@ -9,8 +9,14 @@ pull request like everything there.
       approvers: {users: [alice], groups: [sre]}
     # How many approvals each assessed risk level needs (the requester never counts).
     required: {low: 1, medium: 1, high: 2}
+    # Who may let a change through a freeze, blackout or calendar event (spec.freezeException),
+    # besides the change's own approvals. Without it no exception can be approved.
+    exceptions:
+      approvers: {groups: [change-managers]}
+      required: 1
     groups:
       sre: [alice, dana]
+      change-managers: [dana]
     # One person's names in each place: Kubernetes (the requester), the forge (reviews), SSH
     # signing principals (signed commits) and git e-mail addresses (merge commits).
     people:
@@ -56,6 +62,14 @@ class PolicyRule(_Strict):
     approvers: Approvers = Field(description="Who may approve them.")
 
 
+class ExceptionRule(_Strict):
+    """Who may approve a freeze exception (a change's leave to start during a freeze), and how
+    many of them must: besides the approvals the change itself needs."""
+
+    approvers: Approvers = Field(description="Who may approve freeze exceptions.")
+    required: int = Field(default=1, description="Approvals needed from them; at least 1.", ge=1)
+
+
 class Person(_Strict):
     """One person's identities; a name not listed anywhere stands for itself."""
 
@@ -76,6 +90,10 @@ class ApprovalPolicy(_Strict):
     required: dict[str, int] = Field(
         default_factory=lambda: {"low": 1, "medium": 1, "high": 2},
         description="Approvals needed per risk level (low, medium, high); at least 1.",
+    )
+    exceptions: ExceptionRule | None = Field(
+        default=None,
+        description="Who may approve freeze exceptions; without it, none can be approved.",
     )
     groups: dict[str, list[str]] = Field(
         default_factory=dict, description="Groups of people, by their policy names."

@@ -92,8 +92,8 @@ CRON_HELP = (
 )
 
 
-class MaintenanceWindow(CamelModel):
-    """A recurring period in which changes may start."""
+class _Recurring(CamelModel):
+    """A recurring period: opens on a cron schedule, read in an IANA zone, for a duration."""
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -109,11 +109,11 @@ class MaintenanceWindow(CamelModel):
     )
 
     schedule: str = Field(
-        description='When the window opens, as a cron expression, e.g. "0 22 * * 6".',
+        description='When it opens, as a cron expression, e.g. "0 22 * * 6".',
         min_length=6,
         max_length=128,
     )
-    duration: GoDuration = Field(description="How long it stays open, e.g. 4h.")
+    duration: GoDuration = Field(description="How long it lasts, e.g. 4h.")
     time_zone: str = Field(
         default="UTC",
         description="IANA time zone the schedule is read in, e.g. Europe/Berlin.",
@@ -130,13 +130,31 @@ class MaintenanceWindow(CamelModel):
     @field_validator("time_zone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(
-                f"{value!r} is not an IANA time zone: use a name such as Europe/Berlin or UTC"
-            ) from exc
-        return value
+        return known_zone(value)
+
+
+def known_zone(value: str) -> str:
+    """`value` if it names an IANA time zone, else a ValueError saying how to name one."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(
+            f"{value!r} is not an IANA time zone: use a name such as Europe/Berlin or UTC"
+        ) from exc
+    return value
+
+
+class MaintenanceWindow(_Recurring):
+    """A recurring period in which changes may start (an allow window)."""
+
+
+class Blackout(_Recurring):
+    """A recurring period in which no change but an emergency may start (a deny window), e.g.
+    "no changes on Friday after 15:00": {schedule: "0 15 * * 5", duration: 57h}."""
+
+    reason: str = Field(
+        description="Why changes are held, shown in every denial.", min_length=1, max_length=1024
+    )
 
 
 class Freeze(CamelModel):
@@ -219,6 +237,12 @@ class ServiceLevelSpec(CamelModel):
         default_factory=list,
         description="Periods in which changes are frozen (emergency changes excepted).",
         max_length=64,
+    )
+    blackouts: list[Blackout] = Field(
+        default_factory=list,
+        description="Recurring periods in which changes are held (emergency changes excepted); "
+        "a blackout wins over a maintenance window.",
+        max_length=32,
     )
     error_budget_policy: ErrorBudgetPolicy | None = Field(
         default=None, description="How the error budget gates changes."

@@ -150,7 +150,12 @@ async def _judged(
         except ValidationError:
             sl = None
         if sl is not None:
-            decision = decide(ctx.clock(), windows=sl.maintenance_windows, freezes=sl.freezes)
+            decision = decide(
+                ctx.clock(),
+                windows=sl.maintenance_windows,
+                freezes=sl.freezes,
+                blackouts=sl.blackouts,
+            )
             window, reason = decision.next, decision.reason
     return False, admission.denial(
         review, guardian, window=window, window_reason=reason, busy=verdict.busy

@@ -204,7 +204,9 @@ def test_window_lets_an_emergency_change_go_at_any_time() -> None:
     answer = change_gates.window(_facts(_spec(type="emergency"), _level(**NIGHTLY)))
     assert isinstance(answer, Go)
     assert answer.condition is not None
-    assert "windows and freezes do not apply" in answer.condition.message
+    assert "maintenance windows, blackouts, freezes and calendars do not apply" in (
+        answer.condition.message
+    )
 
 
 # -- conflicts ---------------------------------------------------------------------------
@@ -335,7 +337,8 @@ def test_all_gates_go_report_the_window_and_health() -> None:
             WINDOW_OPEN,
             TRUE,
             "InsideWindow",
-            "the service has no maintenance windows: changes may start outside a freeze",
+            "the service has no maintenance windows: changes may start outside a freeze, "
+            "blackout or calendar event",
         ),
         ConditionUpdate(HEALTH_GATE, TRUE, "Healthy", "pre-checks: all health checks pass"),
     )

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from opsledger.domain.durations import go_duration
 from opsledger.domain.windows import Interval, decide, openings
-from opsledger.models.servicelevel import Freeze, MaintenanceWindow
+from opsledger.models.change import FreezeException
+from opsledger.models.servicelevel import Blackout, Freeze, MaintenanceWindow
 
 
 def utc(text: str) -> datetime:
@@ -191,12 +192,12 @@ def _take(iterator: object, count: int) -> list[Interval]:
 def _walked(
     at: datetime,
     windows: list[MaintenanceWindow],
-    freezes: list[Freeze],
+    holds: list[tuple[datetime, datetime]],
     not_before: datetime | None,
     horizon: timedelta,
 ) -> Interval | None:
     """The first eligible stretch ending after `at`, found the slow way: every opening from
-    croniter in turn, joined while they overlap, freezes cut out. The oracle for decide()."""
+    croniter in turn, joined while they overlap, holds cut out. The oracle for decide()."""
     since = max(at, not_before) if not_before else at
     upper = at + horizon
     runs = _walked_runs(windows, since, upper) if windows else [(since, upper)]
@@ -204,7 +205,7 @@ def _walked(
         if start >= upper:
             break
         low = max(start, not_before) if not_before else start
-        pieces = [p for p in _cut((low, min(end, upper)), freezes) if p[1] > at and p[0] < p[1]]
+        pieces = [p for p in _cut((low, min(end, upper)), holds) if p[1] > at and p[0] < p[1]]
         if pieces:
             return Interval(*min(pieces))
     return None
@@ -236,19 +237,19 @@ def _walked_runs(
 
 
 def _cut(
-    piece: tuple[datetime, datetime], freezes: list[Freeze]
+    piece: tuple[datetime, datetime], holds: list[tuple[datetime, datetime]]
 ) -> list[tuple[datetime, datetime]]:
     pieces = [piece]
-    for f in freezes:
+    for start, end in holds:
         cut = []
         for s, e in pieces:
-            if f.end <= s or f.start >= e:
+            if end <= s or start >= e:
                 cut.append((s, e))
                 continue
-            if f.start > s:
-                cut.append((s, f.start))
-            if f.end < e:
-                cut.append((f.end, e))
+            if start > s:
+                cut.append((s, start))
+            if end < e:
+                cut.append((end, e))
         pieces = cut
     return pieces
 
@@ -277,23 +278,48 @@ def _windows(draw: st.DrawFn) -> MaintenanceWindow:
         min_value=datetime(2026, 1, 1), max_value=datetime(2027, 12, 31), timezones=st.just(UTC)
     ),
     windows=st.lists(_windows(), min_size=0, max_size=3),
+    blackouts=st.lists(_windows(), min_size=0, max_size=2),
     freeze_at=st.lists(st.tuples(st.integers(-48, 24 * 9), st.integers(1, 24 * 5)), max_size=3),
     not_before=st.one_of(st.none(), st.integers(0, 24 * 6)),
+    excepted=st.one_of(st.none(), st.integers(-24, 24 * 6)),
 )
 def test_the_arithmetic_finds_what_walking_every_occurrence_finds(
+    *,
     at: datetime,
     windows: list[MaintenanceWindow],
+    blackouts: list[MaintenanceWindow],
     freeze_at: list[tuple[int, int]],
     not_before: int | None,
+    excepted: int | None,
 ) -> None:
     freezes = [
         Freeze(start=at + timedelta(hours=s), end=at + timedelta(hours=s + n), reason="f")
         for s, n in freeze_at
     ]
+    dark = [Blackout(**w.model_dump(), reason="dark") for w in blackouts]
+    exception = (
+        FreezeException(reason="x", expires=at + timedelta(hours=excepted))
+        if excepted is not None
+        else None
+    )
     floor = at + timedelta(hours=not_before) if not_before is not None else None
     horizon = timedelta(days=12)
-    decision = decide(at, windows=windows, freezes=freezes, not_before=floor, horizon=horizon)
-    assert decision.next == _walked(at, windows, freezes, floor, horizon)
+    decision = decide(
+        at,
+        windows=windows,
+        freezes=freezes,
+        blackouts=dark,
+        exception=exception,
+        not_before=floor,
+        horizon=horizon,
+    )
+    if "the search stopped" in decision.reason:
+        return  # windows and blackouts taking turns past MAX_STEPS: stricter, and says so
+    holds = [(f.start, f.end) for f in freezes]
+    holds += _walked_runs(blackouts, at - timedelta(days=2), at + horizon + timedelta(days=1))
+    if exception is not None:  # holds before the expiry do not hold
+        holds = [(max(s, exception.expires), e) for s, e in holds if e > exception.expires]
+    assert decision.next == _walked(at, windows, holds, floor, horizon)
     assert decision.allowed == (decision.next is not None and decision.next.contains(at))
 
 
