@@ -285,6 +285,204 @@ spec:
     assert kubectl.json("get", "ci", "web", "-n", NS)["spec"]["protected"] is True
 
 
+JANE = ("--as=jane", "--as-group=team-shop")  # a namespace user: the edit role in NS
+JANE_RBAC = f"""
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: jane-edits, namespace: {NS}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: edit}}
+subjects: [{{apiGroup: rbac.authorization.k8s.io, kind: User, name: jane}}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {{name: items, namespace: {NS}}}
+rules:
+- apiGroups: [opsledger.io]
+  resources: [configurationitems, changes]
+  verbs: [get, list, watch, create, update, patch, delete]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: jane-items, namespace: {NS}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: items}}
+subjects: [{{apiGroup: rbac.authorization.k8s.io, kind: User, name: jane}}]
+"""
+
+
+def _refused(kubectl: Kubectl, *args: str, says: str, stdin: str | None = None) -> None:
+    done = kubectl.run(*args, *JANE, input=stdin, check=False)
+    assert done.returncode != 0, args
+    assert says in done.stderr, (args, done.stderr)
+    assert "ConfigurationItem web" in done.stderr, args
+
+
+def test_a_namespace_user_finds_no_way_around_the_guard_through_what_the_workload_owns(
+    kubectl: Kubectl, shop_with_web: None
+) -> None:
+    """Jane has the edit role in the namespace. She tries the workload's Pods (a new image, a
+    look-alike Pod for the ReplicaSet to adopt, an eviction), its ReplicaSet (scale, image,
+    delete), an autoscaler under another API version, and retiring the protecting item: each
+    refused, naming what it reaches. A node drain (who may cordon nodes) still evicts."""
+    kubectl("apply", "-f", "-", input=JANE_RBAC)
+    pod = wait_for(
+        lambda: next(iter(kubectl.json("get", "pods", "-n", NS, "-l", "app=web")["items"]), None),
+        what="a pod of web",
+    )
+    name = pod["metadata"]["name"]
+    replicaset = pod["metadata"]["ownerReferences"][0]["name"]
+    template_hash = pod["metadata"]["labels"]["pod-template-hash"]
+    reaches = "which reaches Deployment guarded/web"
+    _refused(
+        kubectl,
+        "set",
+        "image",
+        f"pod/{name}",
+        "app=evil:1",
+        "-n",
+        NS,
+        says=f"change Pod {name}, {reaches}",
+    )
+    look_alike = json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": "look-alike",
+                "namespace": NS,
+                "labels": {"app": "web", "pod-template-hash": template_hash},
+            },
+            "spec": {"containers": [{"name": "app", "image": "evil:1"}]},
+        }
+    )
+    _refused(
+        kubectl,
+        "create",
+        "-f",
+        "-",
+        stdin=look_alike,
+        says=f"create Pod look-alike, which ReplicaSet {replicaset} would adopt, {reaches}",
+    )
+    _refused(
+        kubectl,
+        "scale",
+        f"rs/{replicaset}",
+        "--replicas=0",
+        "-n",
+        NS,
+        says=f"scale ReplicaSet {replicaset}, {reaches}",
+    )
+    _refused(
+        kubectl,
+        "set",
+        "image",
+        f"rs/{replicaset}",
+        "app=evil:1",
+        "-n",
+        NS,
+        says=f"change ReplicaSet {replicaset}, {reaches}",
+    )
+    _refused(
+        kubectl,
+        "delete",
+        f"rs/{replicaset}",
+        "-n",
+        NS,
+        "--wait=false",
+        says=f"delete ReplicaSet {replicaset}, {reaches}",
+    )
+    eviction = json.dumps(
+        {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": name, "namespace": NS}}
+    )
+    path = f"/api/v1/namespaces/{NS}/pods/{name}/eviction"
+    _refused(
+        kubectl,
+        "create",
+        "--raw",
+        path,
+        "-f",
+        "-",
+        stdin=eviction,
+        says=f"evict Pod {name}, {reaches}",
+    )
+    sideways = f"""
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {{name: sideways, namespace: {NS}}}
+spec:
+  scaleTargetRef: {{apiVersion: apps/v2, kind: Deployment, name: web}}
+  minReplicas: 1
+  maxReplicas: 1
+"""
+    _refused(
+        kubectl,
+        "apply",
+        "-f",
+        "-",
+        stdin=sideways,
+        says=f"point HorizontalPodAutoscaler sideways at, {reaches}",
+    )
+    retire = '{"spec":{"lifecycle":"retired"}}'
+    _refused(
+        kubectl,
+        "patch",
+        "ci/web",
+        "-n",
+        NS,
+        "--type=merge",
+        "-p",
+        retire,
+        says="change ConfigurationItem guarded/web: it is protected",
+    )
+    labels = kubectl.json("get", "deployment", "web", "-n", NS)["metadata"]["labels"]
+    assert labels["opsledger.io/protected"] == "true"
+    assert kubectl.json("get", "rs", replicaset, "-n", NS)["spec"]["replicas"] == 1
+    # A node drain is not a namespace user's: the admin may cordon nodes, so the eviction is
+    # never sent to the guard (and never waits for the operator).
+    kubectl("create", "--raw", path, "-f", "-", input=eviction)
+
+
+def test_a_decoy_item_protecting_the_same_workload_opens_nothing(
+    kubectl: Kubectl, shop_with_web: None
+) -> None:
+    """A second, younger item claims web under a lenient service; an emergency change to the
+    decoy is in progress, yet the workload stays shut: the eldest protecting item decides."""
+    decoy = f"""
+apiVersion: opsledger.io/v1alpha1
+kind: ConfigurationItem
+metadata: {{name: decoy, namespace: {NS}}}
+spec:
+  service: shop
+  protected: true
+  source: {{apiVersion: apps/v1, kind: Deployment, name: web}}
+---
+apiVersion: opsledger.io/v1alpha1
+kind: Change
+metadata: {{name: via-decoy, namespace: {NS}}}
+spec:
+  type: emergency
+  summary: Change web through a decoy item
+  service: shop
+  targets: [decoy]
+"""
+    kubectl("apply", "-f", "-", input=decoy)
+
+    def running() -> bool:
+        obj = kubectl.json("get", "change", "via-decoy", "-n", NS)
+        return bool((obj.get("status") or {}).get("phase") == "InProgress")
+
+    wait_for(running, what="the emergency change on the decoy in progress")
+    refused = kubectl.run("set", "image", "deployment/web", "app=web:6.6", "-n", NS, check=False)
+    assert refused.returncode != 0
+    assert "ConfigurationItem web" in refused.stderr
+    assert "no approved Change targeting web that lets you in is in progress" in refused.stderr
+    assert _image(kubectl) != "web:6.6"
+    # The change to the decoy may remove the decoy, and then ends.
+    kubectl("delete", "ci/decoy", "-n", NS, "--wait=false")
+    kubectl(
+        "patch", "change", "via-decoy", "-n", NS, "--type=merge", "-p", '{"spec":{"done":true}}'
+    )
+
+
 def test_a_killed_operator_stops_only_protected_workloads(
     kubectl: Kubectl, operator: OperatorProcess, shop_with_web: None
 ) -> None:

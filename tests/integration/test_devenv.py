@@ -103,7 +103,7 @@ def test_prometheus_evaluates_the_rules_the_project_writes(devenv: DevEnvironmen
         check=False,
     )
     assert check.returncode == 0, check.stdout + check.stderr
-    assert "SUCCESS: 5 rules found" in check.stdout
+    assert "SUCCESS: 6 rules found" in check.stdout
     with urllib.request.urlopen(f"{devenv.url('prometheus')}/api/v1/rules", timeout=5) as r:
         groups = json.load(r)["data"]["groups"]
     [group] = [g for g in groups if g["name"] == "opsledger-operator"]
@@ -113,4 +113,5 @@ def test_prometheus_evaluates_the_rules_the_project_writes(devenv: DevEnvironmen
         "OpsLedgerErrorBudgetBurnPage",
         "OpsLedgerErrorBudgetBurnTicket",
         "OpsLedgerObjectNotReady",
+        "OpsLedgerChangeFreeze",
     }

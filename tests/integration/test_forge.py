@@ -93,11 +93,12 @@ def _approval_condition(kubectl: Kubectl, name: str) -> dict[str, Any]:
 
 
 def _waiting_for_approvals(kubectl: Kubectl, name: str, saying: str) -> dict[str, Any]:
-    def missing() -> dict[str, Any] | None:
+    def missing() -> dict[str, Any]:
         condition = _approval_condition(kubectl, name)
-        if condition["reason"] == "ApprovalsMissing" and saying in condition["message"]:
-            return condition
-        return None
+        # on a timeout, the last condition says where the approval stood
+        assert condition["reason"] == "ApprovalsMissing", condition
+        assert saying in condition["message"], condition
+        return condition
 
     result: dict[str, Any] = wait_for(missing, timeout=90, what=f"{name} merged, not approved")
     assert _get(kubectl, name)["status"]["phase"] == "PendingApproval"

@@ -101,7 +101,14 @@ app.kubernetes.io/part-of: opsledger
        configuration, servers/admission.py NOT_THE_CONTROL_PLANE). */}}
 {{- define "opsledger.notTheControlPlane" -}}
 name: not-the-control-plane
-expression: "!(request.userInfo.username.startsWith('system:serviceaccount:kube-system:') || request.userInfo.username.startsWith('system:kube-controller-manager') || request.userInfo.username.startsWith('system:kube-scheduler') || request.userInfo.username.startsWith('system:apiserver'))"
+expression: "!(request.userInfo.username in ['system:apiserver', 'system:kube-controller-manager', 'system:kube-scheduler'] || request.userInfo.username.startsWith('system:serviceaccount:kube-system:') || request.userInfo.username.startsWith('system:node:'))"
+{{- end }}
+
+{{- /* Evictions by whoever may cordon nodes are never sent to the guard (servers/admission.py
+       NOT_A_DRAIN). */}}
+{{- define "opsledger.notADrain" -}}
+name: not-a-node-drain
+expression: "!has(request.subResource) || request.subResource != 'eviction' || !authorizer.group('').resource('nodes').check('update').allowed()"
 {{- end }}
 
 {{- define "opsledger.guardLabelRules" -}}

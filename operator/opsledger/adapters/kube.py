@@ -369,6 +369,11 @@ class Kube:
         status: dict[str, Any] = found.to_dict().get("status") or {}
         return status
 
+    def list_namespaced(self, api_version: str, kind: str, namespace: str) -> list[dict[str, Any]]:
+        """Every object of a kind in a namespace."""
+        listed = self._resource(api_version, kind).get(namespace=namespace)
+        return [o.to_dict() for o in listed.items]
+
     def labelled(self, api_version: str, kind: str, selector: str) -> list[dict[str, Any]]:
         """Every object of a kind whose labels match `selector`, across the cluster."""
         listed = self._resource(api_version, kind).get(label_selector=selector)
@@ -387,7 +392,9 @@ class Kube:
         self, configuration: str, webhook: str, condition: Mapping[str, str]
     ) -> bool:
         """Replace the match condition of that name on one webhook of a
-        ValidatingWebhookConfiguration; False when the configuration or webhook is not there."""
+        ValidatingWebhookConfiguration (written only when it differs, so it is asked of the
+        configuration as it is: a `helm upgrade` that put the chart's back is noticed); False
+        when the configuration or webhook is not there."""
         resource = self._resource(
             "admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration"
         )
@@ -397,9 +404,10 @@ class Kube:
             return False
         for hook in body.get("webhooks") or []:
             if hook.get("name") == webhook:
-                others = [
-                    c for c in hook.get("matchConditions") or [] if c["name"] != condition["name"]
-                ]
+                current = hook.get("matchConditions") or []
+                if dict(condition) in current:
+                    return True
+                others = [c for c in current if c["name"] != condition["name"]]
                 hook["matchConditions"] = [*others, dict(condition)]
                 resource.replace(body=body, name=configuration)
                 return True

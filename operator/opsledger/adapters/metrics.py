@@ -31,6 +31,7 @@ class Metrics:
             "opsledger_build", "Version of the running operator.", registry=self.registry
         )
         self.build_info.info({"version": __version__})
+        self._frozen: set[tuple[str, str]] = set()
         self.reconciliations = Counter(
             "opsledger_reconciliations",
             "Reconciliations of OpsLedger objects, by kind and outcome.",
@@ -46,6 +47,13 @@ class Metrics:
         self.leader = Gauge(
             "opsledger_leader",
             "1 while this replica leads (runs the loops and carries out changes), 0 standing by.",
+            registry=self.registry,
+        )
+        self.freeze_active = Gauge(
+            "opsledger_change_freeze_active",
+            "1 while a freeze, blackout or shared-calendar event of the service holds changes "
+            "(alert OpsLedgerChangeFreeze: kured and other Prometheus-gated tools hold off).",
+            ["namespace", "service"],
             registry=self.registry,
         )
         self.health_evaluated = Gauge(
@@ -216,6 +224,15 @@ class Metrics:
 
     def serve(self, address: str, port: int) -> None:
         start_http_server(port, addr=address, registry=self.registry)
+
+    def set_freezes(self, active: dict[tuple[str, str], bool]) -> None:
+        """Whether each (namespace, service) is held now; services no longer there are dropped."""
+        for labels in list(self._frozen - set(active)):
+            with contextlib.suppress(KeyError):
+                self.freeze_active.remove(*labels)
+        for (namespace, service), held in active.items():
+            self.freeze_active.labels(namespace, service).set(1 if held else 0)
+        self._frozen = set(active)
 
     def forget(self, kind: str, namespace: str, name: str) -> None:
         with contextlib.suppress(KeyError):

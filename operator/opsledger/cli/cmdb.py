@@ -39,6 +39,7 @@ def _validate(args: argparse.Namespace) -> int:
     files = sorted((root / "clusters").rglob("*.yaml")) if (root / "clusters").is_dir() else []
     files += sorted((root / "standard-changes").glob("*.yaml"))
     files += [root / "approval-policy.yaml"] if (root / "approval-policy.yaml").is_file() else []
+    files += sorted((root / "calendars").glob("*.ics"))
     problems = validate_tree(
         (p.relative_to(root).as_posix(), p.read_text(errors="replace")) for p in files
     )

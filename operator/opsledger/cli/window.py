@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from opsledger.cli.common import moment, one_manifest, print_json, validated
@@ -18,23 +18,43 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     window.add_argument("file", type=Path, help="a ServiceLevel manifest (YAML)")
     window.add_argument("--at", help="the moment to ask about (RFC 3339; default: now)")
     window.add_argument("--emergency", action="store_true", help="answer for an emergency change")
+    window.add_argument(
+        "--calendars",
+        type=Path,
+        help="the calendars/ folder of a CMDB checkout, for the ServiceLevel's shared calendars",
+    )
     window.add_argument("-o", "--output", choices=["text", "json"], default="text")
     window.set_defaults(func=_window)
 
 
 def _window(args: argparse.Namespace) -> int:
+    from opsledger.domain.calendars import CalendarError, parse  # noqa: PLC0415
     from opsledger.domain.times import rfc3339  # noqa: PLC0415
-    from opsledger.domain.windows import decide  # noqa: PLC0415
+    from opsledger.domain.windows import HORIZON, decide  # noqa: PLC0415
     from opsledger.models.servicelevel import ServiceLevelSpec  # noqa: PLC0415
 
     manifest = one_manifest(args.file, "ServiceLevel")
     spec = validated(ServiceLevelSpec, manifest, args.file)
     at = moment(args.at) if args.at else datetime.now(UTC)
+    holds = []
+    for ref in spec.calendars:
+        if args.calendars is None:
+            raise SystemExit(
+                f"{args.file}: the ServiceLevel names calendar {ref.name}: pass --calendars "
+                "with the calendars/ folder of a CMDB checkout"
+            )
+        path = args.calendars / f"{ref.name}.ics"
+        try:
+            calendar = parse(ref.name, path.read_text(), ref.time_zone)
+        except (OSError, CalendarError) as exc:
+            raise SystemExit(f"{path}: {exc}") from exc
+        holds += calendar.holds(at - timedelta(days=1), at + HORIZON + timedelta(days=1))
     decision = decide(
         at,
         windows=spec.maintenance_windows,
         freezes=spec.freezes,
         blackouts=spec.blackouts,
+        holds=holds,
         emergency=args.emergency,
     )
     if args.output == "json":

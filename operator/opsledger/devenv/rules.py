@@ -76,6 +76,23 @@ def operator_rules(job: str = "opsledger") -> dict[str, Any]:
                             ),
                         },
                     },
+                    {
+                        # kured (--prometheus-url) holds reboots while any alert fires: so do
+                        # other Prometheus-gated tools, during a service's freezes.
+                        "alert": "OpsLedgerChangeFreeze",
+                        "expr": "max by (namespace, service) (opsledger_change_freeze_active) == 1",
+                        "labels": {"severity": "info"},
+                        "annotations": {
+                            "summary": (
+                                "{{ $labels.service }} in {{ $labels.namespace }} is frozen: no "
+                                "changes, reboots or deployments."
+                            ),
+                            "description": (
+                                "opsledger window answers why and until when (a freeze, a "
+                                "blackout or a shared-calendar event)."
+                            ),
+                        },
+                    },
                 ],
             }
         ]

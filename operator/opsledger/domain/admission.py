@@ -25,13 +25,13 @@ from opsledger.domain.windows import Interval
 # PROTECTED_BY is set beside the label when the operator put it there (for an item with
 # spec.protected): the operator takes its own label off again when the item stops protecting it.
 EXEMPT_NAMESPACES = frozenset({"kube-system"})
-# Users of the control plane itself: controllers that scale, roll out and garbage-collect.
-EXEMPT_USER_PREFIXES = (
-    "system:serviceaccount:kube-system:",
-    "system:kube-controller-manager",
-    "system:kube-scheduler",
-    "system:apiserver",
+# Users of the control plane itself: controllers that scale, roll out and garbage-collect, the
+# kubelets that finish deleting the pods of their node (NodeRestriction keeps each to its own),
+# and kube-system's service accounts. Names, exactly; prefixes ending in a colon.
+EXEMPT_USERS = frozenset(
+    {"system:kube-controller-manager", "system:kube-scheduler", "system:apiserver"}
 )
+EXEMPT_USER_PREFIXES = ("system:serviceaccount:kube-system:", "system:node:")
 # Top-level fields that do not change what a workload runs.
 NOT_WORKLOAD = frozenset({"metadata", "status", "apiVersion", "kind"})
 # Metadata that does change a workload's fate: an owner whose deletion takes it along (the
@@ -64,6 +64,7 @@ class Guardian:
     protected: bool
     service: str | None = None
     criticality: str | None = None
+    created: str = ""  # creationTimestamp: the eldest protecting item is the authority
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,7 @@ def exempt(review: Review, operator: str | None) -> str | None:
     reasons = (
         (review.namespace in EXEMPT_NAMESPACES, f"namespace {review.namespace} is not guarded"),
         (bool(operator) and review.username == operator, "the operator's own request"),
-        (review.username.startswith(EXEMPT_USER_PREFIXES), "a control-plane component"),
+        (control_plane(review.username), "a control-plane component"),
         (review.subresource == "status", "a status update"),
         (review.operation == "CONNECT" and review.through is None, "not a change to the object"),
         (
@@ -129,6 +130,16 @@ def exempt(review: Review, operator: str | None) -> str | None:
         ),
     )
     return next((why for applies, why in reasons if applies), None)
+
+
+def control_plane(username: str) -> bool:
+    """Whether `username` is a component of the control plane (or a node's kubelet)."""
+    return username in EXEMPT_USERS or username.startswith(EXEMPT_USER_PREFIXES)
+
+
+def metadata_only(review: Review) -> bool:
+    """Whether an UPDATE leaves what the object runs and its fate as they were."""
+    return review.operation == "UPDATE" and _metadata_only(review)
 
 
 def _metadata_only(review: Review) -> bool:
@@ -157,6 +168,31 @@ def _labels(obj: Mapping[str, Any] | None) -> Mapping[str, str]:
     return ((obj or {}).get("metadata") or {}).get("labels") or {}
 
 
+def selects(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    """Whether a label selector (matchLabels, matchExpressions) selects these labels; an empty
+    selector selects nothing (as a workload's would not be accepted)."""
+    match = selector.get("matchLabels") or {}
+    expressions = selector.get("matchExpressions") or []
+    if not match and not expressions:
+        return False
+    if any(labels.get(k) != v for k, v in match.items()):
+        return False
+    return all(_holds(e, labels) for e in expressions)
+
+
+def _holds(expression: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    key, operator = expression.get("key"), expression.get("operator")
+    values = set(expression.get("values") or ())
+    present = key in labels
+    value = labels.get(str(key))
+    return {
+        "In": present and value in values,
+        "NotIn": not (present and value in values),
+        "Exists": present,
+        "DoesNotExist": not present,
+    }.get(str(operator), False)
+
+
 def labelled(review: Review) -> bool:
     """Whether the object (before or after the request, or its parent) carries the label."""
     return any(
@@ -170,12 +206,16 @@ def judge(review: Review, facts: Facts) -> Verdict:
     why = exempt(review, facts.operator)
     if why is not None:
         return Verdict(True, why)
-    protectors = [g for g in facts.guardians if g.protected]
+    protectors = sorted((g for g in facts.guardians if g.protected), key=_seniority)
     if not protectors and not labelled(review):
         return Verdict(True, "not protected")
-    # Only a change targeting a protecting item opens the workload: an unprotected item that
-    # follows the same workload (anyone may create one) is a decoy, not an authority.
-    names = {g.name for g in protectors} or {review.name}
+    # Only a change targeting the protecting item opens the workload: the eldest protected item
+    # that follows it (as the item's DuplicateSource condition says). Anyone may create another
+    # item following the same workload, protected or not, with a more lenient service or owner:
+    # a decoy, not an authority. A workload protected by its label alone is opened by changes
+    # to the item its opsledger.io/protected-by annotation names (the guard keeps both), or by
+    # none.
+    names = {protectors[0].name} if protectors else set(_named_by(review))
     busy = ""
     for change in facts.changes:
         if not names.intersection(change.targets):
@@ -189,6 +229,19 @@ def judge(review: Review, facts: Facts) -> Verdict:
         )
     guardian = protectors[0] if protectors else (facts.guardians[0] if facts.guardians else None)
     return Verdict(False, "", guardian, busy)
+
+
+def _seniority(guardian: Guardian) -> tuple[str, str]:
+    return guardian.created, guardian.name
+
+
+def _named_by(review: Review) -> list[str]:
+    """The item a labelled workload's protected-by annotation names (before the request)."""
+    for obj in (review.old, review.parent, review.new):
+        named = (((obj or {}).get("metadata") or {}).get("annotations") or {}).get(PROTECTED_BY)
+        if named:
+            return [str(named)]
+    return []
 
 
 def denial(
@@ -211,7 +264,14 @@ def denial(
         target = guardian.name
     else:
         why = f"it is labelled {PROTECTED_LABEL}=true"
-        target = review.name
+        named = _named_by(review)
+        if not named:
+            why += (
+                f" and names no ConfigurationItem to change it by (annotation {PROTECTED_BY}); "
+                "make a ConfigurationItem with spec.protected: true follow it, or have the "
+                "annotation set"
+            )
+        target = named[0] if named else "<item>"
     verb = {"CREATE": "create", "DELETE": "delete"}.get(review.operation, "change")
     action = f"{review.through}, which reaches {what}" if review.through else f"{verb} {what}"
     parts = [

@@ -115,6 +115,7 @@ class ReadBack:
 class PlanResult:
     applied: int  # the plan steps applied in all
     error: str | None = None  # the API server's refusal
+    waiting: str | None = None  # why the remaining steps wait (the window closed)
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from opsledger.domain.change_facts import (
     need,
     stay,
 )
-from opsledger.domain.change_gates import StartFacts, evaluate, health_condition
+from opsledger.domain.change_gates import WINDOW_OPEN, StartFacts, evaluate, health_condition
 from opsledger.domain.changes import Health
 from opsledger.domain.conditions import READY
 from opsledger.domain.durations import go_duration
@@ -225,7 +225,7 @@ def service_level(level: Mapping[str, Any] | None) -> ServiceLevelSpec | None:
 def start(f: Facts) -> Move:
     """A scheduled change starts once every start gate lets it go, its prior state captured."""
     level = service_level(f.level)
-    decision = changes.change_window(f.now, f.spec, level) if level is not None else None
+    decision = changes.window_for(f.now, f.spec, f.level) if f.level is not None else None
     status: dict[str, Any] = {}
     if decision is not None:
         nxt = decision.next
@@ -334,6 +334,11 @@ def carry_out(f: Facts) -> Move:
                 why=f"applying the plan failed: {f.plan.error}",
             )
         execution["appliedSteps"] = f.plan.applied
+        if f.plan.waiting is not None:  # started inside the window: no new step outside it
+            closed = ConditionUpdate(
+                WINDOW_OPEN, ConditionStatus.FALSE, "WindowClosed", f.plan.waiting
+            )
+            return stay(closed, status={"execution": execution})
         rule = Rule.PLAN_APPLIED
     elif permit_finished(f.spec, f.window, f.now):
         rule = Rule.PERMIT_FINISHED

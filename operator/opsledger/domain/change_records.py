@@ -15,7 +15,6 @@ from opsledger.domain.redaction import Redactor
 from opsledger.domain.times import rfc3339
 from opsledger.models.change import ChangePhase, ChangeSpec
 from opsledger.models.records import ChangeRecord, RecordMetadata
-from opsledger.models.servicelevel import ServiceLevelSpec
 
 
 def change_record(
@@ -61,10 +60,9 @@ def next_window(now: datetime, spec: ChangeSpec, level: Mapping[str, Any] | None
     if level is None:
         return f"unknown: no ServiceLevel for service {spec.service}"
     try:
-        sl = ServiceLevelSpec.model_validate(level.get("spec") or {})
+        decision = changes.window_for(now, spec, level)
     except ValidationError:
         return "unknown: the service's ServiceLevel is invalid"
-    decision = changes.change_window(now, spec, sl)
     if decision.next is None:
         return f"none: {decision.reason}"
     return f"{rfc3339(decision.next.start)} to {rfc3339(decision.next.end)}"

@@ -13,7 +13,7 @@ import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -22,7 +22,7 @@ import yaml
 from opsledger.domain.conditions import find, parse_conditions
 from opsledger.domain.impact import ImpactGraph
 from opsledger.domain.promql import embedded
-from opsledger.domain.windows import Decision, decide
+from opsledger.domain.windows import Decision, Hold, decide
 from opsledger.models.change import ChangePhase, ChangeSpec, ChangeType, HealthCheck
 from opsledger.models.common import ConditionStatus
 from opsledger.models.servicelevel import ServiceLevelSpec
@@ -53,21 +53,79 @@ def spec_hash(spec: ChangeSpec) -> str:
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def change_window(at: datetime, spec: ChangeSpec, level: ServiceLevelSpec) -> Decision:
+def change_window(
+    at: datetime,
+    spec: ChangeSpec,
+    level: ServiceLevelSpec,
+    others: Sequence[tuple[str, ServiceLevelSpec]] = (),
+    calendar: Sequence[Hold] = (),
+) -> Decision:
     """May this change start at `at` under its service's change calendar (windows, blackouts,
     freezes; its approved freeze exception), narrowed by its own schedule (emergency changes skip
-    the calendar), and the window it runs in or waits for."""
+    the calendar), and the window it runs in or waits for.
+
+    `others` are the ServiceLevels of the other services its target items belong to: their
+    freezes and blackouts hold the change too (naming a service with an open window does not
+    step around the targets' freeze); their windows do not narrow it further. `calendar` are the
+    events of the shared calendars all of these services name."""
     schedule = spec.schedule
+    holds = [
+        Hold(_utc(f.start), _utc(f.end), "freeze", f"service {service}: {f.reason}")
+        for service, other in others
+        if service != spec.service
+        for f in other.freezes
+    ]
+    blackouts = [*level.blackouts]
+    blackouts += [
+        b.model_copy(update={"reason": f"service {service}: {b.reason}"})
+        for service, other in others
+        if service != spec.service
+        for b in other.blackouts
+    ]
     return decide(
         at,
         windows=level.maintenance_windows,
         freezes=level.freezes,
-        blackouts=level.blackouts,
+        blackouts=blackouts,
+        holds=[*holds, *calendar],
         exception=spec.freeze_exception,
         not_before=schedule.not_before if schedule else None,
         not_after=schedule.not_after if schedule else None,
         emergency=spec.type == ChangeType.EMERGENCY,
     )
+
+
+OTHERS = "otherServiceLevels"  # the key a change's level mapping carries its targets' levels on
+CALENDAR = "calendarHolds"  # ... and the events of the shared calendars of all those services
+
+
+def window_for(at: datetime, spec: ChangeSpec, level: Mapping[str, Any]) -> Decision:
+    """change_window for a change's level mapping (the ServiceLevel's spec and status, with
+    what the service layer attached: the targets' levels and the calendars' events); a
+    ValidationError when the ServiceLevel is invalid."""
+    return change_window(
+        at,
+        spec,
+        ServiceLevelSpec.model_validate(level.get("spec") or {}),
+        other_levels(level),
+        level.get(CALENDAR) or (),
+    )
+
+
+def other_levels(level: Mapping[str, Any] | None) -> list[tuple[str, ServiceLevelSpec]]:
+    """The target services' ServiceLevels a change's level mapping carries (invalid ones left
+    out: their own status says why)."""
+    found = []
+    for service, other in ((level or {}).get(OTHERS) or {}).items():
+        try:
+            found.append((str(service), ServiceLevelSpec.model_validate(other.get("spec") or {})))
+        except ValueError:
+            continue
+    return found
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def proposal_branch(cluster: str, namespace: str, name: str) -> str:

@@ -12,6 +12,7 @@ import yaml
 from pydantic import ValidationError
 
 from opsledger.domain.approval_policy import PolicyError, parse_policy
+from opsledger.domain.calendars import CALENDAR_DIR, CalendarError, parse
 from opsledger.domain.standard_changes import TemplateError, parse_template
 from opsledger.domain.validation import describe
 from opsledger.models.policy import POLICY_FILE
@@ -69,13 +70,29 @@ def validate_policy(path: str, text: str) -> list[Problem]:
     return []
 
 
+def validate_calendar(path: str, text: str) -> list[Problem]:
+    """Problems with a shared calendar (calendars/<name>.ics): unreadable, an event without an
+    end or repeating more often than daily, too many occurrences in the coming year."""
+    name = path.removeprefix(f"{CALENDAR_DIR}/").removesuffix(".ics")
+    if not path.endswith(".ics") or "/" in name:
+        return [Problem(path, f"a calendar is {CALENDAR_DIR}/<name>.ics")]
+    try:
+        parse(name, text)
+    except CalendarError as exc:
+        return [Problem(path, str(exc).removeprefix(f"{path}: "))]
+    return []
+
+
 def validate_tree(files: Iterator[tuple[str, str]]) -> list[Problem]:
     """Problems across (path, text) pairs of every record file in a checkout, and of the policy
-    files (approval-policy.yaml, standard-changes/*.yaml) among them."""
+    files (approval-policy.yaml, standard-changes/*.yaml) and calendars (calendars/*.ics)
+    among them."""
     problems: list[Problem] = []
     for path, text in files:
         if path == POLICY_FILE or path.startswith("standard-changes/"):
             problems += validate_policy(path, text)
+        elif path.startswith(f"{CALENDAR_DIR}/"):
+            problems += validate_calendar(path, text)
         else:
             problems += validate_record(path, text)
     return problems

@@ -27,6 +27,7 @@ from opsledger.domain.times import parse_time
 CHANGE_PLANS = "change_plans"  # namespace → (name, targets, start, end, phase, finished at)
 SERVICE_LEVELS = "change_service_levels"  # (namespace, service) → the ServiceLevel's spec, status
 CRITICALITY = "change_item_criticality"  # "namespace/name" → the item's criticality
+ITEM_SERVICES = "change_item_services"  # "namespace/name" → the item's service
 TARGETS = "incident_targets"  # (namespace, service) → the ServiceLevel's incidentTargets
 FACTS = "incident_facts"  # namespace → what correlation needs of each incident there
 BY_SOURCE = "ci_by_source"  # source key → (created, namespace, name) of the CIs claiming it
@@ -84,6 +85,11 @@ def change_plan(obj: Mapping[str, Any]) -> Entries:
 def criticality(obj: Mapping[str, Any]) -> Entries:
     namespace, name, spec, _ = _parts(obj)
     return {f"{namespace}/{name}": str(spec.get("criticality") or "medium")}
+
+
+def item_service(obj: Mapping[str, Any]) -> Entries:
+    namespace, name, spec, _ = _parts(obj)
+    return {f"{namespace}/{name}": str(spec["service"])} if spec.get("service") else {}
 
 
 def incident_fact(obj: Mapping[str, Any]) -> Entries:
@@ -198,6 +204,7 @@ INDEXERS: dict[str, dict[str, Indexer]] = {
     "incidents": {FACTS: incident_fact},
     "configurationitems": {
         CRITICALITY: criticality,
+        ITEM_SERVICES: item_service,
         BY_SOURCE: claimed_source,
         POD_LABELS: pod_labels,
         RELATIONS: relations,

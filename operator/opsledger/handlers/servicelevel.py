@@ -11,11 +11,12 @@ import kopf
 
 from opsledger.handlers.common import every, in_background, register_spec_reconciler
 from opsledger.models import SERVICE_LEVEL
-from opsledger.services import freezes, servicelevel, servicelevel_rules
+from opsledger.services import calendars, freezes, servicelevel, servicelevel_rules
 from opsledger.services.context import Context
 
 log = logging.getLogger("opsledger")
 FREEZE_INTERVAL = 5.0  # seconds between looks at which CronJobs a freeze covers
+CALENDAR_INTERVAL = 10.0  # seconds between reads of the shared calendars
 
 
 def register(registry: kopf.OperatorRegistry) -> None:
@@ -43,5 +44,14 @@ def register(registry: kopf.OperatorRegistry) -> None:
             "suspending CronJobs for freezes",
             lambda: freezes.keep_cronjobs(ctx),
             when=lambda: ctx.leading,
+        ),
+    )
+    # Every replica reads the shared calendars (the webhook's denials need them too) and says
+    # which services are held (opsledger_change_freeze_active).
+    in_background(
+        registry,
+        "calendars",
+        lambda ctx: every(
+            CALENDAR_INTERVAL, "reading the shared calendars", lambda: calendars.keep(ctx)
         ),
     )

@@ -157,6 +157,28 @@ class Blackout(_Recurring):
     )
 
 
+class CalendarReference(CamelModel):
+    """A shared calendar of the CMDB repository, `calendars/<name>.ics` (iCalendar, RFC 5545, as
+    Outlook and Google Calendar export it): every event is a freeze."""
+
+    name: str = Field(
+        description="The file's name in calendars/ without .ics, e.g. public-holidays-de.",
+        pattern=r"^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$",
+        min_length=1,
+        max_length=128,
+    )
+    time_zone: str = Field(
+        default="UTC",
+        description="The zone all-day and floating events are read in, e.g. Europe/Berlin.",
+        max_length=64,
+    )
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        return known_zone(value)
+
+
 class Freeze(CamelModel):
     """A period in which no normal or standard change may start."""
 
@@ -243,6 +265,13 @@ class ServiceLevelSpec(CamelModel):
         description="Recurring periods in which changes are held (emergency changes excepted); "
         "a blackout wins over a maintenance window.",
         max_length=32,
+    )
+    calendars: list[CalendarReference] = Field(
+        default_factory=list,
+        description="Shared calendars (calendars/<name>.ics in the CMDB repository) whose events "
+        "are freezes, e.g. public holidays.",
+        max_length=16,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
     error_budget_policy: ErrorBudgetPolicy | None = Field(
         default=None, description="How the error budget gates changes."

@@ -81,9 +81,27 @@ NOT_THE_CONTROL_PLANE = {
     "name": "not-the-control-plane",
     "expression": "!("
     + " || ".join(
-        f"request.userInfo.username.startsWith('{p}')" for p in admission.EXEMPT_USER_PREFIXES
+        [
+            "request.userInfo.username in ["
+            + ", ".join(f"'{u}'" for u in sorted(admission.EXEMPT_USERS))
+            + "]",
+            *(
+                f"request.userInfo.username.startsWith('{p}')"
+                for p in admission.EXEMPT_USER_PREFIXES
+            ),
+        ]
     )
     + ")",
+}
+
+
+# Evictions by whoever may cordon nodes (a drain, the cluster autoscaler) are never sent to the
+# guard: a node drain must not wait for, or on, the operator. A namespace user's eviction is
+# judged like a deletion.
+NOT_A_DRAIN = {
+    "name": "not-a-node-drain",
+    "expression": "!has(request.subResource) || request.subResource != 'eviction' || "
+    "!authorizer.group('').resource('nodes').check('update').allowed()",
 }
 
 
@@ -101,8 +119,9 @@ def webhook_configuration(
       `opsledger.io/protected=true` (an objectSelector; the operator keeps the label on the
       sources of protected items, and refuses its removal outside a change);
     - `guard-subresources.opsledger.io`: what carries no labels of the workload it reaches
-      (scale, a Pod's exec, attach, ephemeral containers and deletion, autoscalers), only from
-      namespaces holding protected objects (a match condition the operator keeps up to date).
+      (scale; its ReplicaSets and Jobs; its Pods created, changed, deleted, evicted, exec'd or
+      attached into, given debug containers; autoscalers), only from namespaces holding
+      protected objects (a match condition the operator keeps up to date).
     """
     common = _common(settings)
     ca = base64.b64encode(ca_bundle).decode()
@@ -145,13 +164,18 @@ def webhook_configuration(
                 "clientConfig": {"url": f"{base_url}/guard", "caBundle": ca},
                 "rules": [
                     rule("apps", "v1", scalable, "UPDATE"),
-                    rule("", "v1", ["pods"], "DELETE"),
+                    # a protected workload's own ReplicaSets and Jobs, which carry no label
+                    rule("apps", "v1", ["replicasets"], "CREATE", "UPDATE", "DELETE"),
+                    rule("batch", "v1", ["jobs"], "CREATE", "UPDATE", "DELETE"),
+                    rule("", "v1", ["pods"], "CREATE", "UPDATE", "DELETE"),
                     rule("", "v1", ["pods/attach", "pods/exec"], "CONNECT"),
                     rule("", "v1", ["pods/ephemeralcontainers"], "UPDATE"),
+                    rule("", "v1", ["pods/eviction"], "CREATE"),
                     rule("autoscaling", "v2", ["horizontalpodautoscalers"], "CREATE", "UPDATE"),
                 ],
                 "matchConditions": [
                     NOT_THE_CONTROL_PLANE,
+                    NOT_A_DRAIN,
                     admission.namespaces_condition(namespaces),
                 ],
                 **common,

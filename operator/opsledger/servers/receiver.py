@@ -5,6 +5,9 @@ alert resolves it; `services.alerts` does both. Requests must carry the bearer t
 OPSLEDGER_RECEIVER_TOKEN_FILE. A body that is not a notification gets 400 and a log line; a
 failure to reach the API server gets 500, so Alertmanager retries and nothing is lost. `serve`
 is called by a Kopf startup handler in `handlers/servers.py`.
+
+The same port answers `GET /v1/window?namespace=&service=`, the change calendar's answer for a CI
+pipeline (no token: it says what `opsledger_change_freeze_active` on /metrics says, and why).
 """
 
 from __future__ import annotations
@@ -20,12 +23,13 @@ from pydantic import ValidationError
 
 from opsledger.domain.validation import describe
 from opsledger.models.alertmanager import Notification
-from opsledger.services import alerts
+from opsledger.services import alerts, calendars
 from opsledger.services.context import Context
 
 log = logging.getLogger("opsledger.receiver")
 
 PATH = "/alertmanager"
+WINDOW_PATH = "/v1/window"
 
 
 class Receiver:
@@ -75,6 +79,19 @@ class Receiver:
         return web.json_response({"incidents": results})
 
 
+async def window(ctx: Context, request: web.Request) -> web.Response:
+    """GET /v1/window?namespace=&service=[&at=]: may a change of that service start now (or at
+    `at`)? The JSON `opsledger window -o json` prints, for a pipeline step that asks before it
+    deploys (exit on `allowed`)."""
+    answer, status = calendars.window_answer(
+        ctx,
+        namespace=request.query.get("namespace", ""),
+        service=request.query.get("service", ""),
+        at=request.query.get("at"),
+    )
+    return web.json_response(answer, status=status)
+
+
 async def serve(ctx: Context, stack: contextlib.AsyncExitStack) -> str | None:
     """Start the receiver; `stack` stops it. Returns why it cannot start when trying again
     would not help (no token, the port taken)."""
@@ -87,6 +104,7 @@ async def serve(ctx: Context, stack: contextlib.AsyncExitStack) -> str | None:
     receiver = Receiver(ctx, token)
     app = web.Application(client_max_size=16 * 1024 * 1024)
     app.router.add_post(PATH, receiver.alertmanager)
+    app.router.add_get(WINDOW_PATH, lambda request: window(ctx, request))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:

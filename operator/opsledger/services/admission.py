@@ -32,6 +32,7 @@ from opsledger.models.change import ChangeSpec
 from opsledger.models.configitem import ConfigurationItemSpec
 from opsledger.models.incident import IncidentSpec
 from opsledger.models.servicelevel import ServiceLevelSpec
+from opsledger.services import calendars
 from opsledger.services.context import Context
 
 # What the guard protects, by resource: (API group, kind).
@@ -48,8 +49,20 @@ ITEM_KIND = "ConfigurationItem"
 # Resources that reach a workload through another object: its Pods (deleted, exec'd into,
 # attached to, given a debug container) and the autoscalers that scale it.
 REACHING = ("pods", "horizontalpodautoscalers")
+# Workloads that may belong to a protected one above them (a Deployment's ReplicaSets, a
+# CronJob's Jobs): creating, changing or deleting one reaches its owner.
+OWNED = frozenset({"replicasets", "jobs"})
+# What may adopt a Pod created with its labels (a ReplicaSet adopts an orphan it selects).
+ADOPTERS = (
+    ("apps/v1", "ReplicaSet"),
+    ("apps/v1", "StatefulSet"),
+    ("apps/v1", "DaemonSet"),
+    ("batch/v1", "Job"),
+)
 _POD_ACTIONS = {
     (None, "DELETE"): "delete",
+    (None, "UPDATE"): "change",
+    ("eviction", "CREATE"): "evict",
     ("exec", "CONNECT"): "exec into",
     ("attach", "CONNECT"): "attach to",
     ("ephemeralcontainers", "UPDATE"): "add a debug container to",
@@ -121,8 +134,13 @@ async def guard(ctx: Context, operator: str | None, request: Mapping[str, Any]) 
     )
     if admission.exempt(base, operator) is not None:
         return True, ""
+    if plural == "pods" and base.subresource == "eviction" and await _drains(ctx, request):
+        return True, "an eviction by someone who may drain nodes"
     if plural in WORKLOADS:
-        subjects = [(base, f"{resource.get('group')}/{resource.get('version')}")]
+        api_version = f"{resource.get('group')}/{resource.get('version')}"
+        subjects = [(base, api_version)]
+        if plural in OWNED:
+            subjects += await asyncio.to_thread(_owned, ctx, api_version, base)
     else:
         subjects = await asyncio.to_thread(_reached, ctx, plural, base)
     for review, api_version in subjects:
@@ -150,11 +168,13 @@ async def _judged(
         except ValidationError:
             sl = None
         if sl is not None:
+            now = ctx.clock()
             decision = decide(
-                ctx.clock(),
+                now,
                 windows=sl.maintenance_windows,
                 freezes=sl.freezes,
                 blackouts=sl.blackouts,
+                holds=calendars.holds(ctx, [c.name for c in sl.calendars], now),
             )
             window, reason = decision.next, decision.reason
     return False, admission.denial(
@@ -162,24 +182,47 @@ async def _judged(
     )
 
 
+async def _drains(ctx: Context, request: Mapping[str, Any]) -> bool:
+    """Whether the requester may cordon nodes (update them): who drains nodes, whose evictions
+    the cluster needs (a namespace user's eviction is judged like a deletion)."""
+    assert ctx.kube is not None
+    allowed, _ = await asyncio.to_thread(
+        ctx.kube.may,
+        request.get("userInfo") or {},
+        namespace="",
+        verb="update",
+        group="",
+        resource="nodes",
+    )
+    return allowed
+
+
+def _owned(ctx: Context, api_version: str, base: Review) -> list[tuple[Review, str]]:
+    """The protected workload a ReplicaSet or Job belongs to, reached by this request."""
+    assert ctx.kube is not None
+    if admission.metadata_only(base):
+        return []
+    obj = base.old if base.operation == "DELETE" else base.new
+    if base.subresource == "scale" or obj is None:
+        obj = ctx.kube.get(api_version, base.kind, base.name, base.namespace)
+    if obj is None:
+        return []
+    owner = _top_owner(ctx, obj, base.namespace)
+    if owner is None:
+        return []
+    verb = {"CREATE": "create", "DELETE": "delete"}.get(base.operation, "change")
+    if base.subresource == "scale":
+        verb = "scale"
+    name = base.name or str((obj.get("metadata") or {}).get("generateName") or "")
+    return [_reaching(base, owner[0], owner[1], f"{verb} {base.kind} {name}")]
+
+
 def _reached(ctx: Context, plural: str, base: Review) -> list[tuple[Review, str]]:
     """The workloads a request on a Pod or an autoscaler reaches, as reviews of them."""
     kube = ctx.kube
     assert kube is not None
     if plural == "pods":
-        action = _POD_ACTIONS.get((base.subresource, base.operation))
-        if action is None:
-            return []
-        pod = base.old if base.operation == "DELETE" else None
-        if pod is None:
-            pod = kube.get("v1", "Pod", base.name, base.namespace)
-        if pod is None:
-            return []
-        owner = _top_owner(ctx, pod, base.namespace)
-        if owner is None:
-            return []
-        api_version, workload = owner
-        return [_reaching(base, api_version, workload, f"{action} Pod {base.name}")]
+        return _pod_reached(ctx, base)
     # An autoscaler: the workload it scales, before and after the request.
     found = []
     for hpa in (base.new, base.old):
@@ -190,14 +233,60 @@ def _reached(ctx: Context, plural: str, base: Review) -> list[tuple[Review, str]
             "spec"
         ):
             return []  # metadata only
-        api_version = str(ref.get("apiVersion") or "apps/v1")
-        try:
-            scaled = kube.get(api_version, str(ref["kind"]), str(ref["name"]), base.namespace)
-        except LookupError:
+        # The autoscaler's controller goes by group and kind alone, whatever the version says
+        # ("apps/v2" scales apps/v1 Deployments): so does the guard.
+        group = api_group(str(ref.get("apiVersion") or "apps/v1"))
+        if (group, ref.get("kind")) not in _KINDS:
             continue
+        api_version = f"{group}/v1"
+        scaled = kube.get(api_version, str(ref["kind"]), str(ref["name"]), base.namespace)
         if scaled is not None:
             action = f"point HorizontalPodAutoscaler {base.name} at"
             found.append(_reaching(base, api_version, scaled, action))
+    return found
+
+
+def _pod_reached(ctx: Context, base: Review) -> list[tuple[Review, str]]:
+    """The workload a request on one of its Pods reaches."""
+    assert ctx.kube is not None
+    if base.operation == "CREATE" and base.subresource is None:
+        return _adopting(ctx, base)
+    action = _POD_ACTIONS.get((base.subresource, base.operation))
+    if action is None or (action == "change" and admission.metadata_only(base)):
+        return []  # labels and annotations do not change what a Pod runs
+    pod = base.old if base.operation in ("DELETE", "UPDATE") else None
+    if pod is None:
+        pod = ctx.kube.get("v1", "Pod", base.name, base.namespace)
+    owner = _top_owner(ctx, pod, base.namespace) if pod is not None else None
+    if owner is None:
+        return []
+    api_version, workload = owner
+    return [_reaching(base, api_version, workload, f"{action} Pod {base.name}")]
+
+
+def _adopting(ctx: Context, base: Review) -> list[tuple[Review, str]]:
+    """A Pod created with an owner, or with labels a workload's selector matches (its
+    controller would adopt it, and may then delete the workload's own Pods instead), reaches
+    that workload."""
+    assert ctx.kube is not None
+    pod = base.new or {}
+    name = base.name or str((pod.get("metadata") or {}).get("generateName") or "")
+    found = []
+    owner = _top_owner(ctx, pod, base.namespace)
+    if owner is not None:
+        found.append(_reaching(base, owner[0], owner[1], f"create Pod {name} owned by it"))
+    labels = (pod.get("metadata") or {}).get("labels") or {}
+    if not labels or owner is not None:
+        return found
+    for api_version, kind in ADOPTERS:
+        for adopter in ctx.kube.list_namespaced(api_version, kind, base.namespace):
+            selector = (adopter.get("spec") or {}).get("selector") or {}
+            if not admission.selects(selector, labels):
+                continue
+            top = _top_owner(ctx, adopter, base.namespace) or (api_version, adopter)
+            adopter_name = (adopter.get("metadata") or {}).get("name")
+            action = f"create Pod {name}, which {kind} {adopter_name} would adopt"
+            found.append(_reaching(base, top[0], top[1], action))
     return found
 
 
@@ -269,6 +358,7 @@ def _facts(
                     protected=bool(spec.get("protected")),
                     service=spec.get("service"),
                     criticality=spec.get("criticality"),
+                    created=str(item["metadata"].get("creationTimestamp") or ""),
                 )
             )
     changes = [
@@ -348,14 +438,14 @@ async def _refusal(ctx: Context, operator: str | None, request: Mapping[str, Any
 async def _unprotecting(
     ctx: Context, operator: str | None, request: Mapping[str, Any]
 ) -> str | None:
-    """Deleting a protecting ConfigurationItem, or turning its `protected` off, opens its
-    source to everyone: it needs an approved Change in progress that targets the item."""
+    """Deleting a protecting ConfigurationItem, turning its `protected` off or retiring it opens
+    its source to everyone: it needs an approved Change in progress that targets the item."""
     old = request.get("oldObject") or {}
-    if not (old.get("spec") or {}).get("protected"):
+    if not _protecting(old):
         return None
     operation = str(request.get("operation", ""))
     new = request.get("object") or {}
-    if operation == "UPDATE" and (new.get("spec") or {}).get("protected"):
+    if operation == "UPDATE" and _protecting(new):
         return None
     review = Review(
         operation=operation,
@@ -369,6 +459,13 @@ async def _unprotecting(
     )
     allowed, message = await _judged(ctx, operator, review, "opsledger.io/v1alpha1")
     return None if allowed else message
+
+
+def _protecting(item: Mapping[str, Any]) -> bool:
+    """Whether an item protects its source: spec.protected, and not retired (the operator takes
+    the guard's label off a retired item's source)."""
+    spec = item.get("spec") or {}
+    return bool(spec.get("protected")) and spec.get("lifecycle") != "retired"
 
 
 async def _targets_refusal(

@@ -29,10 +29,16 @@ from opsledger.domain.change_lifecycle import ready, transition
 from opsledger.domain.conditions import CMDB_SYNCED, find, parse_conditions
 from opsledger.domain.outcome import Outcome
 from opsledger.domain.times import rfc3339
-from opsledger.domain.views import CHANGE_PLANS, CRITICALITY, RELATIONS, SERVICE_LEVELS
-from opsledger.models.change import ChangePhase, ChangeSpec
+from opsledger.domain.views import (
+    CHANGE_PLANS,
+    CRITICALITY,
+    ITEM_SERVICES,
+    RELATIONS,
+    SERVICE_LEVELS,
+)
+from opsledger.models.change import ChangePhase, ChangeSpec, ChangeType
 from opsledger.models.common import ConditionStatus
-from opsledger.services import change_approval, change_execution, change_review
+from opsledger.services import calendars, change_approval, change_execution, change_review
 from opsledger.services.change_approval import UNAVAILABLE
 from opsledger.services.change_health import measure_checks
 from opsledger.services.context import Context
@@ -109,8 +115,7 @@ async def tick(
     state = Tick(body["metadata"], dict(body.get("status") or {}), ctx.clock())
     if spec.requester and state.stored.get("requester") != spec.requester.username:
         state.outcome.status["requester"] = spec.requester.username
-    levels = list((indexes.get(SERVICE_LEVELS) or {}).get((state.namespace, spec.service), ()))
-    level = levels[0] if levels else None
+    level = _level(ctx, indexes, state.namespace, spec, state.now)
     assessment = Assessment()
     if state.phase not in changes.FINAL:
         assessment = assess(
@@ -158,6 +163,45 @@ async def tick(
         state.outcome.merge(written)
     state.outcome.conditions.append(ready(state.phase, state.transitions))
     return state.outcome
+
+
+def _level(
+    ctx: Context,
+    indexes: Mapping[str, Any],
+    namespace: str,
+    spec: ChangeSpec,
+    now: datetime,
+) -> dict[str, Any] | None:
+    """The change's ServiceLevel (spec and status), carrying the ServiceLevels of the other
+    services its targets belong to (their freezes and blackouts hold it too) and the events of
+    the shared calendars any of them names."""
+    by_service = indexes.get(SERVICE_LEVELS) or {}
+    services = indexes.get(ITEM_SERVICES) or {}
+
+    def one(service: str) -> dict[str, Any] | None:
+        found = list(by_service.get((namespace, service), ()))
+        return dict(found[0]) if found else None
+
+    level = one(spec.service)
+    if level is None:
+        return None
+    others = {}
+    for target in spec.targets:
+        for service in services.get(f"{namespace}/{target}", ()):
+            other = one(service) if service != spec.service else None
+            if other is not None:
+                others[service] = other
+    names = [
+        str(ref.get("name"))
+        for lv in (level, *others.values())
+        for ref in (lv.get("spec") or {}).get("calendars") or []
+        if ref.get("name")
+    ]
+    return {
+        **level,
+        changes.OTHERS: others,
+        changes.CALENDAR: calendars.holds(ctx, sorted(set(names)), now),
+    }
 
 
 async def advance(
@@ -284,8 +328,17 @@ async def carry_out(
         state.outcome.merge(proposed)
         return _as_of(facts, state)
     if Effect.APPLY_PLAN in move.effects:
+        window = None
+        if spec.type != ChangeType.EMERGENCY and facts.level is not None:
+            window = changes.window_for(state.now, spec, facts.level)
         result = await asyncio.to_thread(
-            change_execution.apply_plan, ctx, spec, facts.namespace, str(state.uid), facts.execution
+            change_execution.apply_plan,
+            ctx,
+            spec,
+            facts.namespace,
+            str(state.uid),
+            facts.execution,
+            window=window,
         )
         return dataclasses.replace(facts, plan=result)
     rolled_back = await asyncio.to_thread(

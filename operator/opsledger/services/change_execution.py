@@ -14,6 +14,8 @@ from typing import Any
 
 from opsledger.domain import changes
 from opsledger.domain.change_facts import PlanResult, RollbackResult
+from opsledger.domain.times import rfc3339
+from opsledger.domain.windows import Decision
 from opsledger.models import CONFIGURATION_ITEM
 from opsledger.models.change import ChangeSpec
 from opsledger.models.incident import OriginType
@@ -65,14 +67,32 @@ def capture(ctx: Context, spec: ChangeSpec, namespace: str) -> list[dict[str, An
 
 
 def apply_plan(
-    ctx: Context, spec: ChangeSpec, namespace: str, uid: str, execution: Mapping[str, Any]
+    ctx: Context,
+    spec: ChangeSpec,
+    namespace: str,
+    uid: str,
+    execution: Mapping[str, Any],
+    *,
+    window: Decision | None = None,
 ) -> PlanResult:
     """Apply the plan's remaining steps; a step already stamped on its target is not repeated.
-    Any refusal of the API server ends it, reported in the result."""
+    Any refusal of the API server ends it, reported in the result. No step starts once the
+    change's window (`window`, decided now; None for an emergency change) has closed: the
+    remaining ones wait for the next."""
     assert ctx.kube is not None
     done = int(execution.get("appliedSteps") or 0)
+    until = None
+    if window is not None:
+        until = window.next.end if window.allowed and window.next else ctx.clock()
     try:
         for index in range(done, len(spec.plan)):
+            if until is not None and window is not None and ctx.clock() >= until:
+                reason = window.reason if not window.allowed else f"it closed at {rfc3339(until)}"
+                return PlanResult(
+                    index,
+                    waiting=f"{index} of {len(spec.plan)} plan steps applied; the next starts "
+                    f"only inside a window: {reason}",
+                )
             plan_step = spec.plan[index]
             ref = plan_step.target
             stamp = f"{uid}/{index}"

@@ -14,6 +14,7 @@ from opsledger.adapters.gitcmdb import GitCMDB
 from opsledger.adapters.kube import Kube
 from opsledger.adapters.metrics import Metrics
 from opsledger.adapters.prometheus import Prometheus
+from opsledger.domain.calendars import Loaded
 from opsledger.domain.redaction import Redactor
 from opsledger.domain.selectors import Selector
 from opsledger.domain.views import Views
@@ -44,3 +45,5 @@ class Context:
     identity: str = field(default_factory=lambda: f"{socket.gethostname()}/{os.getpid()}")
     leading: bool = True
     leadership_reason: str = "standalone"
+    # The shared calendars the ServiceLevels name, as last read (services/calendars.py).
+    calendars: dict[str, Loaded] = field(default_factory=dict)

@@ -107,8 +107,6 @@ async def refresh(ctx: Context) -> None:
     if kube is None:
         return
     namespaces = frozenset({*ctx.views[PROTECTING].keys(), *await _labelled(kube)})
-    if namespaces == ctx.guarded_namespaces:
-        return
     found = await asyncio.to_thread(
         kube.set_match_condition,
         ctx.settings.webhook_name,
@@ -124,6 +122,8 @@ async def refresh(ctx: Context) -> None:
                 GUARD_SUBRESOURCES,
             )
         ctx.guarded_namespaces = frozenset({"?"})  # said once
+        return
+    if namespaces == ctx.guarded_namespaces:
         return
     ctx.guarded_namespaces = namespaces
     log.info(

@@ -8,13 +8,16 @@ from typing import Any
 import pytest
 
 from opsledger.domain.admission import (
+    PROTECTED_BY,
     PROTECTED_LABEL,
     ActiveChange,
     Facts,
     Guardian,
     Review,
+    control_plane,
     denial,
     judge,
+    selects,
 )
 from opsledger.domain.windows import Interval
 
@@ -140,9 +143,63 @@ def test_a_label_protects_a_workload_that_no_item_follows() -> None:
     labelled = _deployment(labels={PROTECTED_LABEL: "true"})
     new = _deployment("web:2.0", labels={PROTECTED_LABEL: "true"})
     assert not judge(_update(labelled, new), Facts()).allowed
-    # ... and a change that names the workload itself opens it
+    # A change that names an item called like the workload does not open it: anyone can create
+    # an item of that name, under any service.
     facts = Facts(changes=[ActiveChange("hotfix", ("web",))])
-    assert judge(_update(labelled, new), facts).allowed
+    verdict = judge(_update(labelled, new), facts)
+    assert not verdict.allowed
+    message = denial(_update(labelled, new), None, window=None, window_reason=None)
+    assert "names no ConfigurationItem to change it by (annotation opsledger.io/protected-by)" in (
+        message
+    )
+    # The item the protected-by annotation names opens it.
+    named = {PROTECTED_LABEL: "true"}
+    old = _deployment(labels=named)
+    old["metadata"]["annotations"] = {PROTECTED_BY: "web-item"}
+    facts = Facts(changes=[ActiveChange("hotfix", ("web-item",))])
+    assert judge(_update(old, new), facts).allowed
+    assert not judge(_update(old, new), Facts(changes=[ActiveChange("x", ("web",))])).allowed
+
+
+def test_only_the_eldest_protecting_item_opens_the_workload() -> None:
+    # A decoy created later, protected too, under a lenient service: a change to it opens
+    # nothing; the eldest item is the authority (as its DuplicateSource condition says).
+    facts = Facts(
+        guardians=[
+            Guardian("decoy", True, "sandbox", created="2026-12-02T05:00:00Z"),
+            Guardian("web", True, "shop", created="2026-11-01T09:00:00Z"),
+        ],
+        changes=[ActiveChange("sneaky", ("decoy",))],
+    )
+    verdict = judge(_update(_deployment(), _deployment("web:2.0")), facts)
+    assert not verdict.allowed
+    assert verdict.guardian is not None
+    assert verdict.guardian.name == "web"
+    facts.changes = [ActiveChange("real", ("web",))]
+    assert judge(_update(_deployment(), _deployment("web:2.0")), facts).allowed
+
+
+def test_the_control_plane_is_named_exactly() -> None:
+    assert control_plane("system:kube-controller-manager")
+    assert control_plane("system:node:worker-1")
+    assert control_plane("system:serviceaccount:kube-system:replicaset-controller")
+    assert not control_plane("system:apiserver-imposter")
+    assert not control_plane("system:serviceaccount:shop:system-node")
+
+
+def test_a_selector_selects_as_the_api_server_does() -> None:
+    labels = {"app": "web", "pod-template-hash": "7d9"}
+    assert selects({"matchLabels": {"app": "web"}}, labels)
+    assert not selects({"matchLabels": {"app": "api"}}, labels)
+    assert selects(
+        {"matchExpressions": [{"key": "app", "operator": "In", "values": ["web"]}]}, labels
+    )
+    assert not selects({"matchExpressions": [{"key": "tier", "operator": "Exists"}]}, labels)
+    assert selects({"matchExpressions": [{"key": "tier", "operator": "DoesNotExist"}]}, labels)
+    assert not selects(
+        {"matchExpressions": [{"key": "app", "operator": "NotIn", "values": ["web"]}]}, labels
+    )
+    assert not selects({}, labels)  # an empty selector adopts nothing
 
 
 def test_an_unprotected_workload_passes() -> None:

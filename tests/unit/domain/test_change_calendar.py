@@ -6,9 +6,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from opsledger.domain.approval_policy import Identity, judge_exception, parse_policy
+from opsledger.domain.changes import change_window
 from opsledger.domain.windows import Interval, decide
-from opsledger.models.change import FreezeException
-from opsledger.models.servicelevel import Blackout, Freeze, MaintenanceWindow
+from opsledger.models.change import ChangeSpec, FreezeException
+from opsledger.models.servicelevel import Blackout, Freeze, MaintenanceWindow, ServiceLevelSpec
 
 
 def utc(text: str) -> datetime:
@@ -57,7 +58,8 @@ def test_row_3_a_blackout_wins_over_a_window() -> None:
 def test_row_3_a_blackout_holds_without_windows_too() -> None:
     decision = decide(utc("2026-12-04T16:00:00Z"), blackouts=[FRIDAY_AFTERNOON])
     assert (decision.allowed, decision.rule) == (False, "blackout")
-    assert decision.next is not None and decision.next.start == utc("2026-12-05T00:00:00Z")
+    assert decision.next is not None
+    assert decision.next.start == utc("2026-12-05T00:00:00Z")
     after = decide(utc("2026-12-05T00:00:00Z"), blackouts=[FRIDAY_AFTERNOON])
     assert after.allowed
     assert after.next == Interval(utc("2026-12-05T00:00:00Z"), utc("2026-12-11T15:00:00Z"))
@@ -178,7 +180,7 @@ def test_a_time_in_the_skipped_hour_opens_when_the_clock_reaches_it(
     ],
 )
 def test_a_time_in_the_repeated_hour_opens_once_at_its_first_occurrence(
-    kind: type[MaintenanceWindow], zone: str, schedule: str, autumn: str, first: str, second: str
+    *, kind: type[MaintenanceWindow], zone: str, schedule: str, autumn: str, first: str, second: str
 ) -> None:
     extra = {"reason": "batch"} if kind is Blackout else {}
     rule = kind(schedule=schedule, duration="30m", timeZone=zone, **extra)
@@ -234,3 +236,22 @@ def test_without_an_exceptions_rule_nobody_can_approve_one() -> None:
     )
     assert not verdict.approved
     assert "has no exceptions rule, so nobody may approve a freeze exception" in verdict.message
+
+
+# -- the calendars of every service the change touches -------------------------------------------
+
+
+def test_naming_another_service_does_not_step_around_the_targets_freeze() -> None:
+    lenient = ServiceLevelSpec(service="sandbox")
+    frozen = ServiceLevelSpec(
+        service="shop", freezes=[FREEZE], blackouts=[FRIDAY_AFTERNOON], maintenanceWindows=[]
+    )
+    spec = ChangeSpec(type="normal", summary="s", service="sandbox", targets=["web"])
+    at = utc("2026-12-18T12:00:00Z")
+    decision = change_window(at, spec, lenient, [("shop", frozen)])
+    assert (decision.allowed, decision.rule) == (False, "freeze")
+    assert decision.reason.startswith("frozen until 2026-12-20T00:00:00Z: service shop: EOY")
+    friday = change_window(utc("2026-12-04T16:00:00Z"), spec, lenient, [("shop", frozen)])
+    assert friday.rule == "blackout"
+    assert "service shop: no changes on Friday afternoon" in friday.reason
+    assert change_window(at, spec, lenient).allowed  # alone, the lenient service would allow it

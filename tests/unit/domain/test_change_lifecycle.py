@@ -570,6 +570,18 @@ def test_an_in_progress_plan_is_applied_then_verified_after_the_soak() -> None:
     assert move.reason == "plan applied; post-checks after a soak of 30s"
 
 
+def test_a_plan_whose_window_closed_waits_for_the_next_and_says_so() -> None:
+    running = _facts(P.IN_PROGRESS, _spec(plan=PLAN), execution={"appliedSteps": 0})
+    why = "1 of 2 plan steps applied; the next starts only inside a window: in a blackout until X"
+    move = transition(replace(running, plan=PlanResult(1, waiting=why)))
+    assert move.phase is None  # still InProgress: what was started is not undone
+    assert move.done
+    assert move.status["execution"] == {"appliedSteps": 1}
+    [closed] = move.conditions
+    assert (closed.type, closed.status, closed.reason) == ("WindowOpen", "False", "WindowClosed")
+    assert closed.message == why
+
+
 def test_a_refused_plan_step_rolls_back_and_opens_an_incident() -> None:
     running = _facts(P.IN_PROGRESS, _spec(plan=PLAN), execution={"appliedSteps": 0, "prior": []})
     move = transition(replace(running, plan=PlanResult(0, "HTTP 422: invalid")))
