@@ -68,6 +68,7 @@ spec:
   service: shop
   targets: [w-{i}]
   checks: {{noCriticalAlerts: false}}
+  soak: 4s
   plan:
   - target: {{apiVersion: apps/v1, kind: Deployment, name: w-{i}}}
     patchType: json

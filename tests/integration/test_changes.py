@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -155,6 +156,11 @@ def test_a_normal_change_is_approved_by_merge_and_runs_in_its_window(
     ]
     started = next(t["at"] for t in done["status"]["transitions"] if t["phase"] == "InProgress")
     assert started >= _rfc(not_before)
+    # Its service and item were silenced in Alertmanager while it ran, and no longer are.
+    silences = _silences(devenv, ns, "upgrade-web")
+    assert len(silences) == 2
+    assert {s["state"] for s in silences} == {"expired"}
+    assert _condition(done, "Silenced")["reason"] == "Ended"
     patched = _deployment(kubectl, ns)
     assert patched["spec"]["template"]["spec"]["containers"][0]["image"] == "web:2.0"
     assert patched["spec"]["replicas"] == 2  # a merge patch: what it does not name stays
@@ -396,6 +402,35 @@ def test_a_failing_post_check_restores_the_exact_prior_spec_and_opens_an_inciden
     assert incident["spec"]["origin"] == {"type": "change", "reference": "bad-release"}
     assert incident["spec"]["configurationItems"] == ["web"]
     assert "rolled back" in incident["spec"]["title"]
+    # While it ran, Alertmanager silenced its service and item; the silences were expired
+    # before the rollback's Incident was opened, so its own failure pages.
+    silences = _silences(devenv, ns, "bad-release")
+    assert sorted(m for s in silences for m in s["matchers"]) == [
+        ("configuration_item", "web"),
+        ("namespace", ns),
+        ("namespace", ns),
+        ("service", "shop"),
+    ]
+    opened = datetime.fromisoformat(incident["metadata"]["creationTimestamp"])
+    for silence in silences:
+        assert silence["state"] == "expired"
+        assert silence["ended"] <= opened + timedelta(seconds=1), (silence, opened)
+    assert "silences" not in done["status"]
+
+
+def _silences(devenv: DevEnvironment, namespace: str, name: str) -> list[dict[str, Any]]:
+    """The silences OpsLedger made in the real Alertmanager for a change, expired ones too."""
+    with urllib.request.urlopen(f"{devenv.url('alertmanager')}/api/v2/silences", timeout=5) as r:
+        every = json.load(r)
+    return [
+        {
+            "matchers": [(m["name"], m["value"]) for m in s["matchers"]],
+            "state": s["status"]["state"],
+            "ended": datetime.fromisoformat(s["endsAt"].replace("Z", "+00:00")),
+        }
+        for s in every
+        if f"Change {namespace}/{name} is in progress" in s["comment"]
+    ]
 
 
 def _plan(devenv: DevEnvironment, manifest: Path, *extra: str) -> tuple[int, dict[str, Any]]:

@@ -161,7 +161,12 @@ def test_an_item_follows_its_source_and_retires_when_it_goes(
     )
     item = wait_for(lambda: _synced(kubectl, "live", "web"), timeout=60, what="web synced")
     assert item["status"]["class"] == "Workload"
-    assert item["status"]["observed"]["readyReplicas"] == 2
+
+    def observed_ready() -> dict[str, Any] | None:
+        found = _synced(kubectl, "live", "web")
+        return found if found and found["status"]["observed"].get("readyReplicas") == 2 else None
+
+    item = wait_for(observed_ready, timeout=60, what="web observed with its 2 ready replicas")
     drifted = _condition(item, "Drifted")
     assert drifted is not None
     assert drifted["status"] == "True"
@@ -239,8 +244,8 @@ def test_a_restart_with_nothing_changed_writes_nothing(
     kubectl("create", "namespace", "steady")
     kubectl("apply", "-f", "-", input=_ci("steady", "steady"))
     wait_for(lambda: _synced(kubectl, "steady", "steady"), timeout=60, what="steady synced")
+    operator.stop()  # what it had batched is pushed as it stops: not the restart's doing
     before = _commits(devenv)
-    operator.stop()
     restarted = OperatorProcess(devenv, tmp_path / "restarted.log").start()
     try:
         wait_for(

@@ -82,6 +82,8 @@ TYPES: dict[str, ConditionType] = {
         ConditionType("WindowOpen", bad_only=True, quiet_reasons=_CHANGE_WAITS),
         ConditionType("HealthGate", bad_only=True),
         ConditionType("Conflict", abnormal_true=True, bad_only=True),
+        # Alertmanager silences while a change runs: Events when made and when expired
+        ConditionType("Silenced", first_good=True, quiet_reasons=frozenset({"Ended"})),
         # an emergency change's post-implementation review: an Event when proposed, and done
         ConditionType("Reviewed", quiet_reasons=_CHANGE_WAITS),
         # ConfigurationItem

@@ -393,6 +393,11 @@ class ChangeStatus(StatusBase):
         default_factory=list, description="Every phase the change went through, with times."
     )
     execution: Execution | None = Field(default=None, description="Progress of the plan.")
+    silences: list[str] | None = Field(
+        default=None,
+        description="Ids of the Alertmanager silences held while the change runs.",
+        max_length=130,
+    )
     incident: str | None = Field(
         default=None, description="The Incident opened when the change was rolled back."
     )

@@ -182,6 +182,12 @@ class Settings(BaseModel):
         description="An incident this soon (Go duration) after a change completed on its items "
         "or their dependencies names that change as suspectedCause.",
     )
+    change_silences: bool = Field(
+        default=True,
+        description="Silence the alerts of a running change's service and target items in "
+        "Alertmanager (OPSLEDGER_ALERTMANAGER_URL) while it runs; expired when it ends, and "
+        "before a rollback, so its own failure pages.",
+    )
     monthly_review: bool = Field(
         default=True,
         description="Commit each month's service review to the CMDB once the month is over.",
@@ -334,6 +340,7 @@ class Settings(BaseModel):
             "OPSLEDGER_PROBLEM_PERIOD": "problem_period",
             "OPSLEDGER_SUSPECT_WINDOW": "suspect_window",
             "OPSLEDGER_MONTHLY_REVIEW": "monthly_review",
+            "OPSLEDGER_CHANGE_SILENCES": "change_silences",
             "OPSLEDGER_DISCOVERY_INFRA_NAMESPACE": "discovery_infra_namespace",
             "OPSLEDGER_KPI_WINDOW": "kpi_window",
             "OPSLEDGER_KPI_INTERVAL": "kpi_interval",

@@ -38,7 +38,13 @@ from opsledger.domain.views import (
 )
 from opsledger.models.change import ChangePhase, ChangeSpec, ChangeType
 from opsledger.models.common import ConditionStatus
-from opsledger.services import calendars, change_approval, change_execution, change_review
+from opsledger.services import (
+    calendars,
+    change_approval,
+    change_execution,
+    change_review,
+    change_silences,
+)
 from opsledger.services.change_approval import UNAVAILABLE
 from opsledger.services.change_health import measure_checks
 from opsledger.services.context import Context
@@ -134,6 +140,7 @@ async def tick(
         if assessment.condition is not None:
             state.outcome.conditions.append(assessment.condition)
     await advance(ctx, state, spec, level, assessment)
+    await _silences(ctx, state, spec)  # after a restart too
     try:
         reviewed = await change_review.review(
             ctx,
@@ -163,6 +170,21 @@ async def tick(
         state.outcome.merge(written)
     state.outcome.conditions.append(ready(state.phase, state.transitions))
     return state.outcome
+
+
+async def _silences(ctx: Context, state: Tick, spec: ChangeSpec) -> None:
+    """Alertmanager silences held while the change runs (services/change_silences.py)."""
+    state.outcome.merge(
+        await change_silences.keep(
+            ctx,
+            namespace=state.namespace,
+            name=state.name,
+            spec=spec,
+            phase=state.phase,
+            status=state.status(),
+            now=state.now,
+        )
+    )
 
 
 def _level(
@@ -236,6 +258,8 @@ async def advance(
                 facts = await find_out(ctx, facts, move.needs)
                 continue
             state.take(move)
+            if move.phase is not None:  # silenced on entering InProgress, expired on ending
+                await _silences(ctx, state, spec)
             facts = _as_of(facts, state)
             if move.effects:
                 facts = await carry_out(ctx, state, facts, move, assessment)
@@ -341,6 +365,10 @@ async def carry_out(
             window=window,
         )
         return dataclasses.replace(facts, plan=result)
+    # The change's own silences go first: its failure pages people.
+    held = list(state.status().get("silences") or [])
+    if held and await change_silences.expired_first(ctx, held, f"{facts.namespace}/{facts.name}"):
+        state.outcome.status["silences"] = None
     rolled_back = await asyncio.to_thread(
         lambda: change_execution.roll_back(
             ctx,

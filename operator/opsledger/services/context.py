@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from opsledger.adapters.alertmanager import Alertmanager
 from opsledger.adapters.forge import Forge
 from opsledger.adapters.gitcmdb import GitCMDB
 from opsledger.adapters.kube import Kube
@@ -33,6 +34,7 @@ class Context:
     discovery: Selector | None = None  # set when discovery is configured
     prometheus: Prometheus | None = None
     forge: Forge | None = None  # set when a forge is configured
+    alertmanager: Alertmanager | None = None  # set when changes silence their alerts
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     views: Views = field(default_factory=Views)  # the cross-object views (domain/views.py)
     # "namespace/name" → the lock one ConfigurationItem's sync holds, created on first use

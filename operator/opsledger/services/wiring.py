@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 from opsledger.adapters import kube
+from opsledger.adapters.alertmanager import Alertmanager
 from opsledger.adapters.forge import Gitea
 from opsledger.adapters.gitcmdb import GitCMDB, credentials_from_env
 from opsledger.adapters.metrics import Metrics
@@ -34,6 +35,9 @@ def operator_context(settings: Settings, metrics: Metrics) -> Context:
         else None,
         prometheus=Prometheus(settings.prometheus_url) if settings.prometheus_url else None,
         forge=forge(settings),
+        alertmanager=Alertmanager(settings.alertmanager_url)
+        if settings.alertmanager_url and settings.change_silences
+        else None,
         # With peers, nothing that writes runs before the replica is judged the leader.
         leading=settings.peering is None,
         leadership_reason="standalone" if settings.peering is None else "not judged yet",
