@@ -68,7 +68,11 @@ def replicas(
     peering = {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering"}
     kubectl("apply", "-f", "-", input=json.dumps({**peering, "metadata": {"name": PEERING}}))
     kubectl("apply", "-f", "-", input=ITEM)  # something for the health loop to measure
-    common = {"OPSLEDGER_PEERING": PEERING, "OPSLEDGER_PEERING_LIFETIME": str(LIFETIME)}
+    common = {
+        "OPSLEDGER_PEERING": PEERING,
+        "OPSLEDGER_PEERING_LIFETIME": str(LIFETIME),
+        "OPSLEDGER_LEADER_LEASE_NAMESPACE": "default",
+    }
     metrics_a = devenv.ports()["operator-metrics"]
     health_b, metrics_b, receiver_b = free_ports(3)
     a = OperatorProcess(devenv, tmp_path / "a.log").start(
@@ -89,7 +93,21 @@ def replicas(
     kubectl("delete", "clusterkopfpeering", PEERING, "--ignore-not-found")
 
 
+def _lease_holder(kubectl: Kubectl) -> str:
+    def held() -> str | None:
+        found = kubectl.run("get", "lease", PEERING, "-n", "default", "-o", "json", check=False)
+        return (
+            json.loads(found.stdout)["spec"].get("holderIdentity")
+            if found.returncode == 0
+            else None
+        )
+
+    holder: str = wait_for(held, what="the leader's Lease")
+    return holder
+
+
 def test_one_replica_leads_and_a_standby_takes_over_when_it_dies(
+    kubectl: Kubectl,
     replicas: tuple[OperatorProcess, OperatorProcess, int, int],
 ) -> None:
     a, b, metrics_a, metrics_b = replicas
@@ -109,6 +127,9 @@ def test_one_replica_leads_and_a_standby_takes_over_when_it_dies(
     time.sleep(4)  # two health intervals: b would have measured by now if it ran its loop
     assert not _metric(metrics_b, "opsledger_health_last_evaluation_timestamp_seconds")
 
+    # The leader's Lease says who leads (kubectl get lease); only the leader writes it.
+    assert _lease_holder(kubectl).endswith(f"/{a.proc.pid}")  # type: ignore[union-attr]
+
     a.kill()  # no goodbye: its keep-alive simply ages
     killed = time.monotonic()
     wait_for(
@@ -123,6 +144,9 @@ def test_one_replica_leads_and_a_standby_takes_over_when_it_dies(
         lambda: "Resuming operations after the pause" in b.output(),
         what="Kopf resuming replica b's handlers",
     )
+    lease = kubectl.json("get", "lease", PEERING, "-n", "default")["spec"]
+    assert lease["holderIdentity"].endswith(f"/{b.proc.pid}")  # type: ignore[union-attr]
+    assert lease["leaseTransitions"] >= 1
     wait_for(
         lambda: (_metric(metrics_b, "opsledger_health_last_evaluation_timestamp_seconds") or 0) > 0,
         what="the new leader's health loop",

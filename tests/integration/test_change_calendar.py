@@ -24,6 +24,7 @@ from prometheus_api_client import PrometheusConnect
 
 from opsledger.devenv.cmdb_remote import ensure_cmdb_remote
 from opsledger.devenv.environment import DevEnvironment
+from opsledger.domain.calendars import parse
 from tests.support import (
     Kubectl,
     OperatorProcess,
@@ -276,7 +277,8 @@ def test_a_shared_calendar_s_event_holds_an_approved_change(
 
     def held() -> dict[str, Any] | None:
         found = _condition(_get(kubectl, "pay-release"), "WindowOpen")
-        return found if "held by calendar release-freezes" in found["message"] else None
+        # (until the operator has read the calendar, it holds the change saying so)
+        return found if "held by calendar release-freezes: " in found["message"] else None
 
     window = wait_for(held, what="the calendar's event holding the change")
     assert window["status"] == "False"
@@ -314,6 +316,19 @@ def test_the_freeze_reaches_prometheus_and_the_pipeline_endpoint(
     assert set(answer) == {"allowed", "rule", "reason", "next"}
     with urllib.request.urlopen(f"{base}?namespace={NS}&service=payments", timeout=5) as r:
         assert json.load(r)["rule"] == "calendar"
+    # The same calendar as a feed people subscribe to: the release freeze and the change it holds.
+    feed = f"http://127.0.0.1:{port}/v1/calendar.ics?namespace={NS}&service=payments&days=7"
+    with urllib.request.urlopen(feed, timeout=5) as r:
+        assert r.headers["Content-Type"].startswith("text/calendar")
+        text = r.read().decode()
+    now = datetime.now(UTC)
+    events = {
+        h.what for h in parse("feed", text).holds(now - timedelta(days=1), now + timedelta(days=8))
+    }
+    assert "calendar feed: calendar release-freezes: Release freeze" in events
+    assert any(e.startswith("calendar feed: change pay-release (Scheduled)") for e in events), (
+        events
+    )
     for query, status in (
         (f"?namespace={NS}&service=nope", 404),
         ("?service=shop", 400),

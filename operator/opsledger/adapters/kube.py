@@ -369,6 +369,43 @@ class Kube:
         status: dict[str, Any] = found.to_dict().get("status") or {}
         return status
 
+    def hold_lease(self, name: str, namespace: str, holder: str, seconds: int) -> None:
+        """Create or renew the Lease `name` as held by `holder` (a new holder counts a
+        transition and sets acquireTime)."""
+        resource = self._resource("coordination.k8s.io/v1", "Lease")
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        try:
+            lease = resource.get(name=name, namespace=namespace).to_dict()
+        except NotFoundError:
+            body = {
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": {"name": name, "namespace": namespace},
+                "spec": {
+                    "holderIdentity": holder,
+                    "leaseDurationSeconds": seconds,
+                    "acquireTime": now,
+                    "renewTime": now,
+                    "leaseTransitions": 0,
+                },
+            }
+            resource.create(body=body, namespace=namespace)
+            return
+        spec = lease.get("spec") or {}
+        changes: dict[str, Any] = {"renewTime": now, "leaseDurationSeconds": seconds}
+        if spec.get("holderIdentity") != holder:
+            changes |= {
+                "holderIdentity": holder,
+                "acquireTime": now,
+                "leaseTransitions": int(spec.get("leaseTransitions") or 0) + 1,
+            }
+        resource.patch(
+            body={"spec": changes},
+            name=name,
+            namespace=namespace,
+            content_type="application/merge-patch+json",
+        )
+
     def list_namespaced(self, api_version: str, kind: str, namespace: str) -> list[dict[str, Any]]:
         """Every object of a kind in a namespace."""
         listed = self._resource(api_version, kind).get(namespace=namespace)

@@ -25,6 +25,7 @@ from opsledger.domain.times import parse_time
 
 # The views' names (the keys of Views; handlers pass Views on as `indexes`).
 CHANGE_PLANS = "change_plans"  # namespace → (name, targets, start, end, phase, finished at)
+CHANGE_CALENDAR = "change_calendar"  # (namespace, service) → (name, summary, start, end, phase)
 SERVICE_LEVELS = "change_service_levels"  # (namespace, service) → the ServiceLevel's spec, status
 CRITICALITY = "change_item_criticality"  # "namespace/name" → the item's criticality
 ITEM_SERVICES = "change_item_services"  # "namespace/name" → the item's service
@@ -78,6 +79,22 @@ def change_plan(obj: Mapping[str, Any]) -> Entries:
             window.get("end") or schedule.get("notAfter"),
             status.get("phase"),
             (status.get("execution") or {}).get("finishedAt"),
+        )
+    }
+
+
+def change_calendar(obj: Mapping[str, Any]) -> Entries:
+    namespace, name, spec, status = _parts(obj)
+    window = status.get("window") or {}
+    if not spec.get("service") or not window.get("start"):
+        return {}
+    return {
+        (namespace, str(spec["service"])): (
+            name,
+            str(spec.get("summary") or ""),
+            window.get("start"),
+            window.get("end"),
+            status.get("phase"),
         )
     }
 
@@ -200,7 +217,7 @@ def dependents_of(view: Mapping[str, Any], item: str) -> set[str]:
 # plural → view name → what an object of that kind contributes to the view
 INDEXERS: dict[str, dict[str, Indexer]] = {
     "servicelevels": {SERVICE_LEVELS: service_level, TARGETS: incident_targets},
-    "changes": {CHANGE_PLANS: change_plan},
+    "changes": {CHANGE_PLANS: change_plan, CHANGE_CALENDAR: change_calendar},
     "incidents": {FACTS: incident_fact},
     "configurationitems": {
         CRITICALITY: criticality,

@@ -299,7 +299,7 @@ def _joined(windows: Sequence[_Window], moment: int, upper: int) -> tuple[int, i
     return start, end
 
 
-def openings(window: MaintenanceWindow, since: datetime) -> Iterator[Interval]:
+def openings(window: MaintenanceWindow | Blackout, since: datetime) -> Iterator[Interval]:
     """The openings of `window` that end after `since`, one by one, in order of their start."""
     compiled = _compile(window)
     moment = _micros(since) - compiled.duration

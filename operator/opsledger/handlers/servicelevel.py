@@ -11,7 +11,13 @@ import kopf
 
 from opsledger.handlers.common import every, in_background, register_spec_reconciler
 from opsledger.models import SERVICE_LEVEL
-from opsledger.services import calendars, freezes, servicelevel, servicelevel_rules
+from opsledger.services import (
+    calendars,
+    deploy_windows,
+    freezes,
+    servicelevel,
+    servicelevel_rules,
+)
 from opsledger.services.context import Context
 
 log = logging.getLogger("opsledger")
@@ -53,5 +59,16 @@ def register(registry: kopf.OperatorRegistry) -> None:
         "calendars",
         lambda ctx: every(
             CALENDAR_INTERVAL, "reading the shared calendars", lambda: calendars.keep(ctx)
+        ),
+    )
+    # Argo CD AppProjects and Flux Kustomizations that opt in follow the calendar.
+    in_background(
+        registry,
+        "deploy-windows",
+        lambda ctx: every(
+            CALENDAR_INTERVAL,
+            "carrying the change calendar to Argo CD and Flux",
+            lambda: deploy_windows.keep(ctx),
+            when=lambda: ctx.leading,
         ),
     )

@@ -182,6 +182,12 @@ class Settings(BaseModel):
         description="An incident this soon (Go duration) after a change completed on its items "
         "or their dependencies names that change as suspectedCause.",
     )
+    leader_lease_namespace: str | None = Field(
+        default=None,
+        description="With peering: the leader keeps a coordination.k8s.io Lease named after the "
+        "peering in this namespace (holderIdentity, renewTime), so kubectl and other tools see "
+        "who leads. Leadership itself is Kopf's peering rule.",
+    )
     change_silences: bool = Field(
         default=True,
         description="Silence the alerts of a running change's service and target items in "
@@ -341,6 +347,7 @@ class Settings(BaseModel):
             "OPSLEDGER_SUSPECT_WINDOW": "suspect_window",
             "OPSLEDGER_MONTHLY_REVIEW": "monthly_review",
             "OPSLEDGER_CHANGE_SILENCES": "change_silences",
+            "OPSLEDGER_LEADER_LEASE_NAMESPACE": "leader_lease_namespace",
             "OPSLEDGER_DISCOVERY_INFRA_NAMESPACE": "discovery_infra_namespace",
             "OPSLEDGER_KPI_WINDOW": "kpi_window",
             "OPSLEDGER_KPI_INTERVAL": "kpi_interval",

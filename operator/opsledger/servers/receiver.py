@@ -30,6 +30,7 @@ log = logging.getLogger("opsledger.receiver")
 
 PATH = "/alertmanager"
 WINDOW_PATH = "/v1/window"
+FEED_PATH = "/v1/calendar.ics"
 
 
 class Receiver:
@@ -92,6 +93,20 @@ async def window(ctx: Context, request: web.Request) -> web.Response:
     return web.json_response(answer, status=status)
 
 
+async def calendar(ctx: Context, request: web.Request) -> web.Response:
+    """GET /v1/calendar.ics?namespace=&service=[&days=]: the service's change calendar as an
+    iCalendar feed people subscribe to."""
+    answer, status = calendars.feed(
+        ctx,
+        namespace=request.query.get("namespace", ""),
+        service=request.query.get("service", ""),
+        days=request.query.get("days"),
+    )
+    if isinstance(answer, bytes):
+        return web.Response(body=answer, content_type="text/calendar", charset="utf-8")
+    return web.json_response(answer, status=status)
+
+
 async def serve(ctx: Context, stack: contextlib.AsyncExitStack) -> str | None:
     """Start the receiver; `stack` stops it. Returns why it cannot start when trying again
     would not help (no token, the port taken)."""
@@ -105,6 +120,7 @@ async def serve(ctx: Context, stack: contextlib.AsyncExitStack) -> str | None:
     app = web.Application(client_max_size=16 * 1024 * 1024)
     app.router.add_post(PATH, receiver.alertmanager)
     app.router.add_get(WINDOW_PATH, lambda request: window(ctx, request))
+    app.router.add_get(FEED_PATH, lambda request: calendar(ctx, request))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:

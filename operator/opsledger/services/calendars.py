@@ -16,11 +16,12 @@ from datetime import datetime, timedelta
 
 from pydantic import ValidationError
 
+from opsledger.domain import calendar_feed
 from opsledger.domain.calendars import CalendarError, Loaded, calendar_path, parse
 from opsledger.domain.change_gates import HOLDS
 from opsledger.domain.times import parse_time
 from opsledger.domain.validation import describe
-from opsledger.domain.views import SERVICE_LEVELS
+from opsledger.domain.views import CHANGE_CALENDAR, SERVICE_LEVELS
 from opsledger.domain.windows import HORIZON, Hold, decide
 from opsledger.models.servicelevel import ServiceLevelSpec
 from opsledger.services.context import Context
@@ -160,3 +161,36 @@ def window_answer(
         holds=holds(ctx, [c.name for c in sl.calendars], moment),
     )
     return decision.to_json(), 200
+
+
+def feed(
+    ctx: Context, *, namespace: str, service: str, days: str | None = None
+) -> tuple[bytes | dict[str, object], int]:
+    """The service's change calendar for the coming `days` (default 30, at most 366) as an
+    iCalendar feed, with its scheduled and running changes; or an error and its HTTP status."""
+    if not namespace or not service or len(namespace) > 253 or len(service) > 253:
+        return {"error": "ask with ?namespace=<namespace>&service=<spec.service>"}, 400
+    try:
+        span = int(days) if days is not None else 30
+    except ValueError:
+        span = 0
+    if not 1 <= span <= 366:
+        return {"error": "days is a whole number from 1 to 366"}, 400
+    found = list(ctx.views[SERVICE_LEVELS].get((namespace, service), ()))
+    if not found:
+        return {"error": f"no ServiceLevel with spec.service={service!r} in {namespace!r}"}, 404
+    try:
+        sl = ServiceLevelSpec.model_validate(found[0].get("spec") or {})
+    except ValidationError as exc:
+        return {"error": f"the ServiceLevel is invalid: {describe(exc)}"}, 409
+    now = ctx.clock()
+    until = now + timedelta(days=span)
+    rows = calendar_feed.entries(
+        service,
+        sl,
+        holds(ctx, [c.name for c in sl.calendars], now),
+        ctx.views[CHANGE_CALENDAR].get((namespace, service), ()),
+        since=now,
+        until=until,
+    )
+    return calendar_feed.ics(f"{namespace}/{service}", rows, now), 200

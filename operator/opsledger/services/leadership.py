@@ -2,7 +2,9 @@
 
 Standalone (no OPSLEDGER_PEERING) the one operator leads. With peering, each replica reads the
 peering object every few seconds and leads while no live peer outranks it; a failure to read
-it stands the replica by (it could not write anything then either).
+it stands the replica by (it could not write anything then either). The leader also keeps a
+coordination.k8s.io Lease (OPSLEDGER_LEADER_LEASE_NAMESPACE) saying who leads, for kubectl and
+other tools; a standby never writes it, and a new leader takes it over.
 """
 
 from __future__ import annotations
@@ -37,3 +39,19 @@ async def follow(ctx: Context) -> None:
         log.info("replica %s is %s", ctx.identity, reason)
     ctx.leading, ctx.leadership_reason = verdict_leading, reason
     ctx.metrics.leader.set(1 if verdict_leading else 0)
+    if verdict_leading and settings.leader_lease_namespace:
+        try:
+            await asyncio.to_thread(
+                ctx.kube.hold_lease,
+                settings.peering,
+                settings.leader_lease_namespace,
+                ctx.identity,
+                int(settings.peering_lifetime),
+            )
+        except Exception as exc:  # the record of who leads, not the leadership: said, not fatal
+            log.warning(
+                "the leader Lease %s/%s is not kept: %s",
+                settings.leader_lease_namespace,
+                settings.peering,
+                exc,
+            )
