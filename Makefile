@@ -51,6 +51,7 @@ bench: setup               ## benchmarks: figures and ratios, not pass/fail
 	$(BIN)/python bench/slo_scale.py
 	$(BIN)/python bench/cmdb_sync.py
 	$(BIN)/python bench/webhook_latency.py
+	$(BIN)/python bench/window_decisions.py
 
 clean:
 	-$(BIN)/opsledger dev down

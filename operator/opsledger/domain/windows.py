@@ -400,7 +400,8 @@ class _Calendar:
     excepted_until: int | None  # holds before this moment do not hold (a freeze exception)
 
     def __post_init__(self) -> None:
-        self.held = _merged([(_micros(h.start), _micros(h.end)) for h in self.holds])
+        self.spans = [(_micros(h.start), _micros(h.end), h) for h in self.holds]
+        self.held = _merged([(start, end) for start, end, _ in self.spans])
         self.dark = [_compile(b) for b in self.blackouts]
 
     def eligible(
@@ -465,9 +466,12 @@ class _Calendar:
 
     def held_at(self, moment: int, upper: int) -> tuple[str, str, int] | None:
         """What holds changes at `moment`, exception or not: (rule, what, until)."""
-        for hold in sorted(self.holds, key=lambda h: h.rule != "freeze"):  # freezes first
-            if _micros(hold.start) <= moment < _micros(hold.end):
-                return hold.rule, hold.what, _micros(hold.end)
+        covering = [
+            (h.rule != "freeze", end, h) for start, end, h in self.spans if start <= moment < end
+        ]
+        if covering:  # freezes first, then calendar events
+            _, end, hold = min(covering, key=lambda c: c[0])
+            return hold.rule, hold.what, end
         for blackout, dark in zip(self.blackouts, self.dark, strict=True):
             run = _run_after(dark, moment, upper, dark.local_ordinal(upper) + 1)
             if run is not None and run[0] <= moment < run[1]:

@@ -128,6 +128,19 @@ def holds(ctx: Context, names: list[str], now: datetime) -> list[Hold]:
     return found
 
 
+def _asked(
+    ctx: Context, namespace: str, service: str
+) -> ServiceLevelSpec | tuple[dict[str, object], int]:
+    """The ServiceLevel a request names, or the error to answer and its HTTP status."""
+    found = list(ctx.views[SERVICE_LEVELS].get((namespace, service), ()))
+    if not found:
+        return {"error": f"no ServiceLevel with spec.service={service!r} in {namespace!r}"}, 404
+    try:
+        return ServiceLevelSpec.model_validate(found[0].get("spec") or {})
+    except ValidationError as exc:
+        return {"error": f"the ServiceLevel is invalid: {describe(exc)}"}, 409
+
+
 def window_answer(
     ctx: Context, *, namespace: str, service: str, at: str | None = None
 ) -> tuple[dict[str, object], int]:
@@ -146,13 +159,9 @@ def window_answer(
                 "error": "at must be an RFC 3339 time with a zone, e.g. 2026-12-01T22:00:00Z"
             }, 400
         moment = parsed
-    found = list(ctx.views[SERVICE_LEVELS].get((namespace, service), ()))
-    if not found:
-        return {"error": f"no ServiceLevel with spec.service={service!r} in {namespace!r}"}, 404
-    try:
-        sl = ServiceLevelSpec.model_validate(found[0].get("spec") or {})
-    except ValidationError as exc:
-        return {"error": f"the ServiceLevel is invalid: {describe(exc)}"}, 409
+    sl = _asked(ctx, namespace, service)
+    if not isinstance(sl, ServiceLevelSpec):
+        return sl
     decision = decide(
         moment,
         windows=sl.maintenance_windows,
@@ -176,13 +185,9 @@ def feed(
         span = 0
     if not 1 <= span <= 366:
         return {"error": "days is a whole number from 1 to 366"}, 400
-    found = list(ctx.views[SERVICE_LEVELS].get((namespace, service), ()))
-    if not found:
-        return {"error": f"no ServiceLevel with spec.service={service!r} in {namespace!r}"}, 404
-    try:
-        sl = ServiceLevelSpec.model_validate(found[0].get("spec") or {})
-    except ValidationError as exc:
-        return {"error": f"the ServiceLevel is invalid: {describe(exc)}"}, 409
+    sl = _asked(ctx, namespace, service)
+    if not isinstance(sl, ServiceLevelSpec):
+        return sl
     now = ctx.clock()
     until = now + timedelta(days=span)
     rows = calendar_feed.entries(
