@@ -170,7 +170,13 @@ class OperatorProcess:
                 stderr=subprocess.STDOUT,
             )
         port = int(self.overrides.get("OPSLEDGER_HEALTH_PORT", self.env.ports()["operator-health"]))
-        wait_for(lambda: self._healthy(port), timeout=60, what=f"operator /healthz ({self.log})")
+        try:
+            wait_for(
+                lambda: self._healthy(port), timeout=60, what=f"operator /healthz ({self.log})"
+            )
+        except AssertionError:
+            self.stop()  # a half-started operator left running would act in the next modules
+            raise
         return self
 
     def _healthy(self, port: int) -> bool:

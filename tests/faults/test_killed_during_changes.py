@@ -142,7 +142,8 @@ def test_changes_survive_a_killed_operator_without_a_step_applied_twice(
             assert deployment["spec"]["replicas"] == 2, i
             assert moved == 1, f"scale-{i}: the step changed w-{i} {moved} times"
         else:  # failed and rolled back: applied once and restored once, at most
-            assert moved in (0, 2), f"scale-{i} ({phase}): w-{i} changed {moved} times"
+            why = kubectl.json("get", "change", f"scale-{i}", "-n", NS)["status"]["transitions"]
+            assert moved in (0, 2), f"scale-{i} ({phase}): w-{i} changed {moved} times: {why}"
     assert list(phases.values()).count("Completed") >= COUNT * 0.9, phases
 
     git(

@@ -95,6 +95,7 @@ class Kube:
         self.api = api
         self._dynamic: dynamic.DynamicClient | None = None
         self._lock = threading.Lock()
+        self._discovery = threading.Lock()
 
     def _client(self) -> dynamic.DynamicClient:
         with self._lock:
@@ -103,16 +104,12 @@ class Kube:
             return self._dynamic
 
     def namespaced(self, api_version: str, kind: str) -> bool:
-        resource = self._client().resources.get(api_version=api_version, kind=kind)
-        return bool(resource.namespaced)
+        return bool(self._resource(api_version, kind).namespaced)
 
     def get(self, api_version: str, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
         """The object as a dict, or None when it does not exist. Cluster-scoped kinds (Node,
         Namespace, PersistentVolume) ignore `namespace`."""
-        try:
-            resource = self._client().resources.get(api_version=api_version, kind=kind)
-        except ResourceNotFoundError as exc:
-            raise LookupError(f"the cluster serves no {kind} in {api_version}") from exc
+        resource = self._resource(api_version, kind)
         try:
             if resource.namespaced:
                 obj = resource.get(name=name, namespace=namespace)
@@ -124,10 +121,15 @@ class Kube:
         return result
 
     def _resource(self, api_version: str, kind: str) -> Any:
-        try:
-            return self._client().resources.get(api_version=api_version, kind=kind)
-        except ResourceNotFoundError as exc:
-            raise LookupError(f"the cluster serves no {kind} in {api_version}") from exc
+        # The dynamic client's discovery cache is not thread-safe: a kind it does not know makes
+        # it discover again, and a thread searching meanwhile fails with KeyError('apis'). One
+        # lookup at a time (each is a dictionary read once discovered).
+        dynamic_client = self._client()
+        with self._discovery:
+            try:
+                return dynamic_client.resources.get(api_version=api_version, kind=kind)
+            except ResourceNotFoundError as exc:
+                raise LookupError(f"the cluster serves no {kind} in {api_version}") from exc
 
     def patch(
         self,
@@ -187,7 +189,8 @@ class Kube:
                 # whose CRD has gone: discover again, and the kind is found or LookupError says so.
                 if attempt:
                     raise LookupError(f"the cluster serves no {kind} in {api_version}") from exc
-                self._client().resources.invalidate_cache()
+                with self._discovery:
+                    self._client().resources.invalidate_cache()
         raise AssertionError("unreachable")
 
     def restore(

@@ -47,5 +47,8 @@ class Context:
     identity: str = field(default_factory=lambda: f"{socket.gethostname()}/{os.getpid()}")
     leading: bool = True
     leadership_reason: str = "standalone"
+    # (apiVersion, kind) the cluster did not serve when last asked → when to ask again (a kind
+    # it does not know makes the client discover every API group again: not every few seconds).
+    unserved: dict[tuple[str, str], datetime] = field(default_factory=dict)
     # The shared calendars the ServiceLevels name, as last read (services/calendars.py).
     calendars: dict[str, Loaded] = field(default_factory=dict)

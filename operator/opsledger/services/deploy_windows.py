@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -27,6 +28,7 @@ from opsledger.services.context import Context
 log = logging.getLogger("opsledger.deploy-windows")
 APP_PROJECT = ("argoproj.io/v1alpha1", "AppProject")
 SUSPENDABLE = (("kustomize.toolkit.fluxcd.io/v1", "Kustomization"),)
+UNSERVED_RECHECK = timedelta(minutes=5)  # how soon a kind the cluster did not serve is asked again
 
 
 async def keep(ctx: Context) -> None:
@@ -51,12 +53,19 @@ def _level(ctx: Context, key: tuple[str, str] | None) -> ServiceLevelSpec | None
 
 async def _opted_in(ctx: Context, api_version: str, kind: str) -> list[dict[str, Any]]:
     assert ctx.kube is not None
+    now = ctx.clock()
+    again = ctx.unserved.get((api_version, kind))
+    if again is not None and now < again:
+        return []
     try:
-        return await asyncio.to_thread(
+        found = await asyncio.to_thread(
             ctx.kube.labelled, api_version, kind, f"{CALENDAR_LABEL}=true"
         )
-    except LookupError:
-        return []  # the CRD is not installed here
+    except LookupError:  # the CRD is not installed here: asked again in a while
+        ctx.unserved[(api_version, kind)] = now + UNSERVED_RECHECK
+        return []
+    ctx.unserved.pop((api_version, kind), None)
+    return found
 
 
 async def _projects(ctx: Context) -> None:
