@@ -81,7 +81,8 @@ def operator_rules(job: str = "opsledger") -> dict[str, Any]:
                         # other Prometheus-gated tools, during a service's freezes.
                         "alert": "OpsLedgerChangeFreeze",
                         "expr": "max by (namespace, service) (opsledger_change_freeze_active) == 1",
-                        "labels": {"severity": "info"},
+                        # a state, not an incident: OpsLedger's receiver opens none for it
+                        "labels": {"severity": "info", "opsledger_incident": "none"},
                         "annotations": {
                             "summary": (
                                 "{{ $labels.service }} in {{ $labels.namespace }} is frozen: no "

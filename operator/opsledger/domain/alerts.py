@@ -115,9 +115,10 @@ def action_for(alert: Alert, routing: Routing, *, resolve: bool) -> Action | Non
     """What one alert does: open (firing), resolve (resolved, if configured), or nothing.
 
     Alerts labelled `opsledger_incident: managed` are about incidents OpsLedger opens itself
-    (its burn-rate alerts): nothing.
+    (its burn-rate alerts), and `opsledger_incident: none` say a state that is no incident (a
+    change freeze, for kured's gating): nothing.
     """
-    if alert.labels.get(MANAGED_LABEL) == "managed":
+    if alert.labels.get(MANAGED_LABEL) in ("managed", "none"):
         return None
     name = incident_name(alert)
     namespace = _namespace(alert, routing) or routing.default_namespace

@@ -126,3 +126,10 @@ def test_alerts_about_incidents_opsledger_opens_itself_are_skipped() -> None:
     assert (
         action_for(_alert("resolved", opsledger_incident="managed"), ROUTING, resolve=True) is None
     )
+
+
+def test_an_alert_that_says_a_state_opens_no_incident() -> None:
+    # OpsLedgerChangeFreeze fires for as long as a freeze lasts: a state, not an incident
+    freeze = _alert(alertname="OpsLedgerChangeFreeze", opsledger_incident="none")
+    assert action_for(freeze, ROUTING, resolve=True) is None
+    assert action_for(_alert(alertname="Other"), ROUTING, resolve=True) is not None
