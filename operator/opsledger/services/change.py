@@ -354,7 +354,10 @@ async def carry_out(
     if Effect.APPLY_PLAN in move.effects:
         window = None
         if spec.type != ChangeType.EMERGENCY and facts.level is not None:
-            window = changes.window_for(state.now, spec, facts.level)
+            # the calendar only: schedule.notAfter is about starting, not about finishing
+            window = changes.window_for(
+                state.now, spec.model_copy(update={"schedule": None}), facts.level
+            )
         result = await asyncio.to_thread(
             change_execution.apply_plan,
             ctx,
