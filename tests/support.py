@@ -103,6 +103,22 @@ def wait_for(check: Any, timeout: float = 60.0, interval: float = 0.5, what: str
     raise AssertionError(f"timed out after {timeout}s waiting for {what or check}: last {last!r}")
 
 
+def wait_for_event(
+    kubectl: Kubectl, namespace: str, name: str, reason: str, timeout: float = 30.0
+) -> dict[str, Any]:
+    """The first Event with `reason` about object `name`. Kopf posts Events from a queue after
+    the status patch, so a condition can be visible before its Event is: always wait."""
+
+    def found() -> dict[str, Any] | None:
+        events = kubectl.json(
+            "get", "events", "-n", namespace, "--field-selector", f"involvedObject.name={name}"
+        )["items"]
+        return next((e for e in events if e["reason"] == reason), None)
+
+    event: dict[str, Any] = wait_for(found, timeout=timeout, what=f"a {reason} Event on {name}")
+    return event
+
+
 # Shorter waits than production defaults, so tests see retries within seconds.
 TEST_SETTINGS = {
     "OPSLEDGER_CMDB_DEBOUNCE": "0.5",

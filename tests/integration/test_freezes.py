@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tests.support import Kubectl, OperatorProcess, wait_for
+from tests.support import Kubectl, OperatorProcess, wait_for, wait_for_event
 
 NS = "frozen-jobs"
 
@@ -83,10 +83,7 @@ spec:
     )
     note = suspended["metadata"]["annotations"]["opsledger.io/suspended-for-freeze"]
     assert note == f"until {end.strftime(stamp)}: stock-take"
-    events = kubectl.json(
-        "get", "events", "-n", NS, "--field-selector", "involvedObject.name=nightly-import"
-    )["items"]
-    assert any(e["reason"] == "SuspendedForFreeze" for e in events)
+    wait_for_event(kubectl, NS, "nightly-import", "SuspendedForFreeze")
 
     resumed = wait_for(
         lambda: (c := _cronjob(kubectl, "nightly-import"))["spec"].get("suspend") is False and c,

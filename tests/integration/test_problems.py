@@ -6,7 +6,15 @@ from __future__ import annotations
 from typing import Any
 
 from opsledger.devenv.environment import DevEnvironment
-from tests.support import Kubectl, OperatorProcess, finish_permit, remote_record, shop, wait_for
+from tests.support import (
+    Kubectl,
+    OperatorProcess,
+    finish_permit,
+    remote_record,
+    shop,
+    wait_for,
+    wait_for_event,
+)
 
 NS = "recurring"
 HOTFIX = f"""
@@ -93,7 +101,4 @@ def test_a_recent_change_is_suspected_and_three_incidents_make_a_problem(
     record = wait_for(known_error, what="the problem's known error")
     assert record["knownError"] == "The hotfix set the connection pool too small"
     assert record["workaround"] == "Raised the pool back to 50"
-    events = kubectl.json(
-        "get", "events", "-n", NS, "--field-selector", "involvedObject.name=web-slow-3"
-    )["items"]
-    assert any(e["reason"] == "RecurringIncident" for e in events)
+    wait_for_event(kubectl, NS, "web-slow-3", "RecurringIncident")

@@ -14,7 +14,14 @@ import pytest
 import yaml
 
 from opsledger.devenv.environment import DevEnvironment
-from tests.support import Kubectl, OperatorProcess, availability_slo, opsledger, wait_for
+from tests.support import (
+    Kubectl,
+    OperatorProcess,
+    availability_slo,
+    opsledger,
+    wait_for,
+    wait_for_event,
+)
 
 NS = "slorules"
 CRDS = Path(__file__).resolve().parents[1] / "e2e" / "fixtures" / "prometheus-operator-crds.yaml"
@@ -109,8 +116,7 @@ def test_the_rule_follows_its_service_level_and_the_crds_coming_and_going(
     )
     assert refused["reason"] == "PrometheusRuleUnavailable"
     assert "install the Prometheus Operator's CRDs" in refused["message"]
-    events = kubectl.json("get", "events", "-n", NS, "--field-selector", "involvedObject.name=shop")
-    assert "PrometheusRuleUnavailable" in {e["reason"] for e in events["items"]}
+    wait_for_event(kubectl, NS, "shop", "PrometheusRuleUnavailable")
     # a ServiceLevel without objectives needs no rule, CRD or not
     kubectl(
         "apply",
