@@ -294,9 +294,15 @@ async def _approval(ctx: Context, facts: Facts) -> Facts:
 
 async def _branch(ctx: Context, facts: Facts) -> Facts:
     assert facts.read_back is not None
+    read_back = facts.read_back
     exists = await change_approval.find_branch(ctx, facts)
+    if not exists:
+        # The merge may have come between reading the pull request (open) and the branch (a
+        # squash merge deletes it): read the merge and the pull request again, after the branch,
+        # before calling it a deletion.
+        read_back = await change_approval.find_read_back(ctx, facts)
     return dataclasses.replace(
-        facts, read_back=dataclasses.replace(facts.read_back, branch_exists=exists)
+        facts, read_back=dataclasses.replace(read_back, branch_exists=exists)
     )
 
 
