@@ -6,7 +6,9 @@ when they return, and deleted with its ServiceLevel by Kubernetes' garbage colle
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +19,10 @@ from opsledger.devenv.environment import DevEnvironment
 from tests.support import (
     Kubectl,
     OperatorProcess,
+    approve_proposal,
     availability_slo,
     opsledger,
+    proposed,
     wait_for,
     wait_for_event,
 )
@@ -156,3 +160,133 @@ def test_the_rule_follows_its_service_level_and_the_crds_coming_and_going(
     wait_for(
         lambda: _rule(kubectl) is None, timeout=90, what="the PrometheusRule garbage-collected"
     )
+
+
+DANA = ("--as=dana", "--as-group=team-ops")  # a namespace user: edit, and Changes, in NS
+DANA_RBAC = f"""
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: dana-edits, namespace: {NS}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: edit}}
+subjects: [{{apiGroup: rbac.authorization.k8s.io, kind: User, name: dana}}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {{name: changes, namespace: {NS}}}
+rules:
+- apiGroups: [opsledger.io]
+  resources: [changes, changes/status]
+  verbs: [get, list, watch, create, update, patch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: dana-changes, namespace: {NS}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: changes}}
+subjects: [{{apiGroup: rbac.authorization.k8s.io, kind: User, name: dana}}]
+"""
+FAILOVER = f"""
+apiVersion: opsledger.io/v1alpha1
+kind: Change
+metadata: {{name: failover, namespace: {NS}}}
+spec:
+  type: normal
+  summary: Fail the shop over to the second region
+  service: shop
+  plannedImpact:
+    objectives: [availability, throughput]
+    reason: connections drain while the primary moves
+"""
+
+
+def _rule_text(kubectl: Kubectl, name: str) -> str:
+    result = kubectl.run("get", "prometheusrule", name, "-n", NS, "-o", "yaml", check=False)
+    return result.stdout if result.returncode == 0 else ""
+
+
+def _exclusions(kubectl: Kubectl) -> list[dict[str, Any]]:
+    level = kubectl.json("get", "servicelevel", "budget", "-n", NS)
+    found: list[dict[str, Any]] = level.get("status", {}).get("budgetExclusions") or []
+    return found
+
+
+def test_planned_work_is_left_out_of_the_budget_only_as_approved_and_only_once_it_ran(
+    devenv: DevEnvironment, kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path
+) -> None:
+    """Dana's approved failover declares its impact on availability. She tries to widen the
+    declared impact after approval and to write the change's status herself: both refused,
+    with the reason. While it runs the ServiceLevel leaves its time out provisionally, and the
+    PrometheusRule measures without it; once it completes the interval stays, with its end."""
+    _install_crds(kubectl)
+    kubectl("apply", "-f", "-", input=DANA_RBAC)
+    level = availability_slo(NS, 99.9).replace("name: shop,", "name: budget,")
+    kubectl("apply", "-f", "-", input=level)
+    kubectl("apply", "-f", "-", *DANA, input=FAILOVER)
+    proposed(kubectl, NS, "failover")
+    assert _exclusions(kubectl) == []  # proposed is not running
+
+    approve_proposal(
+        devenv, tmp_path, f"changes/test/{NS}/failover", ("Alice Approver", "alice@example.com")
+    )
+    wait_for(
+        lambda: (
+            kubectl.json("get", "change", "failover", "-n", NS)["status"].get("phase")
+            == "InProgress"
+        ),
+        what="the approved failover in progress",
+    )
+    widened = kubectl.run(
+        "patch", "change", "failover", "-n", NS, *DANA, "--type=json",
+        "-p", '[{"op":"add","path":"/spec/plannedImpact/objectives/-","value":"latency"}]',
+        check=False,
+    )  # fmt: skip
+    assert widened.returncode != 0
+    assert "approved by Alice Approver <alice@example.com> exactly as it stands" in widened.stderr
+    forged = kubectl.run(
+        "patch", "change", "failover", "-n", NS, *DANA, "--subresource=status", "--type=merge",
+        "-p", '{"status":{"execution":{"startedAt":"2026-11-01T00:00:00Z"}}}',
+        check=False,
+    )  # fmt: skip
+    assert forged.returncode != 0
+    assert "only the OpsLedger operator writes a Change's status" in forged.stderr
+
+    [running] = wait_for(_exclusions, what="the running failover left out of the budget")
+    change = kubectl.json("get", "change", "failover", "-n", NS)
+    assert running == {
+        "change": "failover",
+        "objectives": ["availability"],  # the ServiceLevel has no throughput objective
+        "start": change["status"]["execution"]["startedAt"],
+        "state": "InProgress",
+    }
+    wait_for_event(kubectl, NS, "budget", "BudgetExclusion")
+    rule = wait_for(
+        lambda: (
+            (r := _rule_text(kubectl, "budget-slo"))
+            and "[30d:5m]" in r.stdout
+            and yaml.safe_load(r.stdout)
+        ),
+        what="the PrometheusRule measuring without the failover",
+    )
+    start = datetime.fromisoformat(running["start"].replace("Z", "+00:00")).timestamp()
+    [month] = [
+        r
+        for g in rule["spec"]["groups"]
+        for r in g["rules"]
+        if r.get("record") == "opsledger_slo:error_ratio:rate30d"
+    ]
+    assert f"vector(time()) > {start:.3f}" in month["expr"]
+
+    kubectl("patch", "change", "failover", "-n", NS, *DANA, "--type=merge",
+            "-p", '{"spec":{"done":true}}')  # fmt: skip
+    [final] = wait_for(
+        lambda: [e for e in _exclusions(kubectl) if e["state"] == "Completed"] or None,
+        timeout=90,
+        what="the completed failover's interval kept",
+    )
+    done = kubectl.json("get", "change", "failover", "-n", NS)
+    assert done["status"]["phase"] == "Completed"
+    assert final["start"] == running["start"]
+    assert final["end"] == done["status"]["execution"]["finishedAt"]
+    # The record outlives the Change: deleting it does not bring the hour back into the budget.
+    kubectl("delete", "change", "failover", "-n", NS)
+    time.sleep(5)  # two evaluations at OPSLEDGER_SLO_INTERVAL=2
+    assert _exclusions(kubectl) == [final]

@@ -24,7 +24,9 @@ from opsledger.devenv.history import (
     write_openmetrics,
 )
 from opsledger.devenv.paths import Toolbox
-from opsledger.domain.slo import BURN_WINDOWS, seconds
+from opsledger.domain.budget_exclusions import COMPLETED, Exclusion, intervals
+from opsledger.domain.slo import BURN_WINDOWS, Evaluation, seconds
+from opsledger.domain.slo_rules import RuleObjective, rule_groups
 from opsledger.models.servicelevel import ServiceLevelSpec
 from opsledger.services.servicelevel import ServiceLevelRef, evaluate_service_levels
 from tests.support import availability_slo, opsledger
@@ -33,9 +35,12 @@ NOW = (int(time.time()) // 3600) * 3600 - 3 * 3600  # the end of the history, on
 OK_RATE = 10.0
 # shop: 0.02 % errors for a month, then a burst of 2 % for the last hour (a fast burn: page)
 # pay: ~1.5 % errors for the last two days on a 99 % / 28d objective (a slow burn: ticket)
+# failover: 0.05 % errors, and a third for the hour of a planned failover (NOW-5h to NOW-4h)
+FAILOVER = (NOW - 5 * 3600, NOW - 4 * 3600)
 RATES = {
     "shop": lambda t: 0.2 if t > NOW - 3600 else 0.002,
     "pay": lambda t: 0.15 if t > NOW - 2 * 86400 else 0.0005,
+    "failover": lambda t: 5.0 if FAILOVER[0] < t <= FAILOVER[1] else 0.005,
 }
 
 
@@ -264,3 +269,56 @@ def test_a_tenants_query_cannot_forge_or_hide_another_tenants_budget(prometheus_
     [eve] = results[("eve", "eve")]
     assert eve.error is None  # the comment ended at its own line
     assert eve.sli is not None
+
+
+def test_planned_work_leaves_the_error_budget_as_it_was_before_it(prometheus_url: str) -> None:
+    """A completed change that declared the objective's impact: its hour of 33 % errors is left
+    out, so the budget after it is the budget before it (within rounding), in the operator's
+    figures and in the generated recording rules, over the real Prometheus's history. Without
+    the exclusion the same hour spends most of the budget."""
+    prometheus = Prometheus(prometheus_url)
+    spec = _spec("failover", 99.9, "30d")
+    start, end = (datetime.fromtimestamp(t, UTC) for t in FAILOVER)
+    failover = Exclusion("failover", ("availability",), start, end, COMPLETED)
+
+    def budget(at: int, *exclusions: Exclusion) -> Evaluation:
+        ref = ServiceLevelRef("ops", "failover", spec, exclusions)
+        [e] = evaluate_service_levels(prometheus, [ref], datetime.fromtimestamp(at, UTC))[
+            ("ops", "failover")
+        ]
+        return e
+
+    before = budget(FAILOVER[0])
+    after = budget(NOW, failover)
+    burnt = budget(NOW)
+    assert before.error_budget_remaining == pytest.approx(0.5, abs=0.01)  # 0.05 % of 0.1 %
+    assert after.error_budget_remaining == pytest.approx(before.error_budget_remaining, abs=0.005)
+    assert burnt.error_budget_remaining is not None
+    assert burnt.error_budget_remaining < before.error_budget_remaining - 0.4  # the hour, counted
+    # A burn window the work reaches is measured without it; one after it is untouched.
+    assert after.burn_rates["6h"] == pytest.approx(0.5, rel=0.05)
+    assert (burnt.burn_rates["6h"] or 0) > 10
+    assert after.burn_rates["1h"] == pytest.approx(burnt.burn_rates["1h"], rel=1e-9)
+
+    # The generated rules compute the same: Prometheus evaluates them with time() per slice.
+    objective = spec.objectives[0]
+    rules = rule_groups(
+        "ops",
+        "failover",
+        "failover",
+        [
+            RuleObjective(
+                objective.name,
+                objective.objective,
+                objective.window,
+                objective.sli.events.error_query,
+                objective.sli.events.total_query,
+                tuple(intervals([failover], "availability")),
+            )
+        ],
+    )
+    [month] = [r for g in rules for r in g["rules"] if r.get("record", "").endswith("rate30d")]
+    [series] = prometheus.instant(month["expr"], datetime.fromtimestamp(NOW, UTC))
+    assert 1 - float(series["value"][1]) / 0.001 == pytest.approx(
+        after.error_budget_remaining, rel=1e-6
+    )

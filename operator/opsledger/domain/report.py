@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from opsledger.domain.kpi import CHANGE_TYPES, OUTCOMES, PRIORITIES, Kpis, incident_fact
+from opsledger.domain.times import rfc3339
 
 _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
@@ -52,6 +53,18 @@ class ObjectiveFigure:
 
 
 @dataclass(frozen=True)
+class ExclusionFigure:
+    """Planned work left out of an objective's budget (domain.budget_exclusions)."""
+
+    namespace: str
+    service: str
+    change: str
+    objectives: Sequence[str]
+    start: datetime
+    end: datetime | None  # None: still in progress (provisional)
+
+
+@dataclass(frozen=True)
 class CapacityFigure:
     namespace: str
     item: str
@@ -72,6 +85,7 @@ class ReviewFacts:
     month: str
     kpis: Kpis
     objectives: Sequence[ObjectiveFigure] = ()
+    exclusions: Sequence[ExclusionFigure] = ()
     capacity: Sequence[CapacityFigure] = ()
     problems: Sequence[ProblemFigure] = ()
     notes: Sequence[str] = field(default_factory=tuple)
@@ -191,6 +205,27 @@ def _percent(value: float | None, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
+def _exclusion_lines(exclusions: Sequence[ExclusionFigure]) -> list[str]:
+    """The month's planned work left out of the budget, as a table (nothing when none)."""
+    if not exclusions:
+        return []
+    lines = [
+        "",
+        "Planned work left out of the error budget (Changes that declared plannedImpact and "
+        "completed; in progress: provisional):",
+        "",
+        "| namespace | service | change | objectives | from | to |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for x in exclusions:
+        until = "in progress" if x.end is None else rfc3339(x.end)
+        lines.append(
+            f"| {x.namespace} | {x.service} | {x.change} | {', '.join(x.objectives)} | "
+            f"{rfc3339(x.start)} | {until} |"
+        )
+    return lines
+
+
 def render(facts: ReviewFacts) -> str:
     """The report as Markdown, with its charts linked beside the tables."""
     k = facts.kpis
@@ -220,6 +255,7 @@ def render(facts: ReviewFacts) -> str:
             lines += ["", f"![Error budget left]({images['error-budgets.svg']})"]
     else:
         lines.append("No ServiceLevels.")
+    lines += _exclusion_lines(facts.exclusions)
     lines += [
         "",
         "## Incidents",

@@ -18,9 +18,16 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from opsledger.domain.budget_exclusions import (
+    STEP,
+    Interval,
+    masked_ratio_expression,
+    touches,
+)
 from opsledger.domain.promql import embedded, union
 from opsledger.models.common import WINDOW_PLACEHOLDER
 
@@ -130,16 +137,36 @@ def ratio_expression(error_query: str, total_query: str, window: str) -> str:
     return f"({errors} / sum({embedded(render(total_query, window))}))"
 
 
-def batched_query(objectives: Mapping[str, tuple[str, str, str]]) -> str:
+def window_ratio(
+    error_query: str, total_query: str, window: str, spans: Sequence[Interval] = ()
+) -> str:
+    """The error ratio over `window`, leaving out `spans` (planned work) when there are any."""
+    if not spans:
+        return ratio_expression(error_query, total_query, window)
+    return masked_ratio_expression(
+        render(error_query, STEP), render(total_query, STEP), window, spans
+    )
+
+
+def batched_query(
+    objectives: Mapping[str, tuple[str, str, str]],
+    exclusions: Mapping[str, Sequence[Interval]] | None = None,
+    at: float | None = None,
+) -> str:
     """One PromQL query for every objective and window: each series is tagged with labels
     `slo` (the key of `objectives`) and `slo_window`, so one round-trip answers all of them.
 
-    `objectives` maps a key to (error query, total query, objective window).
+    `objectives` maps a key to (error query, total query, objective window); `exclusions` a
+    key to the intervals left out of its budget (domain.budget_exclusions): a window they
+    reach into at `at` (Unix seconds; default now) is measured without them.
     """
+    moment = time.time() if at is None else at
     parts = []
     for key, (error_query, total_query, window) in objectives.items():
+        spans = (exclusions or {}).get(key, ())
         for w in dict.fromkeys((window, *BURN_WINDOWS)):
-            expr = ratio_expression(error_query, total_query, w)
+            inside = [s for s in spans if touches([s], moment, seconds(w))]
+            expr = window_ratio(error_query, total_query, w, inside)
             tagged = f'label_replace({expr}, "slo", "{escape_label_value(key)}", "", "")'
             parts.append(f'label_replace({tagged}, "slo_window", "{w}", "", "")')
     return union(parts)

@@ -20,12 +20,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from opsledger.domain.budget_exclusions import Interval
 from opsledger.domain.slo import (
     ALERT_RULES,
     BURN_WINDOWS,
     escape_label_value,
-    ratio_expression,
     threshold,
+    window_ratio,
 )
 
 PREFIX = "opsledger_slo"
@@ -45,6 +46,9 @@ class RuleObjective:
     window: str
     error_query: str
     total_query: str
+    # Planned work left out of the budget (domain.budget_exclusions): every window is measured
+    # without it, in Prometheus as in the operator.
+    exclusions: tuple[Interval, ...] = ()
 
 
 def ratio_record(window: str) -> str:
@@ -97,7 +101,7 @@ def rule_groups(
 def _ratio(o: RuleObjective, window: str, labels: dict[str, str]) -> dict[str, Any]:
     return {
         "record": ratio_record(window),
-        "expr": ratio_expression(o.error_query, o.total_query, window),
+        "expr": window_ratio(o.error_query, o.total_query, window, o.exclusions),
         "labels": dict(labels),
     }
 

@@ -96,6 +96,33 @@ class FreezeException(CamelModel):
     )
 
 
+class PlannedImpact(CamelModel):
+    """What the change is expected to disturb: objectives of its service's ServiceLevel. While it
+    is in progress, and for good once it completes, that time is left out of their error budget
+    (status.budgetExclusions on the ServiceLevel); a change that fails or is rolled back keeps
+    nothing out. Part of what is approved."""
+
+    objectives: list[
+        Annotated[
+            str,
+            Field(
+                description="The name of an objective of the ServiceLevel of spec.service.",
+                pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+                max_length=63,
+            ),
+        ]
+    ] = Field(
+        description="The objectives whose budget the planned work should not burn.",
+        min_length=1,
+        max_length=16,
+    )
+    reason: str | None = Field(
+        default=None,
+        description="Why the impact is expected, e.g. a failover drains one region.",
+        max_length=1024,
+    )
+
+
 class PlanStep(CamelModel):
     """One patch the operator applies to carry out the change."""
 
@@ -194,6 +221,16 @@ class ChangeSpec(CamelModel):
                     "reason": "FieldValueForbidden",
                 },
                 {
+                    "rule": "!has(self.plannedImpact) || self.type != 'emergency'",
+                    "message": (
+                        "an emergency change's impact counts against the error budget: only a "
+                        "normal or standard change, approved beforehand, may declare "
+                        "plannedImpact"
+                    ),
+                    "fieldPath": ".plannedImpact",
+                    "reason": "FieldValueForbidden",
+                },
+                {
                     "rule": "self.type == oldSelf.type",
                     "message": "spec.type is immutable: create a new Change for another type",
                     "fieldPath": ".type",
@@ -248,6 +285,11 @@ class ChangeSpec(CamelModel):
         description="Leave to start during a freeze, blackout or calendar event (normal changes "
         "only; approved separately under the approval policy's exceptions rule).",
     )
+    planned_impact: PlannedImpact | None = Field(
+        default=None,
+        description="Objectives the planned work is expected to disturb: while it runs (and "
+        "only if it completes) that time is left out of their error budget.",
+    )
     plan: list[PlanStep] = Field(
         default_factory=list,
         description="Patches to apply. Without a plan the change is a permit for manual work.",
@@ -283,6 +325,15 @@ class ChangeSpec(CamelModel):
             raise ValueError(
                 "a freeze exception is approved by pull request: only a normal change may carry "
                 "one (an emergency change is not held by freezes)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _impact_only_when_approved(self) -> ChangeSpec:
+        if self.planned_impact is not None and self.type == ChangeType.EMERGENCY:
+            raise ValueError(
+                "an emergency change's impact counts against the error budget: only a normal or "
+                "standard change, approved beforehand, may declare plannedImpact"
             )
         return self
 

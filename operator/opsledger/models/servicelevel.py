@@ -304,12 +304,31 @@ class ObjectiveStatus(CamelModel):
     evaluated_at: datetime | None = Field(default=None, description="When it was measured.")
 
 
+class BudgetExclusion(CamelModel):
+    """Time left out of objectives' error budget: a Change that declared plannedImpact, from
+    when its plan started until it completed. Provisional while it is in progress (a change
+    that fails or is rolled back keeps nothing out)."""
+
+    change: str = Field(description="The Change, in this namespace.", max_length=253)
+    objectives: list[str] = Field(description="The objectives it is left out of.")
+    start: datetime = Field(description="When the change's plan started.")
+    end: datetime | None = Field(
+        default=None, description="When it completed; unset while it is in progress."
+    )
+    state: str = Field(description="InProgress (provisional) or Completed.")
+
+
 class ServiceLevelStatus(StatusBase):
     """The service's measured levels. Measured=False means unknown: the values below are the last
     ones measured, and changes gated on this service wait."""
 
     objectives: list[ObjectiveStatus] = Field(
         default_factory=list, description="One entry per objective."
+    )
+    budget_exclusions: list[BudgetExclusion] = Field(
+        default_factory=list,
+        description="Planned work left out of the error budget (Changes with plannedImpact), "
+        "while it falls inside an objective's window.",
     )
     availability: dict[str, float] | None = Field(
         default=None,

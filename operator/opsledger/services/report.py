@@ -18,6 +18,7 @@ from typing import Any
 from opsledger.adapters.charts import bar_chart
 from opsledger.adapters.prometheus import PrometheusUnavailableError
 from opsledger.domain import report
+from opsledger.domain.budget_exclusions import Exclusion
 from opsledger.domain.kpi import change_fact, compute, incident_fact
 from opsledger.models import CHANGE, CONFIGURATION_ITEM, INCIDENT, SERVICE_LEVEL
 from opsledger.models.servicelevel import ServiceLevelSpec
@@ -36,9 +37,8 @@ class Written:
     text: str
 
 
-def _objectives(
-    ctx: Context, service_levels: list[dict[str, Any]], at: datetime
-) -> tuple[list[report.ObjectiveFigure], list[str]]:
+def _refs(service_levels: list[dict[str, Any]]) -> list[ServiceLevelRef]:
+    """The valid ServiceLevels, with the planned work their status leaves out of the budget."""
     refs = []
     for obj in service_levels:
         meta = obj.get("metadata") or {}
@@ -46,7 +46,31 @@ def _objectives(
             spec = ServiceLevelSpec.model_validate(obj.get("spec") or {})
         except ValueError:
             continue
-        refs.append(ServiceLevelRef(str(meta.get("namespace")), str(meta.get("name")), spec))
+        held = (obj.get("status") or {}).get("budgetExclusions") or []
+        exclusions = tuple(e for i in held if (e := Exclusion.from_status(i)) is not None)
+        refs.append(
+            ServiceLevelRef(str(meta.get("namespace")), str(meta.get("name")), spec, exclusions)
+        )
+    return refs
+
+
+def _exclusions(
+    refs: list[ServiceLevelRef], start: datetime, end: datetime
+) -> list[report.ExclusionFigure]:
+    """The planned work of the month (what overlaps it) left out of the budget."""
+    return [
+        report.ExclusionFigure(
+            ref.namespace, ref.spec.service, e.change, e.objectives, e.start, e.end
+        )
+        for ref in refs
+        for e in ref.exclusions
+        if e.start < end and (e.end is None or e.end > start)
+    ]
+
+
+def _objectives(
+    ctx: Context, refs: list[ServiceLevelRef], service_levels: list[dict[str, Any]], at: datetime
+) -> tuple[list[report.ObjectiveFigure], list[str]]:
     if not refs:
         return [], []
     notes: list[str] = []
@@ -101,7 +125,8 @@ def facts_for(
         now=until,
         window=until - start,
     )
-    objectives, notes = _objectives(ctx, objects["servicelevels"], until)
+    refs = _refs(objects["servicelevels"])
+    objectives, notes = _objectives(ctx, refs, objects["servicelevels"], until)
     if until < end:
         notes.append("The month is not over: the figures are those of the day of this commit.")
     return report.ReviewFacts(
@@ -109,6 +134,7 @@ def facts_for(
         month=month,
         kpis=kpis,
         objectives=objectives,
+        exclusions=_exclusions(refs, start, until),
         capacity=report.capacity_figures(objects["configurationitems"]),
         problems=report.problem_figures(objects["incidents"], start, end),
         notes=notes,

@@ -7,13 +7,21 @@ import asyncio
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from opsledger.adapters.prometheus import (
     Prometheus,
     PrometheusQueryError,
     PrometheusUnavailableError,
+)
+from opsledger.domain.budget_exclusions import (
+    Exclusion,
+    Interval,
+    exclusion_message,
+    intervals,
+    merge,
+    observe,
 )
 from opsledger.domain.conditions import summarize
 from opsledger.domain.outcome import ConditionUpdate, Event
@@ -25,16 +33,18 @@ from opsledger.domain.slo import (
     escalates,
     evaluate,
     exhausted,
+    seconds,
     severity_of,
     split_result,
 )
 from opsledger.domain.times import rfc3339
-from opsledger.models import INCIDENT, SERVICE_LEVEL
+from opsledger.models import CHANGE, INCIDENT, SERVICE_LEVEL
 from opsledger.models.common import ConditionStatus
 from opsledger.models.incident import RESOLVED_STATES, OriginType
 from opsledger.models.servicelevel import ErrorBudgetPolicy, ServiceLevelSpec
+from opsledger.services import servicelevel_rules
 from opsledger.services.context import Context
-from opsledger.services.errors import UnavailableError
+from opsledger.services.errors import RetryLaterError, UnavailableError
 from opsledger.services.incident_factory import open_incident
 from opsledger.services.status import write_status
 
@@ -48,6 +58,8 @@ class ServiceLevelRef:
     namespace: str
     name: str
     spec: ServiceLevelSpec
+    # Planned work left out of its objectives' budgets (domain.budget_exclusions).
+    exclusions: tuple[Exclusion, ...] = ()
 
     def key(self, objective: str) -> str:
         return f"{self.namespace}/{self.name}/{objective}"
@@ -73,12 +85,18 @@ def evaluate_service_levels(
         for ref in refs
         for o in ref.spec.objectives
     }
+    left_out = {
+        ref.key(o.name): spans
+        for ref in refs
+        for o in ref.spec.objectives
+        if (spans := intervals(ref.exclusions, o.name))
+    }
     keys = list(objectives)
     ratios: dict[str, dict[str, float | None]] = {}
     errors: dict[str, str] = {}
     for start in range(0, len(keys), BATCH):
         chunk = {k: objectives[k] for k in keys[start : start + BATCH]}
-        measured, refused = _measure(prometheus, chunk, at)
+        measured, refused = _measure(prometheus, chunk, left_out, at)
         ratios.update(measured)
         errors.update(refused)
     return {
@@ -107,19 +125,25 @@ def measure(
 
 
 def _measure(
-    prometheus: Prometheus, objectives: Mapping[str, tuple[str, str, str]], at: datetime | None
+    prometheus: Prometheus,
+    objectives: Mapping[str, tuple[str, str, str]],
+    left_out: Mapping[str, list[Interval]],
+    at: datetime | None,
 ) -> tuple[dict[str, dict[str, float | None]], dict[str, str]]:
     """The objectives' error ratios from one query; when Prometheus refuses it, objective by
     objective, so one wrong SLI query leaves only its own objective unmeasured."""
+    moment = None if at is None else at.timestamp()
     try:
-        return split_result(prometheus.instant(batched_query(objectives), at)), {}
+        query = batched_query(objectives, left_out, moment)
+        return split_result(prometheus.instant(query, at)), {}
     except PrometheusQueryError:
         pass
     ratios: dict[str, dict[str, float | None]] = {}
     errors: dict[str, str] = {}
     for key, objective in objectives.items():
         try:
-            ratios.update(split_result(prometheus.instant(batched_query({key: objective}), at)))
+            query = batched_query({key: objective}, left_out, moment)
+            ratios.update(split_result(prometheus.instant(query, at)))
         except PrometheusQueryError as exc:
             errors[key] = str(exc)
     return ratios, errors
@@ -149,6 +173,7 @@ def _status_after(
     obj: Mapping[str, Any],
     updates: list[tuple[str, ConditionStatus, str, str]],
     objectives: list[dict[str, Any]] | None,
+    exclusions: Iterable[Exclusion] = (),
 ) -> tuple[dict[str, Any], list[Event]]:
     """The status patch and the Events for conditions that flip."""
     summary = summarize(
@@ -158,7 +183,10 @@ def _status_after(
         now=ctx.clock(),
         generation=(obj.get("metadata") or {}).get("generation"),
     )
-    patch: dict[str, Any] = {"conditions": summary.wire()}
+    patch: dict[str, Any] = {
+        "conditions": summary.wire(),
+        "budgetExclusions": [e.as_status() for e in exclusions],
+    }
     if objectives is not None:
         patch["objectives"] = objectives
     return patch, summary.events
@@ -173,20 +201,35 @@ async def evaluate_once(ctx: Context) -> int:
     if ctx.kube is None or ctx.prometheus is None:
         return 0
     items = await asyncio.to_thread(ctx.kube.list_custom, SERVICE_LEVEL.plural)
+    if not items:
+        return 0
+    planned = _planned_work(await asyncio.to_thread(ctx.kube.list_custom, CHANGE.plural))
+    now = ctx.clock()
+    stamp = rfc3339(now)
     refs, objects = [], {}
+    moved: list[tuple[Mapping[str, Any], ServiceLevelSpec, list[Exclusion], list[Exclusion]]] = []
     for obj in items:
         meta = obj.get("metadata") or {}
         try:
             spec = ServiceLevelSpec.model_validate(obj.get("spec") or {})
         except ValueError:
             continue  # Ready=False InvalidSpec says why; nothing to measure
-        ref = ServiceLevelRef(str(meta.get("namespace")), str(meta.get("name")), spec)
+        namespace, name = str(meta.get("namespace")), str(meta.get("name"))
+        before = _exclusions_in(obj)
+        after = merge(
+            before,
+            planned.get((namespace, spec.service), ()),
+            [o.name for o in spec.objectives],
+            now,
+            timedelta(seconds=max((seconds(o.window) for o in spec.objectives), default=0)),
+        )
+        ref = ServiceLevelRef(namespace, name, spec, tuple(after))
         refs.append(ref)
         objects[(ref.namespace, ref.name)] = obj
+        if after != before:
+            moved.append((obj, spec, before, after))
     if not refs:
         return 0
-    now = ctx.clock()
-    stamp = rfc3339(now)
     try:
         results = await asyncio.to_thread(evaluate_service_levels, ctx.prometheus, refs, now)
     except PrometheusUnavailableError as exc:
@@ -197,7 +240,9 @@ async def evaluate_once(ctx: Context) -> int:
             f"{exc}. Health is unknown until it answers; changes for this service wait.",
         )
         for ref in refs:
-            await _write(ctx, objects[(ref.namespace, ref.name)], [down], None)
+            await _write(ctx, objects[(ref.namespace, ref.name)], [down], None, ref.exclusions)
+        for m in moved:
+            await _exclusions_changed(ctx, *m)
         return 0
     ctx.metrics.publish_slos(
         [
@@ -221,8 +266,11 @@ async def evaluate_once(ctx: Context) -> int:
             objects[(ref.namespace, ref.name)],
             updates,
             [_objective_status(e, stamp) for e in evaluations],
+            ref.exclusions,
         )
         await _burn_incidents(ctx, ref, objects[(ref.namespace, ref.name)], evaluations, now)
+    for m in moved:
+        await _exclusions_changed(ctx, *m)
     return len(refs)
 
 
@@ -352,11 +400,67 @@ async def _write(
     obj: Mapping[str, Any],
     updates: list[tuple[str, ConditionStatus, str, str]],
     objectives: list[dict[str, Any]] | None,
+    exclusions: Iterable[Exclusion],
 ) -> None:
     assert ctx.kube is not None
     await write_status(
         ctx.kube,
         SERVICE_LEVEL.plural,
         obj,
-        lambda fresh: _status_after(ctx, fresh, updates, objectives),
+        lambda fresh: _status_after(ctx, fresh, updates, objectives, exclusions),
     )
+
+
+# -- planned work left out of the budget (domain.budget_exclusions) -----------------------
+
+
+def _planned_work(changes: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], list[Any]]:
+    """The Changes that declare planned impact, by (namespace, service)."""
+    planned: dict[tuple[str, str], list[Any]] = {}
+    for change in changes:
+        seen = observe(change)
+        if seen is not None:
+            namespace = str((change.get("metadata") or {}).get("namespace"))
+            service = str((change.get("spec") or {}).get("service"))
+            planned.setdefault((namespace, service), []).append(seen)
+    return planned
+
+
+def _exclusions_in(obj: Mapping[str, Any]) -> list[Exclusion]:
+    """What the ServiceLevel's status holds (only the operator writes it)."""
+    held = (obj.get("status") or {}).get("budgetExclusions") or []
+    return [e for item in held if (e := Exclusion.from_status(item)) is not None]
+
+
+async def _exclusions_changed(
+    ctx: Context,
+    obj: Mapping[str, Any],
+    spec: ServiceLevelSpec,
+    before: list[Exclusion],
+    after: list[Exclusion],
+) -> None:
+    """An Event per change whose planned work began, ended or stopped counting, and the
+    PrometheusRule again, so Prometheus leaves out what the operator does."""
+    assert ctx.kube is not None
+    kube = ctx.kube
+    old = {e.change: e for e in before}
+    new = {e.change: e for e in after}
+    for name in sorted(old.keys() | new.keys()):
+        message = exclusion_message(old.get(name), new.get(name))
+        if message:
+            await asyncio.to_thread(
+                kube.post_event,
+                obj,
+                type="Normal",
+                reason="BudgetExclusion",
+                message=message,
+                component="opsledger",
+            )
+    owner = {
+        **obj,
+        "status": {**(obj.get("status") or {}), "budgetExclusions": [e.as_status() for e in after]},
+    }
+    try:
+        await asyncio.to_thread(servicelevel_rules.publish, ctx, owner, spec)
+    except RetryLaterError as exc:
+        log.info("the PrometheusRule waits for the spec reconciler's retry: %s", exc)

@@ -2,10 +2,12 @@
 recording and burn-rate alerting rules, so the Prometheus Operator's Prometheus computes the
 same numbers and pages on its own, even while the operator is down.
 
-The rule is applied on every valid spec (create, update, operator start) and owned by the
-ServiceLevel, so Kubernetes deletes it with the ServiceLevel. The condition RulesPublished says
-whether it is in place; while the cluster serves no PrometheusRule, or the operator may not
-write one, it says so and the handler tries again every 5 OPSLEDGER_SLO_INTERVALs.
+The rule is applied on every valid spec (create, update, operator start), and again by the
+evaluation loop when the planned work left out of the budget changes (status.budgetExclusions,
+domain.budget_exclusions); it is owned by the ServiceLevel, so Kubernetes deletes it with the
+ServiceLevel. The condition RulesPublished says whether it is in place; while the cluster serves
+no PrometheusRule, or the operator may not write one, it says so and the handler tries again
+every 5 OPSLEDGER_SLO_INTERVALs.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from opsledger.adapters.kube import Kube
+from opsledger.domain.budget_exclusions import Exclusion, intervals
 from opsledger.domain.outcome import Outcome
 from opsledger.domain.slo_rules import RuleObjective, prometheus_rule, rule_groups, rule_name
 from opsledger.models.common import ConditionStatus
@@ -72,9 +75,19 @@ def _apply(
     """Put the PrometheusRule in place (or remove it when there are no objectives)."""
     meta = owner.get("metadata") or {}
     namespace, name = str(meta.get("namespace")), str(meta.get("name"))
+    exclusions = [
+        e
+        for item in (owner.get("status") or {}).get("budgetExclusions") or []
+        if (e := Exclusion.from_status(item)) is not None
+    ]
     objectives = [
         RuleObjective(
-            o.name, o.objective, o.window, o.sli.events.error_query, o.sli.events.total_query
+            o.name,
+            o.objective,
+            o.window,
+            o.sli.events.error_query,
+            o.sli.events.total_query,
+            tuple(intervals(exclusions, o.name)),
         )
         for o in spec.objectives
     ]

@@ -9,6 +9,7 @@ import pytest
 from opsledger.domain.kpi import ChangeKpiFact, IncidentKpiFact, compute
 from opsledger.domain.report import (
     CapacityFigure,
+    ExclusionFigure,
     ObjectiveFigure,
     ProblemFigure,
     ReviewFacts,
@@ -55,6 +56,11 @@ def _facts() -> ReviewFacts:
         month="2026-11",
         kpis=kpis,
         objectives=[ObjectiveFigure("shop", "checkout", "availability", 99.9, 99.95, 0.5)],
+        exclusions=[
+            ExclusionFigure(
+                "shop", "checkout", "failover", ["availability"], START + H, START + 2 * H
+            )
+        ],
         capacity=[CapacityFigure("shop", "orders-db", "storage runs out on 2026-12-09")],
         problems=[ProblemFigure("shop", "ci-web", 3, "pool too small")],
     )
@@ -70,6 +76,8 @@ def test_the_report_has_every_section_with_the_figures() -> None:
     assert "| change failure rate | 33.3% |" in text
     assert "| shop | orders-db | storage runs out on 2026-12-09 |" in text
     assert "| shop | ci-web | 3 | pool too small |" in text
+    planned = "| failover | availability | 2026-11-01T01:00:00Z | 2026-11-01T02:00:00Z |"
+    assert f"| shop | checkout {planned}" in text
     assert "![Incidents by priority](2026-11/incidents.svg)" in text
     assert render(_facts()) == text  # deterministic: no commit when nothing changed
 
