@@ -6,8 +6,13 @@ export OPSLEDGER_CACHE ?= $(HOME)/.cache/opsledger
 
 .PHONY: run test setup venv tools debs dev-up dev-down lint crds unit integration bench clean
 
-run: setup                 ## everything, then the operator in the foreground
+run: venv debs             ## everything, then the operator in the foreground
+	tools/build.sh $(RUN_TOOLS)
 	tools/run-local.sh
+
+# What the local environment runs; Gitea and Flux's kustomize-controller are for the tests only,
+# so a cold `make run` does not wait for them.
+RUN_TOOLS := kubernetes etcd helm prometheus
 
 test: setup lint           ## the whole suite (unit, integration, e2e) after the quality gates
 	$(BIN)/pytest

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Build the pinned Go tools OpsLedger runs locally (control plane, etcd, helm, kwok, Prometheus,
-# and Gitea, the forge the pull-request tests run against).
+# Gitea, the forge the pull-request tests run against, and Flux's kustomize-controller).
 #
-#   tools/build.sh [kubernetes|etcd|helm|prometheus|gitea ...]   (default: all)
+#   tools/build.sh [kubernetes|etcd|helm|prometheus|gitea|flux ...]   (default: all)
 #
 # Binaries land in $OPSLEDGER_CACHE/bin/<component>-<version>/ (default cache: ~/.cache/opsledger),
 # with the Go module and build caches beside them, so a warm machine rebuilds nothing.
@@ -92,13 +92,19 @@ build_gitea() {
     "gitea=code.gitea.io/gitea|-s -w -X main.Version=$GITEA_VERSION"
 }
 
+build_flux() {
+  # Flux's kustomize-controller: the change-calendar tests run it against the real API server.
+  build flux "$FLUX_KUSTOMIZE_CONTROLLER_VERSION" 8 \
+    "kustomize-controller=github.com/fluxcd/kustomize-controller"
+}
+
 components=("$@")
-[[ ${#components[@]} -eq 0 ]] && components=(kubernetes etcd helm prometheus gitea)
+[[ ${#components[@]} -eq 0 ]] && components=(kubernetes etcd helm prometheus gitea flux)
 total=$SECONDS
 for c in "${components[@]}"; do
   case "$c" in
-    kubernetes|etcd|helm|prometheus|gitea) "build_$c" ;;
-    *) say "unknown component '$c' (choose from: kubernetes etcd helm prometheus gitea)"; exit 2 ;;
+    kubernetes|etcd|helm|prometheus|gitea|flux) "build_$c" ;;
+    *) say "unknown component '$c' (choose from: kubernetes etcd helm prometheus gitea flux)"; exit 2 ;;
   esac
 done
 say "tools ready in $((SECONDS - total))s"

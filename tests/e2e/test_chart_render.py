@@ -291,6 +291,30 @@ def test_namespaced_variant_peers_and_executes_per_namespace(helm: Helm) -> None
     assert not [r for r in cluster_rules if "patch" in r["verbs"] and "apps" in r["apiGroups"]]
 
 
+def test_the_change_calendar_reaches_flux_and_argo_cd_only_when_asked(helm: Helm) -> None:
+    """Off by default; with changeCalendar.flux and .argocd the operator may patch exactly the
+    kinds it suspends or keeps in line: Kustomizations, HelmReleases, AppProjects."""
+
+    def patched(docs: list[dict[str, Any]]) -> set[tuple[str, str]]:
+        rules = find(docs, "ClusterRole", "ol-opsledger")["rules"]
+        return {
+            (group, resource)
+            for r in rules
+            if "patch" in r["verbs"]
+            for group in r["apiGroups"]
+            for resource in r["resources"]
+            if group.endswith(("fluxcd.io", "argoproj.io"))
+        }
+
+    assert patched(helm.template()) == set()
+    on = helm.template(sets=["changeCalendar.flux=true", "changeCalendar.argocd=true"])
+    assert patched(on) == {
+        ("kustomize.toolkit.fluxcd.io", "kustomizations"),
+        ("helm.toolkit.fluxcd.io", "helmreleases"),
+        ("argoproj.io", "appprojects"),
+    }
+
+
 def test_secrets_from_values_or_existing_secrets(helm: Helm) -> None:
     inline = helm.template("inline-credentials-values.yaml")
     cmdb = find(inline, "Secret", "ol-opsledger-cmdb")["data"]

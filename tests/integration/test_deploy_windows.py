@@ -1,16 +1,18 @@
-"""The change calendar carried to Argo CD and Flux, against their CRDs as their projects
-generate them from their Go API types (devenv/external_crds.py), served by the real API server,
-which validates every write the operator makes against their schemas.
+"""The change calendar carried to Argo CD and Flux, on the real API server, which validates every
+write the operator makes against their CRDs as their projects generate them from their Go API
+types (devenv/external_crds.py).
 
-The controllers themselves are not run: the pinned releases need Go 1.27 to build, and a Flux
-or Argo CD controller reconciling real repositories is beyond this suite's time (README, "Change
-calendar"). What is tested is what OpsLedger writes: an AppProject's syncWindows equal to the
-ServiceLevel's calendar, and a Kustomization suspended while the calendar holds deployments and
-resumed afterwards.
+Flux's kustomize-controller itself runs (built from its Go module by `tools/build.sh flux`):
+a freeze keeps a new artifact from being applied, and lifting it applies it. Argo CD's
+controllers are not run (its release needs Go 1.27 to build): what is tested there is what
+OpsLedger writes, an AppProject's syncWindows equal to the ServiceLevel's calendar. A
+HelmRelease is suspended like a Kustomization, checked against helm-controller's CRD (its
+controller, which needs a Helm repository or OCI registry to install from, is not run).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -20,7 +22,8 @@ from typing import Any
 import pytest
 
 from opsledger.devenv.environment import DevEnvironment
-from opsledger.devenv.external_crds import external_crd
+from opsledger.devenv.external_crds import FLUX_CONTROLLER_CRDS, external_crd
+from opsledger.devenv.flux import ArtifactStore, kustomize_controller
 from tests.support import Kubectl, OperatorProcess, wait_for
 
 NS = "gitops"
@@ -31,14 +34,9 @@ REASON = "payroll run"
 def operator(
     devenv: DevEnvironment, kubectl: Kubectl, crds: None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
-    for name in ("argocd-appproject", "flux-kustomization"):
+    for name in ("argocd-appproject", "flux-helmrelease", *FLUX_CONTROLLER_CRDS):
         kubectl("apply", "--server-side", "-f", str(external_crd(name)))
-    kubectl(
-        "wait",
-        "--for=condition=Established",
-        "crd/appprojects.argoproj.io",
-        "crd/kustomizations.kustomize.toolkit.fluxcd.io",
-    )
+        kubectl("wait", "--for=condition=Established", "-f", str(external_crd(name)))
     log = tmp_path_factory.mktemp("operator") / "operator.log"
     proc = OperatorProcess(devenv, log).start()
     yield proc
@@ -98,6 +96,21 @@ spec:
   path: ./deploy
   prune: true
   sourceRef: {{kind: GitRepository, name: payroll}}
+---
+apiVersion: helm.toolkit.fluxcd.io/v2
+kind: HelmRelease
+metadata:
+  name: payroll
+  namespace: {NS}
+  labels: {{opsledger.io/calendar: "true"}}
+  annotations: {{opsledger.io/calendar-from: payroll}}
+spec:
+  interval: 5m
+  chart:
+    spec:
+      chart: payroll
+      version: "1.x"
+      sourceRef: {{kind: HelmRepository, name: payroll}}
 """
 
 
@@ -128,24 +141,27 @@ def test_an_app_project_and_a_kustomization_follow_the_calendar(
     assert (freeze["kind"], freeze["duration"]) == ("deny", "2160m")
     assert freeze["schedule"].endswith(" *")  # on the freeze's date, at its start (UTC)
 
-    def suspended() -> dict[str, Any] | None:
-        obj = _get(kubectl, "kustomization")
+    def suspended(kind: str) -> dict[str, Any] | None:
+        obj = _get(kubectl, kind)
         return obj if obj["spec"].get("suspend") is True else None
 
-    held = wait_for(suspended, timeout=60, what="the Kustomization suspended by the blackout")
-    note = held["metadata"]["annotations"]["opsledger.io/suspended-for-freeze"]
-    assert "blackout" in note
-    assert REASON in note
+    for kind in ("kustomization", "helmrelease"):
+        held = wait_for(lambda kind=kind: suspended(kind), timeout=60, what=f"the {kind} suspended")
+        note = held["metadata"]["annotations"]["opsledger.io/suspended-for-freeze"]
+        assert "blackout" in note
+        assert REASON in note
 
     # The blackout is lifted: the Kustomization deploys again, the deny window goes.
     kubectl("apply", "-f", "-", input=_level(blackout=False))
 
-    def resumed() -> dict[str, Any] | None:
-        obj = _get(kubectl, "kustomization")
+    def resumed(kind: str) -> dict[str, Any] | None:
+        obj = _get(kubectl, kind)
         return obj if obj["spec"].get("suspend") is False else None
 
-    back = wait_for(resumed, timeout=60, what="the Kustomization resumed")
-    assert "opsledger.io/suspended-for-freeze" not in (back["metadata"].get("annotations") or {})
+    for kind in ("kustomization", "helmrelease"):
+        back = wait_for(lambda kind=kind: resumed(kind), timeout=60, what=f"the {kind} resumed")
+        annotations = back["metadata"].get("annotations") or {}
+        assert "opsledger.io/suspended-for-freeze" not in annotations
     wait_for(lambda: windows() is None, timeout=60, what="the blackout's deny window removed")
     kinds = sorted(w["kind"] for w in _get(kubectl, "appproject")["spec"]["syncWindows"])
     assert kinds == ["allow", "allow", "deny"]
@@ -169,3 +185,121 @@ def test_a_kustomization_someone_suspended_stays_theirs(
     kubectl("apply", "-f", "-", input=_level(blackout=False))
     time.sleep(12)  # a pass of the loop
     assert _get(kubectl, "kustomization")["spec"]["suspend"] is True
+
+
+LIVE = "gitops-live"
+
+
+def _web_level(*, frozen: bool) -> str:
+    now = datetime.now(UTC)
+    freeze = (
+        f"""
+  freezes:
+  - start: "{now - timedelta(minutes=1):%Y-%m-%dT%H:%M:%SZ}"
+    end: "{now + timedelta(hours=1):%Y-%m-%dT%H:%M:%SZ}"
+    reason: peak trading"""
+        if frozen
+        else ""
+    )
+    return f"""
+apiVersion: opsledger.io/v1alpha1
+kind: ServiceLevel
+metadata: {{name: web, namespace: {LIVE}}}
+spec:
+  service: web{freeze}
+"""
+
+
+def _config_map(version: str) -> dict[str, str]:
+    return {
+        "configmap.yaml": f"""apiVersion: v1
+kind: ConfigMap
+metadata: {{name: web-config, namespace: {LIVE}}}
+data: {{version: "{version}"}}
+"""
+    }
+
+
+WEB = f"""
+apiVersion: source.toolkit.fluxcd.io/v1
+kind: ExternalArtifact
+metadata: {{name: web, namespace: {LIVE}}}
+spec: {{}}
+---
+apiVersion: kustomize.toolkit.fluxcd.io/v1
+kind: Kustomization
+metadata:
+  name: web
+  namespace: {LIVE}
+  labels: {{opsledger.io/calendar: "true"}}
+  annotations: {{opsledger.io/calendar-from: web}}
+spec:
+  interval: 1m
+  retryInterval: 5s
+  path: ./
+  prune: true
+  sourceRef: {{kind: ExternalArtifact, name: web}}
+"""
+
+
+def test_a_freeze_keeps_the_real_kustomize_controller_from_applying_a_new_revision(
+    devenv: DevEnvironment, kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path
+) -> None:
+    """kustomize-controller deploys what an ExternalArtifact names. A freeze begins: OpsLedger
+    suspends the Kustomization, and the revision published during the freeze is not applied
+    (the controller applied the first one within seconds). The freeze is lifted: OpsLedger
+    resumes it and the controller applies the new revision."""
+    kubectl("create", "namespace", LIVE)
+    kubectl("apply", "-f", "-", input=_web_level(frozen=False))
+    store = ArtifactStore(tmp_path / "artifacts")
+
+    def publish(version: str) -> str:
+        artifact = store.publish("web", _config_map(version))
+        kubectl(
+            "patch", "externalartifact", "web", "-n", LIVE, "--subresource=status",
+            "--type=merge", "-p", json.dumps({"status": {"artifact": artifact}}),
+        )  # fmt: skip
+        return str(artifact["revision"])
+
+    def deployed() -> str | None:
+        found = kubectl.run(
+            "get", "configmap", "web-config", "-n", LIVE, "-o", "jsonpath={.data.version}",
+            check=False,
+        )  # fmt: skip
+        return found.stdout if found.returncode == 0 and found.stdout else None
+
+    try:
+        with kustomize_controller(devenv.kubeconfig, tmp_path / "kustomize-controller.log"):
+            kubectl("apply", "-f", "-", input=WEB)
+            first = publish("1")
+            began = time.monotonic()
+            assert wait_for(deployed, timeout=90, what="revision 1 applied") == "1"
+            took = time.monotonic() - began
+            applied = _get_web(kubectl)["status"]["lastAppliedRevision"]
+            assert applied == first
+
+            kubectl("apply", "-f", "-", input=_web_level(frozen=True))
+            wait_for(
+                lambda: _get_web(kubectl)["spec"].get("suspend") is True,
+                timeout=60,
+                what="the Kustomization suspended for the freeze",
+            )
+            second = publish("2")
+            time.sleep(max(15.0, 3 * took))  # three times what the first revision took
+            assert deployed() == "1"
+            assert _get_web(kubectl)["status"]["lastAppliedRevision"] == first
+
+            kubectl("apply", "-f", "-", input=_web_level(frozen=False))
+            assert wait_for(
+                lambda: deployed() == "2" and "2", timeout=120, what="revision 2 applied"
+            )
+            resumed = _get_web(kubectl)
+            assert resumed["spec"]["suspend"] is False
+            assert resumed["status"]["lastAppliedRevision"] == second
+    finally:
+        store.close()
+
+
+def _get_web(kubectl: Kubectl) -> dict[str, Any]:
+    found: dict[str, Any] = kubectl.json("get", "kustomization", "web", "-n", LIVE)
+    return found

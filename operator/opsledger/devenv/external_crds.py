@@ -1,9 +1,10 @@
-"""CRDs of other projects the operator writes to (Argo CD's AppProject, Flux's Kustomization),
-as their own repositories generate them from their Go API types, taken from their pinned Go
-modules through the Go module proxy and cached by version (~/.cache/opsledger/crds/).
+"""CRDs of other projects the operator writes to (Argo CD's AppProject, Flux's Kustomization
+and HelmRelease) or that a controller the tests run needs (Flux's source kinds), as their own
+repositories generate them from their Go API types, taken from their pinned Go modules through
+the Go module proxy and cached by version (~/.cache/opsledger/crds/).
 
-Only the module's zip is downloaded (`go mod download`), nothing is built: these releases need a
-newer Go than the machine's to build, which `go mod download` reports and the zip does not need.
+Only the module's zip is downloaded (`go mod download`): Argo CD's release needs a newer Go than
+the machine's to build, which `go mod download` reports and the zip does not need.
 """
 
 from __future__ import annotations
@@ -23,12 +24,34 @@ EXTERNAL_CRDS = {
         "v3.6.1",
         "manifests/crds/appproject-crd.yaml",
     ),
+    # Flux v2.7: the release of kustomize-controller tools/flux builds and the tests run.
     "flux-kustomization": (
         "github.com/fluxcd/kustomize-controller",
-        "v1.10.1",
+        "v1.7.3",
         "config/crd/bases/kustomize.toolkit.fluxcd.io_kustomizations.yaml",
     ),
+    "flux-helmrelease": (
+        "github.com/fluxcd/helm-controller",
+        "v1.4.3",
+        "config/crd/bases/helm.toolkit.fluxcd.io_helmreleases.yaml",
+    ),
+    # The source kinds kustomize-controller watches (it starts only when they are served).
+    **{
+        f"flux-{kind}": (
+            "github.com/fluxcd/source-controller",
+            "v1.7.3",
+            f"config/crd/bases/source.toolkit.fluxcd.io_{kind}.yaml",
+        )
+        for kind in ("externalartifacts", "gitrepositories", "ocirepositories", "buckets")
+    },
 }
+FLUX_CONTROLLER_CRDS = (
+    "flux-kustomization",
+    "flux-externalartifacts",
+    "flux-gitrepositories",
+    "flux-ocirepositories",
+    "flux-buckets",
+)
 
 
 def external_crd(name: str) -> Path:

@@ -1,6 +1,6 @@
-"""Carrying the change calendar to Argo CD AppProjects and Flux Kustomizations that opt in
-(domain/deploy_windows.py says how): one pass of a loop only the leader runs. A cluster without
-their CRDs is skipped quietly."""
+"""Carrying the change calendar to Argo CD AppProjects and Flux Kustomizations and HelmReleases
+that opt in (domain/deploy_windows.py says how): one pass of a loop only the leader runs. A
+cluster without their CRDs is skipped quietly."""
 
 from __future__ import annotations
 
@@ -27,13 +27,16 @@ from opsledger.services.context import Context
 
 log = logging.getLogger("opsledger.deploy-windows")
 APP_PROJECT = ("argoproj.io/v1alpha1", "AppProject")
-SUSPENDABLE = (("kustomize.toolkit.fluxcd.io/v1", "Kustomization"),)
+SUSPENDABLE = (
+    ("kustomize.toolkit.fluxcd.io/v1", "Kustomization"),
+    ("helm.toolkit.fluxcd.io/v2", "HelmRelease"),
+)
 UNSERVED_RECHECK = timedelta(minutes=5)  # how soon a kind the cluster did not serve is asked again
 
 
 async def keep(ctx: Context) -> None:
-    """Bring every opted-in AppProject's sync windows and Kustomization's suspension in line
-    with its ServiceLevel's calendar."""
+    """Bring every opted-in AppProject's sync windows and Kustomization's and HelmRelease's
+    suspension in line with its ServiceLevel's calendar."""
     if ctx.kube is None:
         return
     await _projects(ctx)
