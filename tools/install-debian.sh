@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Install the Debian packages the local environment needs (Alertmanager; ssh-keygen for signed
-# approvals), once.
+# approvals; Chromium, which the service desk's browser tests drive), once.
 set -euo pipefail
-packages=(prometheus-alertmanager git openssh-client)
+packages=(prometheus-alertmanager git openssh-client chromium fonts-dejavu-core)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -24,8 +24,9 @@ from opsledger.handlers import (
     views,
 )
 from opsledger.models import API_GROUP, KINDS
-from opsledger.models.settings import Settings
+from opsledger.models.settings import DeskSettings, Settings
 from opsledger.servers import admission, receiver
+from opsledger.servers import desk as servers_desk
 from opsledger.services import wiring
 
 log = logging.getLogger("opsledger")
@@ -143,3 +144,18 @@ def configure_logging(*, verbose: bool) -> None:
 
 def main(settings: Settings) -> None:
     asyncio.run(run(settings))
+
+
+def desk(settings: DeskSettings) -> None:
+    """`opsledger desk`: the service desk's pages, fed by watches, until interrupted."""
+    state = wiring.desk(settings)
+    state.cache.start()
+    if not state.cache.wait_ready():
+        log.warning("the cluster has not answered yet: pages fill in as it does")
+    print(f"OpsLedger service desk: http://{settings.bind_address}:{settings.port}/", flush=True)
+    try:
+        asyncio.run(servers_desk.serve(servers_desk.Desk.of(state)))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        state.cache.stop()

@@ -210,60 +210,80 @@ spec:
 """
 
 
-def _config_map(version: str) -> dict[str, str]:
+def _config_maps(version: str) -> dict[str, str]:
     return {
-        "configmap.yaml": f"""apiVersion: v1
+        f"{app}/configmap.yaml": f"""apiVersion: v1
 kind: ConfigMap
-metadata: {{name: web-config, namespace: {LIVE}}}
+metadata: {{name: {app}-config, namespace: {LIVE}}}
 data: {{version: "{version}"}}
 """
+        for app in ("web", "batch")
     }
 
 
+# The namespace opts in: its Kustomizations follow the calendar of its service web, except
+# batch, which opts out.
 WEB = f"""
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: {LIVE}
+  labels: {{opsledger.io/calendar: "true"}}
+  annotations: {{opsledger.io/calendar-from: web}}
+---
 apiVersion: source.toolkit.fluxcd.io/v1
 kind: ExternalArtifact
-metadata: {{name: web, namespace: {LIVE}}}
+metadata: {{name: apps, namespace: {LIVE}}}
 spec: {{}}
 ---
 apiVersion: kustomize.toolkit.fluxcd.io/v1
 kind: Kustomization
-metadata:
-  name: web
-  namespace: {LIVE}
-  labels: {{opsledger.io/calendar: "true"}}
-  annotations: {{opsledger.io/calendar-from: web}}
+metadata: {{name: web, namespace: {LIVE}}}
 spec:
   interval: 1m
   retryInterval: 5s
-  path: ./
+  path: ./web
   prune: true
-  sourceRef: {{kind: ExternalArtifact, name: web}}
+  sourceRef: {{kind: ExternalArtifact, name: apps}}
+---
+apiVersion: kustomize.toolkit.fluxcd.io/v1
+kind: Kustomization
+metadata:
+  name: batch
+  namespace: {LIVE}
+  labels: {{opsledger.io/calendar: "false"}}
+spec:
+  interval: 1m
+  retryInterval: 5s
+  path: ./batch
+  prune: true
+  sourceRef: {{kind: ExternalArtifact, name: apps}}
 """
 
 
 def test_a_freeze_keeps_the_real_kustomize_controller_from_applying_a_new_revision(
     devenv: DevEnvironment, kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path
 ) -> None:
-    """kustomize-controller deploys what an ExternalArtifact names. A freeze begins: OpsLedger
-    suspends the Kustomization, and the revision published during the freeze is not applied
-    (the controller applied the first one within seconds). The freeze is lifted: OpsLedger
-    resumes it and the controller applies the new revision."""
-    kubectl("create", "namespace", LIVE)
+    """kustomize-controller deploys what an ExternalArtifact names, in a namespace that follows
+    the calendar of its service. A freeze begins: OpsLedger suspends the Kustomization, and the
+    revision published during the freeze is not applied (the controller applied the first one
+    within seconds), while the Kustomization that opted out applies it. The freeze is lifted:
+    OpsLedger resumes the first and the controller applies the new revision."""
+    kubectl("apply", "-f", "-", input=WEB.split("---", maxsplit=1)[0])
     kubectl("apply", "-f", "-", input=_web_level(frozen=False))
     store = ArtifactStore(tmp_path / "artifacts")
 
     def publish(version: str) -> str:
-        artifact = store.publish("web", _config_map(version))
+        artifact = store.publish("apps", _config_maps(version))
         kubectl(
-            "patch", "externalartifact", "web", "-n", LIVE, "--subresource=status",
+            "patch", "externalartifact", "apps", "-n", LIVE, "--subresource=status",
             "--type=merge", "-p", json.dumps({"status": {"artifact": artifact}}),
         )  # fmt: skip
         return str(artifact["revision"])
 
-    def deployed() -> str | None:
+    def deployed(app: str = "web") -> str | None:
         found = kubectl.run(
-            "get", "configmap", "web-config", "-n", LIVE, "-o", "jsonpath={.data.version}",
+            "get", "configmap", f"{app}-config", "-n", LIVE, "-o", "jsonpath={.data.version}",
             check=False,
         )  # fmt: skip
         return found.stdout if found.returncode == 0 and found.stdout else None
@@ -275,6 +295,7 @@ def test_a_freeze_keeps_the_real_kustomize_controller_from_applying_a_new_revisi
             began = time.monotonic()
             assert wait_for(deployed, timeout=90, what="revision 1 applied") == "1"
             took = time.monotonic() - began
+            assert wait_for(lambda: deployed("batch"), what="batch's revision 1") == "1"
             applied = _get_web(kubectl)["status"]["lastAppliedRevision"]
             assert applied == first
 
@@ -285,8 +306,11 @@ def test_a_freeze_keeps_the_real_kustomize_controller_from_applying_a_new_revisi
                 what="the Kustomization suspended for the freeze",
             )
             second = publish("2")
+            # The opted-out Kustomization deploys through the freeze; the held one does not.
+            assert wait_for(lambda: deployed("batch") == "2", what="batch's revision 2")
             time.sleep(max(15.0, 3 * took))  # three times what the first revision took
             assert deployed() == "1"
+            assert _get_web(kubectl, "batch")["spec"].get("suspend") in (None, False)
             assert _get_web(kubectl)["status"]["lastAppliedRevision"] == first
 
             kubectl("apply", "-f", "-", input=_web_level(frozen=False))
@@ -300,6 +324,6 @@ def test_a_freeze_keeps_the_real_kustomize_controller_from_applying_a_new_revisi
         store.close()
 
 
-def _get_web(kubectl: Kubectl) -> dict[str, Any]:
-    found: dict[str, Any] = kubectl.json("get", "kustomization", "web", "-n", LIVE)
+def _get_web(kubectl: Kubectl, name: str = "web") -> dict[str, Any]:
+    found: dict[str, Any] = kubectl.json("get", "kustomization", name, "-n", LIVE)
     return found

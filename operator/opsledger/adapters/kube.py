@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from kubernetes import client, config, dynamic
+import urllib3
+from kubernetes import client, config, dynamic, watch
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic.exceptions import ConflictError as DynamicConflictError
 from kubernetes.dynamic.exceptions import ForbiddenError, NotFoundError, ResourceNotFoundError
@@ -25,6 +27,10 @@ PATCH_CONTENT_TYPES = {
 
 class ConflictError(RuntimeError):
     """The object changed since the version a write was computed from (HTTP 409)."""
+
+
+class GoneError(RuntimeError):
+    """A watch asked for a resourceVersion the API server no longer keeps (HTTP 410)."""
 
 
 def api_client(kubeconfig: str | None) -> client.ApiClient:
@@ -316,6 +322,69 @@ class Kube:
             token = meta.get("continue")
             if not token:
                 return items, str(meta.get("resourceVersion") or "")
+
+    def watch_custom(
+        self, plural: str, resource_version: str, timeout: int = 300
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(type, object) for every change to one of OpsLedger's kinds after `resource_version`,
+        in all namespaces, until the server ends the watch (after about `timeout` seconds).
+        Raises GoneError when that version is too old to watch from (list again)."""
+        stream = watch.Watch().stream(  # type: ignore[no-untyped-call]
+            client.CustomObjectsApi(self.api).list_cluster_custom_object,
+            API_GROUP,
+            API_VERSION,
+            plural,
+            resource_version=resource_version,
+            timeout_seconds=timeout,
+            allow_watch_bookmarks=True,
+        )
+        try:
+            for event in stream:
+                kind, obj = str(event.get("type")), event.get("object") or {}
+                if kind == "ERROR":
+                    if obj.get("code") == 410:
+                        raise GoneError(str(obj.get("message")))
+                    raise RuntimeError(f"watch of {plural} failed: {obj.get('message')}")
+                yield kind, obj
+        except ApiException as exc:
+            if exc.status == 410:
+                raise GoneError(str(exc.reason)) from exc
+            raise
+
+    def create_custom_as(
+        self,
+        plural: str,
+        namespace: str,
+        body: Mapping[str, Any],
+        user: str,
+        groups: Iterable[str],
+    ) -> dict[str, Any]:
+        """Create an object as `user` (in `groups`) through Kubernetes impersonation: RBAC decides
+        whether they may, and the API server records them as its author. Raises
+        PermissionError with the API server's own words when it refuses, ValueError when it
+        finds the object invalid."""
+        cfg = self.api.configuration
+        url = f"{cfg.host}/apis/{API_GROUP}/{API_VERSION}/namespaces/{namespace}/{plural}"
+        headers = urllib3.HTTPHeaderDict(
+            {"Content-Type": "application/json", "Accept": "application/json"}
+        )
+        for setting in cfg.auth_settings().values():
+            if setting.get("in") == "header" and setting.get("value"):
+                headers[str(setting["key"])] = str(setting["value"])
+        headers["Impersonate-User"] = user
+        for group in groups:
+            headers.add("Impersonate-Group", group)  # one header per group, as the API expects
+        response = self.api.rest_client.pool_manager.request(
+            "POST", url, body=json.dumps(body).encode(), headers=headers, timeout=30
+        )
+        answer = json.loads(response.data or b"{}")
+        if response.status == 403:
+            raise PermissionError(str(answer.get("message") or "forbidden"))
+        if response.status in (400, 409, 422):
+            raise ValueError(str(answer.get("message") or f"HTTP {response.status}"))
+        if response.status >= 300:
+            raise RuntimeError(f"HTTP {response.status}: {answer.get('message')}")
+        return cast(dict[str, Any], answer)
 
     def list_namespaced_custom(self, plural: str, namespace: str) -> list[dict[str, Any]]:
         """Every object of one of OpsLedger's kinds in one namespace, read now (not cached)."""

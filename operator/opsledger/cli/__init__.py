@@ -13,7 +13,7 @@ import argparse
 import sys
 
 from opsledger import __version__
-from opsledger.cli import change, cmdb, crds, dev, report, run, slo, window
+from opsledger.cli import change, cmdb, crds, desk, dev, report, run, slo, window
 from opsledger.cli.common import CLIError
 
 __all__ = ["CLIError", "main"]
@@ -40,6 +40,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"opsledger {__version__}")
     sub = parser.add_subparsers(metavar="COMMAND")
-    for group in (run, crds, cmdb, slo, window, change, report, dev):
+    for group in (run, crds, cmdb, slo, window, change, report, desk, dev):
         group.add(sub)
     return parser

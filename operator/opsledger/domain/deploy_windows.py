@@ -2,7 +2,9 @@
 
 An object opts in with the label `opsledger.io/calendar: "true"` and the annotation
 `opsledger.io/calendar-from: <namespace>/<service>` (or `<service>`, in its own namespace) naming
-the ServiceLevel whose calendar it follows.
+the ServiceLevel whose calendar it follows. A Namespace with the same label and annotation opts
+in every Flux Kustomization and HelmRelease in it (one labelled `opsledger.io/calendar: "false"`
+stays out; one with its own annotation follows that).
 
 - **Argo CD**: an AppProject's `spec.syncWindows` hold the calendar: each maintenance window an
   `allow` window, each blackout a `deny` window (the same cron, duration and zone; Argo CD reads
@@ -32,14 +34,27 @@ MANAGED = "opsledger: "  # the description prefix of the sync windows the operat
 SYNC_HORIZON = timedelta(days=62)  # how far ahead one-off holds become deny windows
 
 
-def calendar_of(obj: Mapping[str, Any]) -> tuple[str, str] | None:
-    """(namespace, service) an opted-in object follows, or None."""
+def calendar_of(
+    obj: Mapping[str, Any], namespace: Mapping[str, Any] | None = None
+) -> tuple[str, str] | None:
+    """(namespace, service) an opted-in object follows, or None: its own annotation, else that
+    of its opted-in `namespace` (a bare service is in the object's namespace either way)."""
     metadata = obj.get("metadata") or {}
     named = str((metadata.get("annotations") or {}).get(CALENDAR_FROM) or "").strip()
+    if not named and namespace is not None:
+        outer = (namespace.get("metadata") or {}).get("annotations") or {}
+        named = str(outer.get(CALENDAR_FROM) or "").strip()
     if not named:
         return None
-    namespace, _, service = named.rpartition("/")
-    return (namespace or str(metadata.get("namespace") or "")), service
+    namespace_name, _, service = named.rpartition("/")
+    return (namespace_name or str(metadata.get("namespace") or "")), service
+
+
+def follows_namespace(obj: Mapping[str, Any]) -> bool:
+    """Whether an object in an opted-in namespace follows its calendar: unless it opts out with
+    `opsledger.io/calendar: "false"`."""
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    return str(labels.get(CALENDAR_LABEL, "")).lower() != "false"
 
 
 def sync_windows(

@@ -14,6 +14,7 @@ from opsledger.models.common import (
     K8sName,
     ObjectReference,
     PromQL,
+    Requester,
     StatusBase,
 )
 from opsledger.models.configitem import CMDBRecordStatus
@@ -183,17 +184,6 @@ class Checks(CamelModel):
     no_critical_alerts: bool = Field(
         default=True,
         description="Also require that no critical alert is firing for the change's service.",
-    )
-
-
-class Requester(CamelModel):
-    """Who asked for the change, as the API server authenticated them (as a
-    CertificateSigningRequest's spec.username and spec.groups are)."""
-
-    username: str = Field(description="The requester's user name.", max_length=512)
-    uid: str | None = Field(default=None, description="Their uid, where the API server has one.")
-    groups: list[Annotated[str, Field(description="A group name.", max_length=512)]] = Field(
-        default_factory=list, description="Their groups.", max_length=256
     )
 
 

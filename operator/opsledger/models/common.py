@@ -172,3 +172,15 @@ K8sName = Annotated[
     str,
     Field(pattern=K8S_NAME_PATTERN, max_length=253, description="Name of an object."),
 ]
+
+
+class Requester(CamelModel):
+    """Who created the object, as the API server authenticated them (as a
+    CertificateSigningRequest's spec.username and spec.groups are): the requester of a Change,
+    the reporter of an Incident."""
+
+    username: str = Field(description="Their user name.", max_length=512)
+    uid: str | None = Field(default=None, description="Their uid, where the API server has one.")
+    groups: list[Annotated[str, Field(description="A group name.", max_length=512)]] = Field(
+        default_factory=list, description="Their groups.", max_length=256
+    )

@@ -7,7 +7,7 @@ from enum import StrEnum
 
 from pydantic import ConfigDict, Field, model_validator
 
-from opsledger.models.common import CamelModel, K8sName, StatusBase
+from opsledger.models.common import CamelModel, K8sName, Requester, StatusBase
 from opsledger.models.servicelevel import Priority
 
 
@@ -70,6 +70,17 @@ class IncidentSpec(CamelModel):
                     "message": "a Closed incident cannot be reopened: open a new Incident",
                     "fieldPath": ".state",
                 },
+                {
+                    "rule": (
+                        "has(self.requester) == has(oldSelf.requester) && "
+                        "(!has(self.requester) || self.requester == oldSelf.requester)"
+                    ),
+                    "message": (
+                        "spec.requester is who the API server says reported the Incident: it "
+                        "cannot be set or changed afterwards"
+                    ),
+                    "fieldPath": ".requester",
+                },
             ]
         }
     )
@@ -104,6 +115,14 @@ class IncidentSpec(CamelModel):
         default=None, description="The underlying cause, once known.", max_length=16384
     )
     origin: Origin | None = Field(default=None, description="Who or what opened it.")
+    requester: Requester | None = Field(
+        default=None,
+        description=(
+            "Who reported it: filled in by OpsLedger's admission webhook from the authenticated "
+            "user (anything set by hand is replaced; the service desk reports as the person "
+            "signed in), immutable afterwards."
+        ),
+    )
 
     @model_validator(mode="after")
     def _resolution_required(self) -> IncidentSpec:

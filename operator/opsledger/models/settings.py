@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from typing import Literal
@@ -389,4 +390,63 @@ class Settings(BaseModel):
         ):
             if env.get(var):  # one regex per line (regexes may contain commas)
                 values[name] = [line for line in env[var].splitlines() if line.strip()]
+        return cls.model_validate(values)
+
+
+class DeskSettings(BaseModel):
+    """Everything `opsledger desk` (the service desk's web application) needs to know."""
+
+    kubeconfig: str | None = Field(
+        default=None,
+        description="Path of the desk's kubeconfig (a read-mostly identity that may impersonate "
+        "the people it serves); unset means in-cluster credentials.",
+    )
+    bind_address: str = Field(default="0.0.0.0", description="Address the desk listens on.")
+    port: int = Field(default=8090, ge=1, le=65535, description="Port of the desk's pages.")
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses or networks of the authenticating proxy (oauth2-proxy): its "
+        "X-Forwarded-User/-Email/-Groups headers are believed only from these.",
+    )
+    anonymous_read: bool = Field(
+        default=False, description="Let people nobody signed in read the pages (never write)."
+    )
+    secret_file: str | None = Field(
+        default=None,
+        description="A file holding the key the forms' CSRF tokens are signed with (shared by "
+        "the desk's replicas); unset: a random key per process.",
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for text in value:
+            try:
+                ipaddress.ip_network(text.strip(), strict=False)
+            except ValueError as exc:
+                raise ValueError(
+                    f"OPSLEDGER_DESK_TRUSTED_PROXIES: {text!r} is not an address or network "
+                    "(e.g. 10.0.0.0/8)"
+                ) from exc
+        return value
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> DeskSettings:
+        env = os.environ if env is None else env
+        values: dict[str, object] = {}
+        for var, name in {
+            "OPSLEDGER_DESK_KUBECONFIG": "kubeconfig",
+            "OPSLEDGER_DESK_BIND_ADDRESS": "bind_address",
+            "OPSLEDGER_DESK_PORT": "port",
+            "OPSLEDGER_DESK_ANONYMOUS_READ": "anonymous_read",
+            "OPSLEDGER_DESK_SECRET_FILE": "secret_file",
+        }.items():
+            if env.get(var):
+                values[name] = env[var]
+        if not values.get("kubeconfig") and env.get("KUBECONFIG"):
+            values["kubeconfig"] = env["KUBECONFIG"]
+        if env.get("OPSLEDGER_DESK_TRUSTED_PROXIES"):
+            values["trusted_proxies"] = [
+                n.strip() for n in env["OPSLEDGER_DESK_TRUSTED_PROXIES"].split(",") if n.strip()
+            ]
         return cls.model_validate(values)

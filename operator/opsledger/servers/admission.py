@@ -6,7 +6,8 @@ Three endpoints, each answering the API server's AdmissionReview:
   subresource);
 - `/validate` — OpsLedger's own kinds, beyond what the CRD schema can say, and change control
   (who created a Change, its frozen approved spec, its status, the break-glass right);
-- `/mutate` — a Change being created gets its requester, who the API server says is asking.
+- `/mutate` — a Change or Incident being created gets its requester, who the API server says is
+  asking.
 
 `services.admission` reads the facts and asks `domain.admission` to decide; this module is the
 HTTP side: the reviews in and out, the TLS certificate (reloaded when cert-manager renews it),
@@ -197,7 +198,7 @@ def webhook_configuration(
 
 
 def mutating_configuration(settings: Settings, base_url: str, ca_bundle: bytes) -> dict[str, Any]:
-    """The MutatingWebhookConfiguration that records a Change's requester on create."""
+    """The MutatingWebhookConfiguration that records who creates a Change or an Incident."""
     ca = base64.b64encode(ca_bundle).decode()
     return {
         "apiVersion": "admissionregistration.k8s.io/v1",
@@ -211,7 +212,7 @@ def mutating_configuration(settings: Settings, base_url: str, ca_bundle: bytes) 
                     {
                         "apiGroups": ["opsledger.io"],
                         "apiVersions": ["v1alpha1"],
-                        "resources": ["changes"],
+                        "resources": ["changes", "incidents"],
                         "operations": ["CREATE"],
                         "scope": "Namespaced",
                     }

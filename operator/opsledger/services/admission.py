@@ -381,11 +381,19 @@ def _facts(
     return facts, parent, levels
 
 
+# The kinds whose creator is recorded as spec.requester.
+REQUESTED = ("changes", "incidents")
+
+
 async def mutate(ctx: Context, operator: str | None, request: Mapping[str, Any]) -> list[Any]:
-    """The JSON patch for a request: a Change being created gets its requester, who the API
-    server says is creating it."""
+    """The JSON patch for a request: a Change or Incident being created gets its requester,
+    who the API server says is creating it."""
     plural = str((request.get("resource") or {}).get("resource", ""))
-    if plural != "changes" or request.get("operation") != "CREATE" or request.get("subResource"):
+    if (
+        plural not in REQUESTED
+        or request.get("operation") != "CREATE"
+        or request.get("subResource")
+    ):
         return []
     if malformed(request):
         return []  # nothing to record; the validating webhook refuses it, saying why

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from opsledger.domain.deploy_windows import (
     CALENDAR_LABEL,
     calendar_of,
+    follows_namespace,
     hold_decision,
     merged_windows,
     suspension,
@@ -27,6 +28,7 @@ from opsledger.services.context import Context
 
 log = logging.getLogger("opsledger.deploy-windows")
 APP_PROJECT = ("argoproj.io/v1alpha1", "AppProject")
+NAMESPACE = ("v1", "Namespace")
 SUSPENDABLE = (
     ("kustomize.toolkit.fluxcd.io/v1", "Kustomization"),
     ("helm.toolkit.fluxcd.io/v2", "HelmRelease"),
@@ -102,11 +104,38 @@ async def _projects(ctx: Context) -> None:
         )
 
 
+async def _namespaced(
+    ctx: Context, api_version: str, kind: str
+) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
+    """The objects of a kind that follow a calendar, each with its opted-in Namespace (or None
+    when the object opted in itself)."""
+    assert ctx.kube is not None
+    kube = ctx.kube
+    found: dict[tuple[str, str], tuple[dict[str, Any], dict[str, Any] | None]] = {
+        (str(o["metadata"].get("namespace")), str(o["metadata"]["name"])): (o, None)
+        for o in await _opted_in(ctx, api_version, kind)
+    }
+    if ctx.unserved.get((api_version, kind)) is not None:
+        return list(found.values())  # the kind is not served here
+    namespaces = await _opted_in(ctx, *NAMESPACE)
+    for namespace in namespaces:
+        name = str(namespace["metadata"]["name"])
+        try:
+            inside = await asyncio.to_thread(kube.list_namespaced, api_version, kind, name)
+        except LookupError:
+            break
+        for o in inside:
+            key = (name, str(o["metadata"]["name"]))
+            if key not in found and follows_namespace(o):
+                found[key] = (o, namespace)
+    return list(found.values())
+
+
 async def _suspendables(ctx: Context, api_version: str, kind: str) -> None:
     assert ctx.kube is not None
     now = ctx.clock()
-    for obj in await _opted_in(ctx, api_version, kind):
-        key = calendar_of(obj)
+    for obj, namespace in await _namespaced(ctx, api_version, kind):
+        key = calendar_of(obj, namespace)
         level = _level(ctx, key)
         if key is None or level is None:
             continue

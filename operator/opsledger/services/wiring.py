@@ -16,8 +16,9 @@ from opsledger.adapters.metrics import Metrics
 from opsledger.adapters.prometheus import Prometheus
 from opsledger.domain import selectors
 from opsledger.domain.redaction import Redactor
-from opsledger.models.settings import Settings
+from opsledger.models.settings import DeskSettings, Settings
 from opsledger.services.context import Context
+from opsledger.services.desk import DeskApp, DeskCache
 
 log = logging.getLogger("opsledger")
 
@@ -100,3 +101,13 @@ def forge(settings: Settings) -> Gitea | None:
     assert settings.forge_token_file
     token = Path(settings.forge_token_file).read_text().strip()
     return Gitea(settings.forge_url, settings.forge_repository, token)
+
+
+def desk(settings: DeskSettings) -> DeskApp:
+    """The service desk's state: its cache of the cluster (not yet following) and its secret."""
+    secret = (
+        Path(settings.secret_file).read_bytes().strip() if settings.secret_file else os.urandom(32)
+    )
+    if settings.secret_file and len(secret) < 16:
+        raise ValueError(f"{settings.secret_file}: the desk's secret needs 16 bytes or more")
+    return DeskApp(settings, DeskCache(kube.Kube(kube.api_client(settings.kubeconfig))), secret)

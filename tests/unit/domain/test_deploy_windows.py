@@ -6,6 +6,7 @@ from opsledger.domain.calendar_feed import entries, ics
 from opsledger.domain.calendars import parse
 from opsledger.domain.deploy_windows import (
     calendar_of,
+    follows_namespace,
     hold_decision,
     merged_windows,
     suspension,
@@ -82,6 +83,23 @@ def test_the_calendar_is_named_with_or_without_a_namespace() -> None:
     assert calendar_of(obj("shop/pay")) == ("shop", "pay")
     assert calendar_of(obj("pay")) == ("apps", "pay")
     assert calendar_of({"metadata": {}}) is None
+
+
+def test_a_namespace_opts_in_what_it_holds_unless_an_object_opts_out_or_names_its_own() -> None:
+    namespace = {"metadata": {"name": "apps", "annotations": {"opsledger.io/calendar-from": "pay"}}}
+    plain = {"metadata": {"namespace": "apps", "name": "k"}}
+    own = {
+        "metadata": {
+            "namespace": "apps",
+            "annotations": {"opsledger.io/calendar-from": "shop/web"},
+        }
+    }
+    out = {"metadata": {"namespace": "apps", "labels": {"opsledger.io/calendar": "false"}}}
+    assert calendar_of(plain, namespace) == ("apps", "pay")
+    assert calendar_of(own, namespace) == ("shop", "web")
+    assert calendar_of(plain) is None
+    assert follows_namespace(plain)
+    assert not follows_namespace(out)
 
 
 def test_the_calendar_feed_is_icalendar_that_reads_back() -> None:

@@ -1,0 +1,241 @@
+"""The service desk's rules: who is asking, the forms' CSRF tokens, and what its pages show.
+
+**Who is asking.** The desk sits behind an authenticating proxy (oauth2-proxy's convention: the
+proxy signs people in and passes `X-Forwarded-User`, `X-Forwarded-Email` and
+`X-Forwarded-Groups`). Those headers are believed only from the proxy's own addresses (the
+allow-list); from anywhere else they are ignored, so a person who reaches the desk directly
+cannot claim to be someone else. Without a trusted identity a request is anonymous, which may
+read only when anonymous reading is switched on, and never writes.
+
+**CSRF.** Every form carries a token: an HMAC, under the desk's secret, of the person and an
+expiry. A POST without a valid one for the same person is refused, so another site cannot make
+a signed-in person's browser report an issue in their name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+USER_HEADER = "X-Forwarded-User"
+EMAIL_HEADER = "X-Forwarded-Email"
+GROUPS_HEADER = "X-Forwarded-Groups"
+CSRF_LIFETIME = timedelta(hours=8)
+# Groups the API server gives every authenticated user; a proxy must not hand out system ones.
+AUTHENTICATED = "system:authenticated"
+_NAME = re.compile(r"^[^\x00-\x1f\x7f]{1,256}$")
+
+
+@dataclass(frozen=True)
+class Person:
+    """Someone the proxy signed in: the name Kubernetes impersonation will use, and groups."""
+
+    username: str
+    email: str | None
+    groups: tuple[str, ...]
+
+    @property
+    def shown(self) -> str:
+        return self.email or self.username
+
+
+class IdentityError(ValueError):
+    """Headers that claim an identity the desk will not take (a readable reason)."""
+
+
+def parse_networks(values: Iterable[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """The proxy allow-list, e.g. ["127.0.0.1/32", "10.0.0.0/8"]; ValueError names a bad one."""
+    networks = []
+    for value in values:
+        text = value.strip()
+        if not text:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(text, strict=False))
+        except ValueError as exc:
+            raise ValueError(f"{text!r} is not an address or network (e.g. 10.0.0.0/8)") from exc
+    return networks
+
+
+def trusted(
+    remote: str | None, proxies: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]
+) -> bool:
+    """Whether a request from `remote` came through an allow-listed proxy."""
+    if not remote:
+        return False
+    try:
+        address = ipaddress.ip_address(remote)
+    except ValueError:
+        return False
+    return any(address in network for network in proxies)
+
+
+def person_from(
+    headers: Mapping[str, str],
+    remote: str | None,
+    proxies: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network],
+) -> Person | None:
+    """The person the proxy's headers name, or None (anonymous): the headers count only from an
+    allow-listed proxy. Raises IdentityError for headers a proxy would never send (a `system:`
+    name or group, control characters)."""
+    if not trusted(remote, proxies):
+        return None
+    user = (headers.get(USER_HEADER) or "").strip()
+    if not user:
+        return None
+    email = (headers.get(EMAIL_HEADER) or "").strip() or None
+    groups = tuple(g.strip() for g in (headers.get(GROUPS_HEADER) or "").split(",") if g.strip())
+    for value in (user, email or "", *groups):
+        if value and not _NAME.match(value):
+            raise IdentityError("the proxy's identity headers hold characters a name cannot")
+    if user.startswith("system:") or any(g.startswith("system:") for g in groups):
+        raise IdentityError(
+            f"the desk does not act as {user!r} or a system: group: Kubernetes' own identities "
+            "are not people"
+        )
+    return Person(user, email, groups)
+
+
+def csrf_token(secret: bytes, person: Person, now: datetime) -> str:
+    """A form token for `person`, valid for CSRF_LIFETIME."""
+    expires = int((now + CSRF_LIFETIME).timestamp())
+    return f"{expires}.{_mac(secret, person, expires)}"
+
+
+def csrf_valid(secret: bytes, person: Person, token: str, now: datetime) -> bool:
+    """Whether `token` was made for `person` by this desk and has not expired."""
+    expires_text, _, mac = token.partition(".")
+    if not expires_text.isdigit() or not mac:
+        return False
+    expires = int(expires_text)
+    if expires < now.timestamp():
+        return False
+    return hmac.compare_digest(mac, _mac(secret, person, expires))
+
+
+def _mac(secret: bytes, person: Person, expires: int) -> str:
+    message = f"{person.username}\n{','.join(person.groups)}\n{expires}".encode()
+    return hmac.new(secret, message, hashlib.sha256).hexdigest()
+
+
+# -- what the pages show ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServiceRow:
+    namespace: str
+    service: str
+    service_level: str
+    objectives: list[dict[str, Any]]  # name, objective, sli, budget (fractions), measured
+    open_incidents: int
+    ready: str | None  # the Ready reason
+
+
+def services(
+    levels: Iterable[Mapping[str, Any]], incidents: Iterable[Mapping[str, Any]]
+) -> list[ServiceRow]:
+    """One row per ServiceLevel: its objectives as last measured and its open incidents."""
+    open_by: dict[tuple[str, str], int] = {}
+    for i in incidents:
+        if not is_open(i):
+            continue
+        key = (_namespace(i), str((i.get("spec") or {}).get("service") or ""))
+        open_by[key] = open_by.get(key, 0) + 1
+    rows = []
+    for level in levels:
+        spec, status = level.get("spec") or {}, level.get("status") or {}
+        measured = {o.get("name"): o for o in status.get("objectives") or []}
+        objectives = [
+            {
+                "name": o.get("name"),
+                "objective": o.get("objective"),
+                "sli": (measured.get(o.get("name")) or {}).get("sli"),
+                "budget": (measured.get(o.get("name")) or {}).get("errorBudgetRemaining"),
+            }
+            for o in spec.get("objectives") or []
+        ]
+        service = str(spec.get("service") or "")
+        rows.append(
+            ServiceRow(
+                _namespace(level),
+                service,
+                str((level.get("metadata") or {}).get("name")),
+                objectives,
+                open_by.get((_namespace(level), service), 0),
+                _ready(level),
+            )
+        )
+    return sorted(rows, key=lambda r: (r.namespace, r.service))
+
+
+RESOLVED = ("Resolved", "Closed")
+PRIORITIES = ("P1", "P2", "P3", "P4", "P5")
+
+
+def is_open(incident: Mapping[str, Any]) -> bool:
+    return (incident.get("spec") or {}).get("state") not in RESOLVED
+
+
+@dataclass(frozen=True)
+class IncidentFilter:
+    priority: str | None = None
+    state: str | None = None  # "open", "resolved" or a state name
+    service: str | None = None
+
+    def matches(self, incident: Mapping[str, Any]) -> bool:
+        spec, status = incident.get("spec") or {}, incident.get("status") or {}
+        if self.priority and status.get("priority") != self.priority:
+            return False
+        if self.service and spec.get("service") != self.service:
+            return False
+        if self.state == "open":
+            return is_open(incident)
+        if self.state == "resolved":
+            return not is_open(incident)
+        return not self.state or spec.get("state") == self.state
+
+
+def incidents(
+    items: Iterable[Mapping[str, Any]], chosen: IncidentFilter
+) -> list[Mapping[str, Any]]:
+    """The incidents the filter lets through, the most urgent and newest first."""
+    found = [i for i in items if chosen.matches(i)]
+
+    def order(i: Mapping[str, Any]) -> tuple[int, float]:
+        priority = str((i.get("status") or {}).get("priority") or "P5")
+        rank = PRIORITIES.index(priority) if priority in PRIORITIES else len(PRIORITIES)
+        created = str((i.get("metadata") or {}).get("creationTimestamp") or "")
+        try:
+            when = datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            when = 0.0
+        return rank, -when
+
+    return sorted(found, key=order)
+
+
+def _namespace(obj: Mapping[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("namespace") or "")
+
+
+def _ready(obj: Mapping[str, Any]) -> str | None:
+    for c in (obj.get("status") or {}).get("conditions") or []:
+        if c.get("type") == "Ready":
+            return str(c.get("reason"))
+    return None
+
+
+REPORT_NAME = re.compile(r"[^a-z0-9-]+")
+
+
+def incident_name(title: str, now: datetime) -> str:
+    """A name for a reported issue: the title's words and the time, e.g.
+    `checkout-is-slow-20261202-1405`."""
+    words = REPORT_NAME.sub("-", title.lower()).strip("-")[:40].strip("-") or "issue"
+    return f"{words}-{now:%Y%m%d-%H%M%S}"

@@ -1,0 +1,205 @@
+"""The service desk: web pages for the people who do not use kubectl (`opsledger desk`).
+
+Server-rendered with Jinja2 (autoescaped: every value from the cluster is text, never markup),
+no front-end build, usable on a phone. Pages read the watch-fed cache (services.desk), never the
+API server per request. Who is asking comes from the authenticating proxy's headers, believed
+only from its allow-listed addresses (domain.desk); writes are made as that person through
+Kubernetes impersonation, so RBAC decides and the API server records them, and every form
+carries a CSRF token bound to the person.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from aiohttp import web
+
+from opsledger.domain import desk
+from opsledger.models import INCIDENT, SERVICE_LEVEL
+from opsledger.models.settings import DeskSettings
+from opsledger.services.desk import DeskApp, DeskCache, RefusedError, report_issue
+
+log = logging.getLogger("opsledger.desk")
+OPEN_PATHS = ("/healthz",)
+
+
+@dataclass
+class Desk:
+    settings: DeskSettings
+    cache: DeskCache
+    secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+    @classmethod
+    def of(cls, state: DeskApp) -> Desk:
+        return cls(state.settings, state.cache, state.secret)
+
+    def __post_init__(self) -> None:
+        self.proxies = desk.parse_networks(self.settings.trusted_proxies)
+        self.templates = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(Path(__file__).with_name("desk_templates")),
+            autoescape=True,
+            undefined=jinja2.ChainableUndefined,
+        )
+
+    # -- the plumbing ----------------------------------------------------------------------
+
+    def render(
+        self, request: web.Request, template: str, status: int = 200, **values: Any
+    ) -> web.Response:
+        page = self.templates.get_template(template).render(person=request.get("person"), **values)
+        return web.Response(
+            text=page,
+            status=status,
+            content_type="text/html",
+            headers={
+                "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+                "img-src 'self' data:; form-action 'self'; frame-ancestors 'none'",
+                "X-Content-Type-Options": "nosniff",
+                "Referrer-Policy": "same-origin",
+            },
+        )
+
+    def message(self, request: web.Request, status: int, heading: str, text: str) -> web.Response:
+        return self.render(request, "message.html", status, heading=heading, message=text)
+
+    @web.middleware
+    async def identify(
+        self,
+        request: web.Request,
+        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    ) -> web.StreamResponse:
+        if request.path in OPEN_PATHS:
+            return await handler(request)
+        try:
+            person = desk.person_from(request.headers, request.remote, self.proxies)
+        except desk.IdentityError as exc:
+            log.warning("refused identity headers from %s: %s", request.remote, exc)
+            request["person"] = None
+            return self.message(request, 403, "Not signed in", str(exc))
+        request["person"] = person
+        if person is None and not self.settings.anonymous_read:
+            return self.message(
+                request,
+                401,
+                "Sign in first",
+                "The service desk knows who you are from your organisation's sign-in (the "
+                "authenticating proxy in front of it). Open the desk through that address; "
+                "reading without signing in is switched off here.",
+            )
+        return await handler(request)
+
+    # -- the pages -------------------------------------------------------------------------
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok" if self.cache.ready else "starting")
+
+    async def services(self, request: web.Request) -> web.Response:
+        rows = desk.services(
+            self.cache.items(SERVICE_LEVEL.plural), self.cache.items(INCIDENT.plural)
+        )
+        return self.render(request, "services.html", rows=rows, ready=self.cache.ready)
+
+    async def incidents(self, request: web.Request) -> web.Response:
+        query = request.query
+        chosen = desk.IncidentFilter(
+            priority=query.get("priority") or None,
+            state=query.get("state") or None,
+            service=query.get("service") or None,
+        )
+        found = desk.incidents(self.cache.items(INCIDENT.plural), chosen)
+        return self.render(
+            request,
+            "incidents.html",
+            incidents=found[:500],
+            chosen=chosen,
+            priorities=desk.PRIORITIES,
+        )
+
+    async def incident(self, request: web.Request) -> web.Response:
+        namespace, name = request.match_info["namespace"], request.match_info["name"]
+        found = self.cache.get(INCIDENT.plural, namespace, name)
+        if found is None:
+            return self.message(
+                request, 404, "No such incident", f"There is no incident {namespace}/{name}."
+            )
+        return self.render(
+            request, "incident.html", incident=found, reported="reported" in request.query
+        )
+
+    def _report_form(
+        self, request: web.Request, person: desk.Person, status: int = 200, **values: Any
+    ) -> web.Response:
+        rows = desk.services(self.cache.items(SERVICE_LEVEL.plural), ())
+        token = desk.csrf_token(self.secret, person, self.clock())
+        return self.render(request, "report.html", status, rows=rows, csrf=token, **values)
+
+    async def report_form(self, request: web.Request) -> web.Response:
+        person = request["person"]
+        if person is None:
+            return self.message(request, 401, "Sign in first", "Sign in to report an issue.")
+        return self._report_form(request, person, form={})
+
+    async def report(self, request: web.Request) -> web.Response:
+        person = request["person"]
+        if person is None:
+            return self.message(request, 401, "Sign in first", "Sign in to report an issue.")
+        form = {k: str(v) for k, v in (await request.post()).items()}
+        if not desk.csrf_valid(self.secret, person, form.get("csrf", ""), self.clock()):
+            return self.message(
+                request,
+                403,
+                "The form has expired",
+                "This form was not issued to you by the desk, or it is too old. Open Report an "
+                "issue again and send it from there.",
+            )
+        namespace, _, service = form.get("service_key", "").partition("/")
+        fields = {**form, "namespace": namespace, "service": service}
+        try:
+            reported = await asyncio.to_thread(
+                report_issue, self.cache.kube, person, fields, self.clock()
+            )
+        except RefusedError as exc:
+            log.info("report by %s refused: %s", person.username, exc)
+            return self._report_form(request, person, exc.status, form=form, error=str(exc))
+        log.info("%s reported %s/%s", person.username, reported.namespace, reported.name)
+        for _ in range(50):  # the watch brings it within moments; show it from the cache
+            if self.cache.get(INCIDENT.plural, reported.namespace, reported.name):
+                break
+            await asyncio.sleep(0.1)
+        raise web.HTTPSeeOther(f"/incidents/{reported.namespace}/{reported.name}?reported")
+
+    def app(self) -> web.Application:
+        application = web.Application(middlewares=[self.identify], client_max_size=64 * 1024)
+        application.add_routes(
+            [
+                web.get("/healthz", self.healthz),
+                web.get("/", self.services),
+                web.get("/incidents", self.incidents),
+                web.get("/incidents/{namespace}/{name}", self.incident),
+                web.get("/report", self.report_form),
+                web.post("/report", self.report),
+            ]
+        )
+        return application
+
+
+async def serve(desk_: Desk) -> None:
+    """Serve the desk until cancelled."""
+    runner = web.AppRunner(desk_.app(), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, desk_.settings.bind_address, desk_.settings.port)
+    await site.start()
+    log.info("service desk on http://%s:%d/", desk_.settings.bind_address, desk_.settings.port)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()

@@ -1,0 +1,166 @@
+"""The service desk's use cases: what its pages read (a cache kept by watches, so a page is never
+a list call), and what people do there, which is done as them.
+
+The cache lists each kind once and then follows its watch; when the API server no longer keeps
+the version it watches from (410 Gone) it lists again, and a failed watch is retried after a
+pause. Pages read the cache's copy; until the first list of a kind is in, `ready` says so.
+
+Writes are made as the signed-in person through Kubernetes impersonation (adapters.kube
+`create_custom_as`): RBAC decides whether they may, the API server records them, and its
+refusal is shown to them in its own words.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from opsledger.adapters.kube import GoneError, Kube
+from opsledger.domain.desk import Person, incident_name
+from opsledger.domain.validation import describe
+from opsledger.models import CHANGE, CONFIGURATION_ITEM, INCIDENT, SERVICE_LEVEL
+from opsledger.models.common import API_GROUP, API_VERSION
+from opsledger.models.incident import IncidentSpec
+from opsledger.models.settings import DeskSettings
+
+log = logging.getLogger("opsledger.desk")
+KINDS = (SERVICE_LEVEL.plural, INCIDENT.plural, CHANGE.plural, CONFIGURATION_ITEM.plural)
+RETRY = 5.0  # seconds before a failed list or watch is tried again
+
+
+class DeskCache:
+    """Every object of OpsLedger's kinds, kept current by one watch per kind."""
+
+    def __init__(self, kube: Kube, kinds: Iterable[str] = KINDS) -> None:
+        self.kube = kube
+        self.kinds = tuple(kinds)
+        self._objects: dict[str, dict[tuple[str, str], dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for plural in self.kinds:
+            thread = threading.Thread(
+                target=self._follow, args=(plural,), name=f"desk-{plural}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def ready(self) -> bool:
+        with self._lock:
+            return all(plural in self._objects for plural in self.kinds)
+
+    def items(self, plural: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return list((self._objects.get(plural) or {}).values())
+
+    def get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        with self._lock:
+            return (self._objects.get(plural) or {}).get((namespace, name))
+
+    def _follow(self, plural: str) -> None:
+        while not self._stop.is_set():
+            try:
+                items, version = self.kube.list_versioned(plural)
+                with self._lock:
+                    self._objects[plural] = {_key(o): o for o in items}
+                while not self._stop.is_set():
+                    for kind, obj in self.kube.watch_custom(plural, version, timeout=60):
+                        version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
+                        if kind == "BOOKMARK":
+                            continue
+                        with self._lock:
+                            table = self._objects.setdefault(plural, {})
+                            if kind == "DELETED":
+                                table.pop(_key(obj), None)
+                            else:
+                                table[_key(obj)] = obj
+            except GoneError:
+                log.info("the watch of %s is too old: listing again", plural)
+            except Exception:  # the API server went away: try again, never stop following
+                log.exception("following %s failed; trying again in %gs", plural, RETRY)
+                self._stop.wait(RETRY)
+
+    def wait_ready(self, timeout: float = 30.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while not self.ready and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return self.ready
+
+
+def _key(obj: dict[str, Any]) -> tuple[str, str]:
+    meta = obj.get("metadata") or {}
+    return str(meta.get("namespace") or ""), str(meta.get("name") or "")
+
+
+@dataclass(frozen=True)
+class DeskApp:
+    """What `opsledger desk` runs with (built by services.wiring)."""
+
+    settings: DeskSettings
+    cache: DeskCache
+    secret: bytes
+
+
+@dataclass(frozen=True)
+class Reported:
+    namespace: str
+    name: str
+
+
+class RefusedError(Exception):
+    """What the API server (or the form's own check) said no to, in words for the person."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def report_issue(kube: Kube, person: Person, form: dict[str, str], now: datetime) -> Reported:
+    """Open an Incident from the desk's form, as `person`. Raises RefusedError (400 for a form that
+    does not make a valid Incident, 403 when Kubernetes says they may not)."""
+    namespace = (form.get("namespace") or "").strip()
+    if not namespace:
+        raise RefusedError("choose the namespace of the service the issue is about", 400)
+    spec = {
+        "title": (form.get("title") or "").strip(),
+        "description": (form.get("description") or "").strip() or None,
+        "service": (form.get("service") or "").strip() or None,
+        "impact": form.get("impact") or "medium",
+        "urgency": form.get("urgency") or "medium",
+        "state": "New",
+        "origin": {"type": "manual", "reference": f"service desk: {person.shown}"[:512]},
+    }
+    try:
+        valid = IncidentSpec.model_validate(spec)
+    except ValidationError as exc:
+        raise RefusedError(describe(exc, root="the report"), 400) from exc
+    name = incident_name(valid.title, now)
+    body = {
+        "apiVersion": f"{API_GROUP}/{API_VERSION}",
+        "kind": INCIDENT.kind,
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": valid.model_dump(mode="json", by_alias=True, exclude_none=True),
+    }
+    try:
+        created = kube.create_custom_as(
+            INCIDENT.plural, namespace, body, person.username, person.groups
+        )
+    except PermissionError as exc:
+        raise RefusedError(f"Kubernetes refused: {exc}", 403) from exc
+    except ValueError as exc:
+        raise RefusedError(f"Kubernetes refused the report: {exc}", 400) from exc
+    meta = created.get("metadata") or {}
+    return Reported(str(meta.get("namespace") or namespace), str(meta.get("name") or name))

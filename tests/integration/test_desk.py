@@ -1,0 +1,321 @@
+"""The service desk in a real headless Chromium (Debian's, driven by Playwright), against the
+real API server and operator: signing in through the authenticating proxy's headers, reading
+the services and incidents, reporting an issue that the API server records as made by the
+person, and being refused, readably, where RBAC says no, where the form was not the desk's,
+and where the headers claim what a proxy never would.
+
+The proxy's part (signing people in, adding X-Forwarded-* to each request) is played by the
+browser context's extra headers; the desk believes them because they come from 127.0.0.1, the
+allow-listed proxy address, and the test shows it believes nothing else.
+
+Set OPSLEDGER_DESK_SCREENSHOTS to a folder to keep the pages' screenshots (the README's).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from opsledger.devenv.environment import DevEnvironment
+from opsledger.devenv.processes import free_ports, stop_child
+from tests.support import Kubectl, OperatorProcess, wait_for, webhook_settings
+
+playwright = pytest.importorskip("playwright.sync_api")
+
+NS = "desk"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+JANE = {
+    "X-Forwarded-User": "jane",
+    "X-Forwarded-Email": "jane@example.com",
+    "X-Forwarded-Groups": "team-shop",
+}
+BOB = {"X-Forwarded-User": "bob", "X-Forwarded-Email": "bob@example.com"}
+SETUP = f"""
+apiVersion: v1
+kind: Namespace
+metadata: {{name: {NS}}}
+---
+apiVersion: opsledger.io/v1alpha1
+kind: ServiceLevel
+metadata: {{name: checkout, namespace: {NS}}}
+spec:
+  service: checkout
+  objectives:
+  - name: availability
+    objective: 99.9
+    window: 30d
+    sli:
+      events:
+        errorQuery: sum(rate(prometheus_http_requests_total{{code=~"5.."}}[{{{{.window}}}}]))
+        totalQuery: sum(rate(prometheus_http_requests_total[{{{{.window}}}}]))
+---
+# Jane's team may report incidents in the namespace; Bob may only look.
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {{name: reporters, namespace: {NS}}}
+rules:
+- apiGroups: [opsledger.io]
+  resources: [incidents]
+  verbs: [get, list, watch, create]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: team-shop-reports, namespace: {NS}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: reporters}}
+subjects: [{{apiGroup: rbac.authorization.k8s.io, kind: Group, name: team-shop}}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: bob-views, namespace: {NS}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}}
+subjects: [{{apiGroup: rbac.authorization.k8s.io, kind: User, name: bob}}]
+"""
+
+
+@pytest.fixture(scope="module")
+def operator(
+    devenv: DevEnvironment, crds: None, kubectl: Kubectl, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    """The operator with its webhooks: the mutating one records who reports an Incident."""
+    log = tmp_path_factory.mktemp("operator") / "operator.log"
+    proc = OperatorProcess(devenv, log).start(env=webhook_settings(devenv))
+    wait_for(
+        lambda: (
+            kubectl.run("get", "mutatingwebhookconfiguration", "opsledger", check=False).returncode
+            == 0
+        ),
+        what="the webhooks registered",
+    )
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def desk_url(
+    devenv: DevEnvironment,
+    kubectl: Kubectl,
+    operator: OperatorProcess,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[str]:
+    kubectl("apply", "-f", "-", input=SETUP)
+    [port] = free_ports(1)
+    log = tmp_path_factory.mktemp("desk") / "desk.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "opsledger",
+                "desk",
+                "--bind-address",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--trusted-proxy",
+                "127.0.0.1/32",
+            ],
+            env={**os.environ, "OPSLEDGER_DESK_KUBECONFIG": str(devenv.kubeconfig)},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _get(f"{url}/healthz")[1] == "ok", timeout=60, what=f"the desk ({log})")
+        yield url
+    finally:
+        stop_child(proc)
+
+
+def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except OSError:
+        return 0, ""
+
+
+def _post(url: str, form: dict[str, str], headers: dict[str, str]) -> tuple[int, str]:
+    data = urllib.parse.urlencode(form).encode()
+    request = urllib.request.Request(url, data=data, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with playwright.sync_playwright() as p:
+        chromium = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        yield chromium
+        chromium.close()
+
+
+def _shot(page: Any, tmp_path: Path, name: str) -> None:
+    path = tmp_path / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    keep = os.environ.get("OPSLEDGER_DESK_SCREENSHOTS")
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, Path(keep) / path.name)
+
+
+def _incidents(kubectl: Kubectl) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = kubectl.json("get", "incidents", "-n", NS)["items"]
+    return found
+
+
+def test_nobody_signed_in_reads_nothing_and_headers_from_elsewhere_count_for_nothing(
+    desk_url: str, browser: Any, tmp_path: Path
+) -> None:
+    page = browser.new_page()
+    response = page.goto(desk_url + "/")
+    assert response.status == 401
+    assert "Sign in first" in page.content()
+    _shot(page, tmp_path, "desk-sign-in")
+    page.close()
+    # Headers a proxy would never pass on: Kubernetes' own identities.
+    status, text = _get(desk_url + "/", {**JANE, "X-Forwarded-Groups": "system:masters"})
+    assert status == 403
+    assert "system: group" in text
+
+
+def test_jane_reports_an_issue_that_the_api_server_records_as_hers(
+    desk_url: str, browser: Any, kubectl: Kubectl, tmp_path: Path
+) -> None:
+    context = browser.new_context(extra_http_headers=JANE, viewport={"width": 1100, "height": 700})
+    page = context.new_page()
+    page.goto(desk_url + "/")
+    assert "Signed in as jane@example.com" in page.content()
+    page.wait_for_selector("text=checkout")
+    _shot(page, tmp_path, "desk-services")
+
+    page.click("text=Report an issue")
+    page.fill("#title", "Checkout times out at payment")
+    page.select_option("#service", f"{NS}/checkout")
+    page.select_option("#impact", "high")
+    page.select_option("#urgency", "high")
+    page.fill("#description", "Since 14:00 about one payment in ten times out.")
+    _shot(page, tmp_path, "desk-report")
+    page.click("button[type=submit]")
+    page.wait_for_selector("text=Reported")
+    assert "Checkout times out at payment" in page.content()
+
+    [incident] = [i for i in _incidents(kubectl) if i["spec"]["title"].startswith("Checkout")]
+    assert incident["spec"]["service"] == "checkout"
+    assert (incident["spec"]["impact"], incident["spec"]["urgency"]) == ("high", "high")
+    assert incident["spec"]["origin"] == {
+        "type": "manual",
+        "reference": "service desk: jane@example.com",
+    }
+    # Made as Jane, not as the desk: the API server authenticated the write as her (the
+    # webhook recorded what it said), and Bob, below, is refused the same write by RBAC.
+    requester = incident["spec"]["requester"]
+    assert requester["username"] == "jane"
+    assert "team-shop" in requester["groups"]
+    wait_for(
+        lambda: (
+            kubectl.json("get", "incident", incident["metadata"]["name"], "-n", NS)
+            .get("status", {})
+            .get("priority")
+            == "P1"
+        ),
+        what="the operator's priority",
+    )
+    page.reload()
+    assert "P1" in page.content()
+    assert "Reported by</dt><dd>jane" in page.content()
+    _shot(page, tmp_path, "desk-incident")
+
+    page.goto(desk_url + "/incidents?priority=P1&state=open")
+    assert "Checkout times out at payment" in page.content()
+    _shot(page, tmp_path, "desk-incidents")
+    context.close()
+
+
+def test_bob_is_refused_in_the_api_servers_words_and_nothing_is_created(
+    desk_url: str, browser: Any, kubectl: Kubectl, tmp_path: Path
+) -> None:
+    before = len(_incidents(kubectl))
+    context = browser.new_context(extra_http_headers=BOB, viewport={"width": 1100, "height": 700})
+    page = context.new_page()
+    page.goto(desk_url + "/report")
+    page.fill("#title", "Search is slow")
+    page.click("button[type=submit]")
+    alert = page.wait_for_selector("[role=alert]")
+    text = alert.inner_text()
+    assert "Kubernetes refused" in text
+    assert 'User "bob" cannot create resource "incidents"' in text
+    assert page.input_value("#title") == "Search is slow"  # what Bob typed is kept
+    _shot(page, tmp_path, "desk-refused")
+    context.close()
+    assert len(_incidents(kubectl)) == before
+
+
+def test_a_form_the_desk_did_not_issue_to_the_person_is_refused(
+    desk_url: str, kubectl: Kubectl
+) -> None:
+    """Another site making Jane's browser post a report: no token, or Bob's token."""
+    form = {"title": "Forged", "service_key": f"{NS}/checkout", "impact": "low", "urgency": "low"}
+    before = len(_incidents(kubectl))
+    status, text = _post(desk_url + "/report", form, JANE)
+    assert status == 403
+    assert "The form has expired" in text
+    _, page = _get(desk_url + "/report", BOB)
+    bobs = page.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+    status, _ = _post(desk_url + "/report", {**form, "csrf": bobs}, JANE)
+    assert status == 403
+    assert len(_incidents(kubectl)) == before
+
+
+def test_nobody_can_report_in_someone_elses_name(
+    kubectl: Kubectl, operator: OperatorProcess
+) -> None:
+    """Jane creates an Incident with kubectl naming Alice as its requester: it is recorded as
+    hers. Afterwards nobody, not even a cluster admin, can change who reported it."""
+    manifest = f"""
+apiVersion: opsledger.io/v1alpha1
+kind: Incident
+metadata: {{name: forged-reporter, namespace: {NS}}}
+spec:
+  title: Payments fail
+  impact: low
+  urgency: low
+  requester: {{username: alice, groups: [sre]}}
+"""
+    kubectl("apply", "-f", "-", "--as=jane", "--as-group=team-shop", input=manifest)
+    recorded = kubectl.json("get", "incident", "forged-reporter", "-n", NS)["spec"]["requester"]
+    assert recorded["username"] == "jane"
+    assert "sre" not in recorded["groups"]
+    changed = kubectl.run(
+        "patch", "incident", "forged-reporter", "-n", NS, "--type=merge",
+        "-p", '{"spec":{"requester":{"username":"alice","groups":["sre"]}}}',
+        check=False,
+    )  # fmt: skip
+    assert changed.returncode != 0
+    assert "spec.requester is who the API server says reported the Incident" in changed.stderr
