@@ -10,6 +10,12 @@ kubectl delete validatingwebhookconfiguration opsledger --ignore-not-found >/dev
 kubectl apply -f crds/ >/dev/null
 kubectl wait --for=condition=Established --timeout=60s -f crds/ >/dev/null
 kubectl apply -f examples/
+# The service desk beside the operator: read-only without a sign-in proxy in front of it.
+desk_port="${OPSLEDGER_DESK_PORT:-8090}"
+$opsledger desk --bind-address 127.0.0.1 --port "$desk_port" --anonymous-read \
+  >"${TMPDIR:-/tmp}/opsledger-desk.log" 2>&1 &
+desk=$!
+trap 'kill $desk 2>/dev/null || true' EXIT
 cat >&2 <<MSG
 
 OpsLedger is starting on the local control plane. In another shell:
@@ -17,7 +23,8 @@ OpsLedger is starting on the local control plane. In another shell:
     eval "\$($PWD/$opsledger dev env)"
     kubectl get itsm -A
 
+The service desk: http://127.0.0.1:$desk_port/ (read-only here: no sign-in proxy in front).
 Stop the operator with Ctrl-C; stop the environment with \`make dev-down\`.
 
 MSG
-exec $opsledger run
+$opsledger run

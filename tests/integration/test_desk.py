@@ -13,6 +13,7 @@ Set OPSLEDGER_DESK_SCREENSHOTS to a folder to keep the pages' screenshots (the R
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -255,6 +256,29 @@ def test_jane_reports_an_issue_that_the_api_server_records_as_hers(
     page.goto(desk_url + "/incidents?priority=P1&state=open")
     assert "Checkout times out at payment" in page.content()
     _shot(page, tmp_path, "desk-incidents")
+    context.close()
+
+
+def test_the_status_page_shows_the_reported_outage_in_statuspages_shape(
+    desk_url: str, browser: Any, tmp_path: Path
+) -> None:
+    """After Jane's P1 report: the checkout component is a major outage, and the page says so
+    (to those signed in: the status page is not public unless configured)."""
+    status, text = _get(desk_url + "/api/v2/summary.json", JANE)
+    assert status == 200
+    page = json.loads(text)
+    [checkout] = [c for c in page["components"] if c["name"] == "checkout"]
+    assert checkout["status"] == "major_outage"
+    assert page["status"]["indicator"] == "critical"
+    [incident] = [i for i in page["incidents"] if i["name"] == "Checkout times out at payment"]
+    assert (incident["status"], incident["impact"]) == ("investigating", "critical")
+    assert "one payment in ten" not in text  # the description stays inside
+    assert _get(desk_url + "/api/v2/summary.json")[0] == 401
+    context = browser.new_context(extra_http_headers=JANE, viewport={"width": 1100, "height": 700})
+    view = context.new_page()
+    view.goto(desk_url + "/status")
+    assert "Major System Outage" in view.content()
+    _shot(view, tmp_path, "desk-status")
     context.close()
 
 

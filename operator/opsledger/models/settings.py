@@ -411,6 +411,13 @@ class DeskSettings(BaseModel):
     anonymous_read: bool = Field(
         default=False, description="Let people nobody signed in read the pages (never write)."
     )
+    public_status: bool = Field(
+        default=False,
+        description="Serve the status page (/status, /api/v2/summary.json) to anyone.",
+    )
+    page_name: str = Field(
+        default="OpsLedger", description="The status page's name.", max_length=100
+    )
     secret_file: str | None = Field(
         default=None,
         description="A file holding the key the forms' CSRF tokens are signed with (shared by "
@@ -439,6 +446,8 @@ class DeskSettings(BaseModel):
             "OPSLEDGER_DESK_BIND_ADDRESS": "bind_address",
             "OPSLEDGER_DESK_PORT": "port",
             "OPSLEDGER_DESK_ANONYMOUS_READ": "anonymous_read",
+            "OPSLEDGER_DESK_PUBLIC_STATUS": "public_status",
+            "OPSLEDGER_DESK_PAGE_NAME": "page_name",
             "OPSLEDGER_DESK_SECRET_FILE": "secret_file",
         }.items():
             if env.get(var):

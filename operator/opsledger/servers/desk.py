@@ -22,13 +22,14 @@ from typing import Any
 import jinja2
 from aiohttp import web
 
-from opsledger.domain import desk
-from opsledger.models import INCIDENT, SERVICE_LEVEL
+from opsledger.domain import desk, status_page
+from opsledger.models import CHANGE, INCIDENT, SERVICE_LEVEL
 from opsledger.models.settings import DeskSettings
 from opsledger.services.desk import DeskApp, DeskCache, RefusedError, report_issue
 
 log = logging.getLogger("opsledger.desk")
 OPEN_PATHS = ("/healthz",)
+STATUS_PATHS = ("/status", "/api/v2/summary.json")
 
 
 @dataclass
@@ -77,7 +78,10 @@ class Desk:
         request: web.Request,
         handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
     ) -> web.StreamResponse:
-        if request.path in OPEN_PATHS:
+        if request.path in OPEN_PATHS or (
+            self.settings.public_status and request.path in STATUS_PATHS
+        ):
+            request["person"] = None
             return await handler(request)
         try:
             person = desk.person_from(request.headers, request.remote, self.proxies)
@@ -135,6 +139,24 @@ class Desk:
             request, "incident.html", incident=found, reported="reported" in request.query
         )
 
+    def _summary(self, request: web.Request) -> dict[str, Any]:
+        return status_page.summary(
+            name=self.settings.page_name,
+            url=f"{request.scheme}://{request.host}/status",
+            levels=self.cache.items(SERVICE_LEVEL.plural),
+            incidents=self.cache.items(INCIDENT.plural),
+            changes=self.cache.items(CHANGE.plural),
+            now=self.clock(),
+        )
+
+    async def summary_json(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            self._summary(request), headers={"Access-Control-Allow-Origin": "*"}
+        )
+
+    async def status(self, request: web.Request) -> web.Response:
+        return self.render(request, "status.html", summary=self._summary(request))
+
     def _report_form(
         self, request: web.Request, person: desk.Person, status: int = 200, **values: Any
     ) -> web.Response:
@@ -186,6 +208,8 @@ class Desk:
                 web.get("/incidents", self.incidents),
                 web.get("/incidents/{namespace}/{name}", self.incident),
                 web.get("/report", self.report_form),
+                web.get("/status", self.status),
+                web.get("/api/v2/summary.json", self.summary_json),
                 web.post("/report", self.report),
             ]
         )
