@@ -121,6 +121,8 @@ def release(
         "--set",
         "receiver.enabled=true",
         "--set",
+        "desk.enabled=true",
+        "--set",
         "webhook.failurePolicy=Ignore",
         "--set",
         "webhook.timeoutSeconds=2",
@@ -145,7 +147,10 @@ def test_install_into_a_restricted_namespace(
     assert "violates PodSecurity" in refused.stderr
     assert "restricted:latest" in refused.stderr
     # …and the operator's pod was admitted and created from the Deployment (kwok runs it).
-    pods = kubectl.json("get", "pods", "-n", NAMESPACE, "-l", "app.kubernetes.io/instance=ol")
+    pods = kubectl.json(
+        "get", "pods", "-n", NAMESPACE,
+        "-l", "app.kubernetes.io/instance=ol,app.kubernetes.io/component=operator",
+    )  # fmt: skip
     assert len(pods["items"]) == 2
     assert pods["items"][0]["status"]["phase"] == "Running"
     deployment = kubectl.json("get", "deployment", NAME, "-n", NAMESPACE)
@@ -160,6 +165,10 @@ def test_install_into_a_restricted_namespace(
     assert env["OPSLEDGER_CLUSTER"] == CLUSTER
     assert env["OPSLEDGER_CMDB_URL"].startswith("file://")
     assert env["OPSLEDGER_PROMETHEUS_URL"].startswith("http://127.0.0.1:")
+    # The service desk's pod was admitted under restricted too, with its own identity.
+    desk = kubectl.json("get", "deployment", f"{NAME}-desk", "-n", NAMESPACE)
+    assert desk["status"]["availableReplicas"] == 1
+    assert desk["spec"]["template"]["spec"]["serviceAccountName"] == f"{NAME}-desk"
     # The objects a user would look for
     for kind, name in (
         ("serviceaccount", NAME),

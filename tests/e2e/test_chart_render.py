@@ -129,6 +129,37 @@ def test_pod_is_restricted_and_the_root_filesystem_read_only(helm: Helm) -> None
     assert "/tmp" in mounts
 
 
+def test_the_desk_runs_restricted_with_its_own_identity_that_only_reads_and_impersonates(
+    helm: Helm,
+) -> None:
+    assert not [d for d in helm.template() if "desk" in d["metadata"]["name"]]  # off by default
+    docs = helm.template(sets=["desk.enabled=true", "desk.trustedProxies={10.1.0.0/16}"])
+    deployment = find(docs, "Deployment", "ol-opsledger-desk")
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "ol-opsledger-desk"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    [desk] = pod["containers"]
+    assert desk["args"] == ["desk"]
+    assert desk["securityContext"]["readOnlyRootFilesystem"] is True
+    assert desk["securityContext"]["allowPrivilegeEscalation"] is False
+    assert desk["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    env = {e["name"]: e.get("value") for e in desk["env"]}
+    assert env["OPSLEDGER_DESK_TRUSTED_PROXIES"] == "10.1.0.0/16"
+    assert env["OPSLEDGER_DESK_ANONYMOUS_READ"] == "false"
+    # Its pods are not the operator's: the operator's Service must not send webhooks to them.
+    operator_selector = find(docs, "Service", "ol-opsledger")["spec"]["selector"]
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert not all(labels.get(k) == v for k, v in operator_selector.items())
+    rules = find(docs, "ClusterRole", "ol-opsledger-desk")["rules"]
+    verbs = {v for r in rules for v in r["verbs"]}
+    assert verbs == {"get", "list", "watch", "impersonate"}
+    [impersonate] = [r for r in rules if "impersonate" in r["verbs"]]
+    assert impersonate["resources"] == ["users", "groups"]  # not serviceaccounts
+    key = find(docs, "Secret", "ol-opsledger-desk")["data"]["csrf-key"]
+    assert len(base64.b64decode(key)) == 48
+
+
 @pytest.mark.parametrize(
     ("kind", "make"),
     [
