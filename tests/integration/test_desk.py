@@ -59,6 +59,8 @@ spec:
       events:
         errorQuery: sum(rate(prometheus_http_requests_total{{code=~"5.."}}[{{{{.window}}}}]))
         totalQuery: sum(rate(prometheus_http_requests_total[{{{{.window}}}}]))
+  incidentTargets:
+  - {{priority: P1, respond: 15m, resolve: 4h}}
 ---
 # Jane's team may report incidents in the namespace; Bob may only look.
 apiVersion: rbac.authorization.k8s.io/v1
@@ -89,7 +91,9 @@ def operator(
 ) -> Iterator[OperatorProcess]:
     """The operator with its webhooks: the mutating one records who reports an Incident."""
     log = tmp_path_factory.mktemp("operator") / "operator.log"
-    proc = OperatorProcess(devenv, log).start(env=webhook_settings(devenv))
+    proc = OperatorProcess(devenv, log).start(
+        env={**webhook_settings(devenv), "OPSLEDGER_SLO_INTERVAL": "2"}
+    )
     wait_for(
         lambda: (
             kubectl.run("get", "mutatingwebhookconfiguration", "opsledger", check=False).returncode
@@ -211,7 +215,20 @@ def test_jane_reports_an_issue_that_the_api_server_records_as_hers(
 ) -> None:
     context = browser.new_context(extra_http_headers=JANE, viewport={"width": 1100, "height": 700})
     page = context.new_page()
-    page.goto(desk_url + "/")
+
+    def measured() -> bool:
+        level = kubectl.json("get", "servicelevel", "checkout", "-n", NS)
+        objectives = level.get("status", {}).get("objectives") or [{}]
+        if "errorBudgetRemaining" not in objectives[0]:
+            raise AssertionError(level.get("status"))  # shown if it never comes
+        return True
+
+    def shown() -> bool:  # the desk's cache follows a watch: moments behind the API server
+        page.goto(desk_url + "/")
+        return "not measured" not in page.content()
+
+    wait_for(measured, what="the objective measured")
+    wait_for(shown, timeout=10, what="the measured budget on the Services page")
     assert "Signed in as jane@example.com" in page.content()
     page.wait_for_selector("text=checkout")
     _shot(page, tmp_path, "desk-services")
@@ -251,6 +268,7 @@ def test_jane_reports_an_issue_that_the_api_server_records_as_hers(
     page.reload()
     assert "P1" in page.content()
     assert "Reported by</dt><dd>jane" in page.content()
+    assert "Respond by" in page.content()  # the ServiceLevel's P1 target
     _shot(page, tmp_path, "desk-incident")
 
     page.goto(desk_url + "/incidents?priority=P1&state=open")
