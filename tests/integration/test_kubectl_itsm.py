@@ -1,0 +1,121 @@
+"""`kubectl itsm` through the project's own kubectl (which finds the plugin on PATH), against the
+real API server and operator: status, explain, and an incident opened, acknowledged, resolved,
+and refused in the API server's words where its rules say no."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from opsledger.devenv.environment import DevEnvironment
+from opsledger.devenv.paths import Toolbox
+from tests.support import Kubectl, OperatorProcess, wait_for
+
+NS = "itsm"
+SETUP = f"""
+apiVersion: v1
+kind: Namespace
+metadata: {{name: {NS}}}
+---
+apiVersion: opsledger.io/v1alpha1
+kind: ServiceLevel
+metadata: {{name: shop, namespace: {NS}}}
+spec:
+  service: shop
+  maintenanceWindows: [{{schedule: "0 3 * * 0", duration: 1h}}]
+  objectives:
+  - name: availability
+    objective: 99.9
+    window: 30d
+    sli:
+      events:
+        errorQuery: sum(rate(prometheus_http_requests_total{{code=~"5.."}}[{{{{.window}}}}]))
+        totalQuery: sum(rate(prometheus_http_requests_total[{{{{.window}}}}]))
+---
+apiVersion: opsledger.io/v1alpha1
+kind: Change
+metadata: {{name: resize-db, namespace: {NS}}}
+spec:
+  type: normal
+  summary: Give the database more memory
+  service: shop
+"""
+
+
+def itsm(devenv: DevEnvironment, *args: str) -> subprocess.CompletedProcess[str]:
+    """`kubectl itsm …` as a person runs it: kubectl finds kubectl-itsm on PATH."""
+    kubectl = Toolbox.locate().binary("kubectl")
+    plugin_dir = Path(sys.executable).parent  # the virtualenv's bin/, where pip put it
+    env = {
+        **os.environ,
+        "PATH": f"{plugin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        "KUBECONFIG": str(devenv.kubeconfig),
+    }
+    return subprocess.run(
+        [str(kubectl), "itsm", *args], capture_output=True, text=True, env=env, check=False
+    )
+
+
+def test_status_explain_and_an_incidents_life_from_kubectl(
+    devenv: DevEnvironment, kubectl: Kubectl, operator: OperatorProcess
+) -> None:
+    kubectl("apply", "-f", "-", input=SETUP)
+    wait_for(
+        lambda: kubectl.json("get", "change", "resize-db", "-n", NS).get("status", {}).get("phase"),
+        what="the change reconciled",
+    )
+
+    opened = itsm(
+        devenv, "incident", "open", "Orders are slow", "--service", "shop",
+        "--impact", "high", "--urgency", "medium", "--name", "orders-slow", "-n", NS,
+    )  # fmt: skip
+    assert opened.returncode == 0, opened.stderr
+    assert "incident.opsledger.io/orders-slow opened in itsm" in opened.stdout
+    wait_for(
+        lambda: (
+            kubectl.json("get", "incident", "orders-slow", "-n", NS)
+            .get("status", {})
+            .get("priority")
+        ),
+        what="the incident's priority",
+    )
+
+    status = itsm(devenv, "status", "-n", NS)
+    assert status.returncode == 0, status.stderr
+    [row] = [line for line in status.stdout.splitlines() if line.startswith(NS)]
+    assert "shop" in row
+    assert "availability" in row
+    assert "P2: 1" in row  # high impact, medium urgency
+
+    explained = itsm(devenv, "explain", "resize-db", "-n", NS)
+    assert explained.returncode == 0, explained.stderr
+    lines = explained.stdout.splitlines()
+    assert lines[0] == f"Change {NS}/resize-db"
+    [approval] = [line for line in lines if line.strip().startswith("approval")]
+    assert "BLOCKED" in approval or "WAITING" in approval, explained.stdout
+    assert "waiting for: " in lines[-1]
+    assert "approval" in lines[-1]
+
+    acked = itsm(devenv, "incident", "ack", "orders-slow", "-n", NS)
+    assert acked.returncode == 0, acked.stderr
+    assert kubectl.json("get", "incident", "orders-slow", "-n", NS)["spec"]["state"] == (
+        "Acknowledged"
+    )
+    resolved = itsm(devenv, "incident", "resolve", "orders-slow", "-n", NS,
+                    "--resolution", "index added to orders.created_at")  # fmt: skip
+    assert resolved.returncode == 0, resolved.stderr
+    done = kubectl.json("get", "incident", "orders-slow", "-n", NS)["spec"]
+    assert (done["state"], done["resolution"]) == ("Resolved", "index added to orders.created_at")
+
+    # Refused where the API server's rules say no, in its words; a missing one is named.
+    kubectl("patch", "incident", "orders-slow", "-n", NS, "--type=merge",
+            "-p", '{"spec":{"state":"Closed"}}')  # fmt: skip
+    reopened = itsm(devenv, "incident", "ack", "orders-slow", "-n", NS)
+    assert reopened.returncode == 1
+    assert "refused:" in reopened.stderr
+    assert "a Closed incident cannot be reopened" in reopened.stderr
+    missing = itsm(devenv, "explain", "no-such-change", "-n", NS)
+    assert missing.returncode == 1
+    assert "no Change no-such-change in namespace itsm" in missing.stderr
