@@ -22,6 +22,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -297,6 +298,42 @@ def test_the_status_page_shows_the_reported_outage_in_statuspages_shape(
     view.goto(desk_url + "/status")
     assert "Major System Outage" in view.content()
     _shot(view, tmp_path, "desk-status")
+    context.close()
+
+
+def test_the_calendar_shows_a_freeze_and_the_weekly_window(
+    desk_url: str, browser: Any, kubectl: Kubectl, tmp_path: Path
+) -> None:
+    now = datetime.now(UTC)
+    start, end = now - timedelta(hours=1), now + timedelta(days=2)
+    patch = {
+        "spec": {
+            "maintenanceWindows": [{"schedule": "0 22 * * 6", "duration": "4h"}],
+            "freezes": [
+                {
+                    "start": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "end": end.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "reason": "Black Friday trading",
+                }
+            ],
+        }
+    }
+    kubectl("patch", "servicelevel", "checkout", "-n", NS, "--type=merge", "-p", json.dumps(patch))
+    context = browser.new_context(extra_http_headers=JANE, viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+
+    def shown() -> bool:  # the cache follows the watch
+        page.goto(desk_url + "/calendar?view=week")
+        return "Black Friday trading" in page.content()
+
+    wait_for(shown, timeout=10, what="the freeze on the calendar")
+    today = page.locator("section.day.today")
+    assert "freeze of checkout: Black Friday trading" in today.inner_text()
+    assert "maintenance window of checkout" in page.content()  # Saturday 22:00
+    _shot(page, tmp_path, "desk-calendar")
+    page.goto(desk_url + "/calendar?view=month&service=nobody")
+    assert "Black Friday trading" not in page.content()  # filtered to another service
+    assert page.locator("section.day").count() in (28, 35, 42)
     context.close()
 
 

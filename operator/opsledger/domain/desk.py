@@ -239,3 +239,49 @@ def incident_name(title: str, now: datetime) -> str:
     `checkout-is-slow-20261202-1405`."""
     words = REPORT_NAME.sub("-", title.lower()).strip("-")[:40].strip("-") or "issue"
     return f"{words}-{now:%Y%m%d-%H%M%S}"
+
+
+# -- the change calendar ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Day:
+    date: datetime  # midnight UTC
+    items: list[tuple[str, str, str, str]]  # (service, kind, what, "HH:MM–HH:MM")
+
+
+def period(view: str, today: datetime) -> tuple[datetime, int]:
+    """The first day (a Monday, midnight UTC) and the number of days of a week or month view."""
+    midnight = today.replace(hour=0, minute=0, second=0, microsecond=0)
+    if view == "month":
+        first = midnight.replace(day=1)
+        start = first - timedelta(days=first.weekday())
+        following = (first.replace(day=28) + timedelta(days=4)).replace(day=1)
+        days = ((following - start).days + 6) // 7 * 7
+        return start, days
+    return midnight - timedelta(days=midnight.weekday()), 7
+
+
+def calendar_days(
+    rows: Iterable[tuple[str, datetime, datetime, str, str]], start: datetime, days: int
+) -> list[Day]:
+    """`rows` of (service, start, end, kind, what) laid out per day, each day's in order."""
+    result = []
+    listed = sorted(rows, key=lambda r: (r[1], r[0]))
+    for n in range(days):
+        begins = start + timedelta(days=n)
+        ends = begins + timedelta(days=1)
+        items = [
+            (
+                service,
+                kind,
+                what,
+                "all day"
+                if s <= begins and e >= ends
+                else f"{max(s, begins):%H:%M}–{min(e, ends):%H:%M}",
+            )
+            for service, s, e, kind, what in listed
+            if s < ends and e > begins
+        ]
+        result.append(Day(begins, items))
+    return result

@@ -25,7 +25,7 @@ from aiohttp import web
 from opsledger.domain import desk, status_page
 from opsledger.models import CHANGE, INCIDENT, SERVICE_LEVEL
 from opsledger.models.settings import DeskSettings
-from opsledger.services.desk import DeskApp, DeskCache, RefusedError, report_issue
+from opsledger.services.desk import DeskApp, DeskCache, RefusedError, calendar, report_issue
 
 log = logging.getLogger("opsledger.desk")
 OPEN_PATHS = ("/healthz",)
@@ -149,6 +149,25 @@ class Desk:
             now=self.clock(),
         )
 
+    async def calendar(self, request: web.Request) -> web.Response:
+        view = "month" if request.query.get("view") == "month" else "week"
+        service = request.query.get("service") or None
+        now = self.clock()
+        try:
+            day = datetime.strptime(request.query.get("date") or "", "%Y-%m-%d").replace(tzinfo=UTC)
+        except ValueError:
+            day = now
+        _, days = await asyncio.to_thread(calendar, self.cache, view, day, service)
+        return self.render(
+            request,
+            "calendar.html",
+            days=days,
+            view=view,
+            service=service,
+            date=f"{day:%Y-%m-%d}",
+            today=f"{now:%Y-%m-%d}",
+        )
+
     async def summary_json(self, request: web.Request) -> web.Response:
         return web.json_response(
             self._summary(request), headers={"Access-Control-Allow-Origin": "*"}
@@ -209,6 +228,7 @@ class Desk:
                 web.get("/incidents/{namespace}/{name}", self.incident),
                 web.get("/report", self.report_form),
                 web.get("/status", self.status),
+                web.get("/calendar", self.calendar),
                 web.get("/api/v2/summary.json", self.summary_json),
                 web.post("/report", self.report),
             ]

@@ -17,17 +17,19 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
 
 from opsledger.adapters.kube import GoneError, Kube
-from opsledger.domain.desk import Person, incident_name
+from opsledger.domain.calendar_feed import entries
+from opsledger.domain.desk import Day, Person, calendar_days, incident_name, period
 from opsledger.domain.validation import describe
 from opsledger.models import CHANGE, CONFIGURATION_ITEM, INCIDENT, SERVICE_LEVEL
 from opsledger.models.common import API_GROUP, API_VERSION
 from opsledger.models.incident import IncidentSpec
+from opsledger.models.servicelevel import ServiceLevelSpec
 from opsledger.models.settings import DeskSettings
 
 log = logging.getLogger("opsledger.desk")
@@ -164,3 +166,51 @@ def report_issue(kube: Kube, person: Person, form: dict[str, str], now: datetime
         raise RefusedError(f"Kubernetes refused the report: {exc}", 400) from exc
     meta = created.get("metadata") or {}
     return Reported(str(meta.get("namespace") or namespace), str(meta.get("name") or name))
+
+
+CALENDAR_PHASES = ("Scheduled", "InProgress", "Verifying")
+
+
+def calendar(
+    cache: DeskCache, view: str, today: datetime, service: str | None
+) -> tuple[datetime, list[Day]]:
+    """The change calendar of every service (or one) for the week or month of `today`: windows,
+    blackouts, freezes and scheduled and running changes. (Shared-calendar events live in the
+    CMDB, which the desk does not read: `/v1/calendar.ics` on the operator has them.)"""
+    start, days = period(view, today)
+    until = start + timedelta(days=days)
+    changes: dict[tuple[str, str], list[tuple[str, str, object, object, object]]] = {}
+    for c in cache.items(CHANGE.plural):
+        status, spec = c.get("status") or {}, c.get("spec") or {}
+        if status.get("phase") not in CALENDAR_PHASES:
+            continue
+        window = status.get("window") or {}
+        key = (str(c["metadata"].get("namespace")), str(spec.get("service")))
+        changes.setdefault(key, []).append(
+            (
+                str(c["metadata"].get("name")),
+                str(spec.get("summary") or ""),
+                window.get("start"),
+                window.get("end"),
+                status.get("phase"),
+            )
+        )
+    rows = []
+    for level in cache.items(SERVICE_LEVEL.plural):
+        try:
+            spec = ServiceLevelSpec.model_validate(level.get("spec") or {})
+        except ValidationError:
+            continue
+        if service and spec.service != service:
+            continue
+        namespace = str(level["metadata"].get("namespace"))
+        for e in entries(
+            spec.service,
+            spec,
+            (),
+            changes.get((namespace, spec.service), ()),
+            since=start,
+            until=until,
+        ):
+            rows.append((spec.service, e.start, e.end, e.kind, e.what))
+    return start, calendar_days(rows, start, days)

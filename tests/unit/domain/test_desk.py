@@ -10,11 +10,13 @@ from opsledger.domain.desk import (
     IdentityError,
     IncidentFilter,
     Person,
+    calendar_days,
     csrf_token,
     csrf_valid,
     incident_name,
     incidents,
     parse_networks,
+    period,
     person_from,
     services,
 )
@@ -135,3 +137,27 @@ def test_a_reported_issue_is_named_after_its_title_and_time() -> None:
     assert incident_name("Checkout is SLOW!", NOW) == "checkout-is-slow-20261202-140500"
     assert incident_name("!!!", NOW) == "issue-20261202-140500"
     assert len(incident_name("x" * 300, NOW)) <= 63
+
+
+def test_a_week_starts_on_monday_and_a_month_covers_whole_weeks() -> None:
+    wednesday = datetime(2026, 12, 2, 15, 30, tzinfo=UTC)
+    assert period("week", wednesday) == (datetime(2026, 11, 30, tzinfo=UTC), 7)
+    start, days = period("month", wednesday)
+    assert start == datetime(2026, 11, 30, tzinfo=UTC)  # the Monday before 1 December
+    assert days == 35  # to Sunday 3 January
+    assert start + timedelta(days=days) > datetime(2027, 1, 1, tzinfo=UTC)
+
+
+def test_an_entry_is_shown_on_every_day_it_touches_with_that_days_hours() -> None:
+    start = datetime(2026, 11, 30, tzinfo=UTC)
+    freeze = (
+        "shop",
+        start + timedelta(hours=20),
+        start + timedelta(days=1, hours=6),
+        "freeze",
+        "f",
+    )
+    days = calendar_days([freeze], start, 7)
+    assert days[0].items == [("shop", "freeze", "f", "20:00–00:00")]
+    assert days[1].items == [("shop", "freeze", "f", "00:00–06:00")]
+    assert days[2].items == []
