@@ -57,6 +57,7 @@ bench: setup               ## benchmarks: figures and ratios, not pass/fail
 	$(BIN)/python bench/cmdb_sync.py
 	$(BIN)/python bench/webhook_latency.py
 	$(BIN)/python bench/window_decisions.py
+	$(BIN)/python bench/desk_pages.py
 
 clean:
 	-$(BIN)/opsledger dev down

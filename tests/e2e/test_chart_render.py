@@ -153,9 +153,18 @@ def test_the_desk_runs_restricted_with_its_own_identity_that_only_reads_and_impe
     assert not all(labels.get(k) == v for k, v in operator_selector.items())
     rules = find(docs, "ClusterRole", "ol-opsledger-desk")["rules"]
     verbs = {v for r in rules for v in r["verbs"]}
-    assert verbs == {"get", "list", "watch", "impersonate"}
-    [impersonate] = [r for r in rules if "impersonate" in r["verbs"]]
-    assert impersonate["resources"] == ["users", "groups"]  # not serviceaccounts
+    assert verbs == {"get", "list", "watch", "impersonate", "create"}
+    [create] = [r for r in rules if "create" in r["verbs"]]
+    assert create["resources"] == ["tokenreviews"]  # it creates nothing else
+    impersonated = [r for r in rules if "impersonate" in r["verbs"]]
+    assert sorted(r["resources"][0] for r in impersonated) == ["groups", "users"]
+    narrowed = helm.template(sets=["desk.enabled=true", "desk.impersonableGroups={team-shop,sre}"])
+    groups = [
+        r
+        for r in find(narrowed, "ClusterRole", "ol-opsledger-desk")["rules"]
+        if r["resources"] == ["groups"]
+    ]
+    assert groups[0]["resourceNames"] == ["team-shop", "sre"]
     key = find(docs, "Secret", "ol-opsledger-desk")["data"]["csrf-key"]
     assert len(base64.b64decode(key)) == 48
 

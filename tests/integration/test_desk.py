@@ -398,3 +398,38 @@ spec:
     )  # fmt: skip
     assert changed.returncode != 0
     assert "spec.requester is who the API server says reported the Incident" in changed.stderr
+
+
+def test_a_kubernetes_token_signs_in_as_its_owner_and_a_bad_one_is_nobody(
+    desk_url: str, kubectl: Kubectl
+) -> None:
+    """A service account's token (what a script or a person with a cluster token sends):
+    the API server's TokenReview says whose it is, the report is made as it, and the webhook
+    records it as the requester. A token the API server does not accept signs in nobody, and
+    proxy headers do not help from behind a bad token."""
+    kubectl("create", "serviceaccount", "reporter", "-n", NS)
+    kubectl(
+        "create", "rolebinding", "reporter-reports", "-n", NS, "--role=reporters",
+        f"--serviceaccount={NS}:reporter",
+    )  # fmt: skip
+    token = kubectl("create", "token", "reporter", "-n", NS).strip()
+    signed = {"Authorization": f"Bearer {token}"}
+    status, page = _get(desk_url + "/report", signed)
+    assert status == 200
+    assert f"Signed in as system:serviceaccount:{NS}:reporter" in page
+    csrf = page.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+    form = {
+        "csrf": csrf,
+        "title": "Nightly export failed",
+        "service_key": f"{NS}/checkout",
+        "impact": "low",
+        "urgency": "low",
+    }
+    status, _ = _post(desk_url + "/report", form, signed)
+    assert status == 200  # after the redirect to the incident
+    [made] = [i for i in _incidents(kubectl) if i["spec"]["title"] == "Nightly export failed"]
+    assert made["spec"]["requester"]["username"] == f"system:serviceaccount:{NS}:reporter"
+
+    status, page = _get(desk_url + "/", {"Authorization": "Bearer not-a-token", **JANE})
+    assert status == 401
+    assert "did not accept your bearer token" in page

@@ -351,6 +351,17 @@ class Kube:
                 raise GoneError(str(exc.reason)) from exc
             raise
 
+    def review_token(self, token: str) -> tuple[str, list[str]] | None:
+        """Who a bearer token belongs to, as the API server says (a TokenReview): (username,
+        groups), or None when it does not accept the token."""
+        review = client.AuthenticationV1Api(self.api).create_token_review(
+            client.V1TokenReview(spec=client.V1TokenReviewSpec(token=token))
+        )
+        status = review.status
+        if status is None or not status.authenticated or status.user is None:
+            return None
+        return str(status.user.username or ""), [str(g) for g in status.user.groups or []]
+
     def create_custom_as(
         self,
         plural: str,

@@ -102,6 +102,28 @@ def person_from(
     return Person(user, email, groups)
 
 
+def person_from_review(username: str, groups: Iterable[str]) -> Person:
+    """The person a bearer token belongs to, as the API server's TokenReview says. Kubernetes'
+    own components and the system:masters group are refused (the desk acts for people and
+    their service accounts, not for the cluster's superusers)."""
+    if not username or (
+        username.startswith("system:") and not username.startswith("system:serviceaccount:")
+    ):
+        raise IdentityError(f"the desk does not act as {username!r}: not a person")
+    kept = tuple(g for g in groups if g != AUTHENTICATED)
+    if "system:masters" in kept:
+        raise IdentityError(
+            "the desk does not act for members of system:masters: use kubectl for that"
+        )
+    return Person(username, None, kept)
+
+
+def bearer(headers: Mapping[str, str]) -> str | None:
+    """The bearer token of an Authorization header, if any."""
+    scheme, _, token = (headers.get("Authorization") or "").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
 def csrf_token(secret: bytes, person: Person, now: datetime) -> str:
     """A form token for `person`, valid for CSRF_LIFETIME."""
     expires = int((now + CSRF_LIFETIME).timestamp())

@@ -25,7 +25,14 @@ from aiohttp import web
 from opsledger.domain import desk, status_page
 from opsledger.models import CHANGE, INCIDENT, SERVICE_LEVEL
 from opsledger.models.settings import DeskSettings
-from opsledger.services.desk import DeskApp, DeskCache, RefusedError, calendar, report_issue
+from opsledger.services.desk import (
+    DeskApp,
+    DeskCache,
+    RefusedError,
+    TokenPeople,
+    calendar,
+    report_issue,
+)
 
 log = logging.getLogger("opsledger.desk")
 OPEN_PATHS = ("/healthz",)
@@ -45,6 +52,7 @@ class Desk:
 
     def __post_init__(self) -> None:
         self.proxies = desk.parse_networks(self.settings.trusted_proxies)
+        self.tokens = TokenPeople(self.cache.kube)
         self.templates = jinja2.Environment(
             loader=jinja2.FileSystemLoader(Path(__file__).with_name("desk_templates")),
             autoescape=True,
@@ -84,7 +92,20 @@ class Desk:
             request["person"] = None
             return await handler(request)
         try:
-            person = desk.person_from(request.headers, request.remote, self.proxies)
+            token = desk.bearer(request.headers)
+            if token is not None:  # a Kubernetes token: the API server says whose
+                person = await asyncio.to_thread(self.tokens.person, token)
+                if person is None:
+                    request["person"] = None
+                    return self.message(
+                        request,
+                        401,
+                        "Sign in first",
+                        "The API server did not accept your bearer token (expired, or not "
+                        "one of this cluster's).",
+                    )
+            else:
+                person = desk.person_from(request.headers, request.remote, self.proxies)
         except desk.IdentityError as exc:
             log.warning("refused identity headers from %s: %s", request.remote, exc)
             request["person"] = None

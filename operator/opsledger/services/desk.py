@@ -12,6 +12,7 @@ refusal is shown to them in its own words.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -24,7 +25,15 @@ from pydantic import ValidationError
 
 from opsledger.adapters.kube import GoneError, Kube
 from opsledger.domain.calendar_feed import entries
-from opsledger.domain.desk import Day, Person, calendar_days, incident_name, period
+from opsledger.domain.desk import (
+    Day,
+    IdentityError,
+    Person,
+    calendar_days,
+    incident_name,
+    period,
+    person_from_review,
+)
 from opsledger.domain.validation import describe
 from opsledger.models import CHANGE, CONFIGURATION_ITEM, INCIDENT, SERVICE_LEVEL
 from opsledger.models.common import API_GROUP, API_VERSION
@@ -105,6 +114,43 @@ class DeskCache:
 def _key(obj: dict[str, Any]) -> tuple[str, str]:
     meta = obj.get("metadata") or {}
     return str(meta.get("namespace") or ""), str(meta.get("name") or "")
+
+
+class TokenPeople:
+    """Who bearer tokens belong to, asked of the API server (TokenReview) and remembered for
+    TTL seconds by the token's hash, so a page is not a review each time."""
+
+    TTL = 60.0
+
+    def __init__(self, kube: Kube) -> None:
+        self.kube = kube
+        self._known: dict[str, tuple[float, Person | None, str | None]] = {}
+        self._lock = threading.Lock()
+
+    def person(self, token: str) -> Person | None:
+        """The token's person, or None when the API server does not accept it. Raises
+        IdentityError for an identity the desk does not act for."""
+        key = hashlib.sha256(token.encode()).hexdigest()
+        now = time.monotonic()
+        with self._lock:
+            known = self._known.get(key)
+        if known is None or now - known[0] > self.TTL:
+            reviewed = self.kube.review_token(token)
+            person: Person | None = None
+            refusal: str | None = None
+            if reviewed is not None:
+                try:
+                    person = person_from_review(*reviewed)
+                except IdentityError as exc:
+                    refusal = str(exc)
+            known = (now, person, refusal)
+            with self._lock:
+                if len(self._known) > 10_000:
+                    self._known.clear()
+                self._known[key] = known
+        if known[2]:
+            raise IdentityError(known[2])
+        return known[1]
 
 
 @dataclass(frozen=True)

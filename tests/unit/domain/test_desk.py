@@ -10,6 +10,7 @@ from opsledger.domain.desk import (
     IdentityError,
     IncidentFilter,
     Person,
+    bearer,
     calendar_days,
     csrf_token,
     csrf_valid,
@@ -18,6 +19,7 @@ from opsledger.domain.desk import (
     parse_networks,
     period,
     person_from,
+    person_from_review,
     services,
 )
 
@@ -161,3 +163,21 @@ def test_an_entry_is_shown_on_every_day_it_touches_with_that_days_hours() -> Non
     assert days[0].items == [("shop", "freeze", "f", "20:00–00:00")]
     assert days[1].items == [("shop", "freeze", "f", "00:00–06:00")]
     assert days[2].items == []
+
+
+def test_a_reviewed_token_is_a_person_or_a_service_account_never_a_superuser() -> None:
+    sa = person_from_review(
+        "system:serviceaccount:shop:reporter",
+        ["system:serviceaccounts", "system:serviceaccounts:shop", "system:authenticated"],
+    )
+    assert sa.username == "system:serviceaccount:shop:reporter"
+    assert "system:authenticated" not in sa.groups  # the API server adds it itself
+    assert person_from_review("jane", ["team-shop"]).groups == ("team-shop",)
+    with pytest.raises(IdentityError, match="not a person"):
+        person_from_review("system:kube-controller-manager", [])
+    with pytest.raises(IdentityError, match="system:masters"):
+        person_from_review("root", ["system:masters"])
+    assert bearer({"Authorization": "Bearer abc"}) == "abc"
+    assert bearer({"Authorization": "Basic abc"}) is None
+    assert bearer({"Authorization": "Bearer "}) is None
+    assert bearer({}) is None
