@@ -22,6 +22,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,26 @@ def operator(
     proc.stop()
 
 
+@contextmanager
+def _desk(devenv: DevEnvironment, log: Path, **env: str) -> Iterator[str]:
+    """`opsledger desk` on a free loopback port, behind the allow-listed proxy 127.0.0.1."""
+    [port] = free_ports(1)
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "opsledger", "desk", "--bind-address", "127.0.0.1",
+             "--port", str(port), "--trusted-proxy", "127.0.0.1/32"],
+            env={**os.environ, "OPSLEDGER_DESK_KUBECONFIG": str(devenv.kubeconfig), **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _get(f"{url}/healthz")[1] == "ok", timeout=60, what=f"the desk ({log})")
+        yield url
+    finally:
+        stop_child(proc)
+
+
 @pytest.fixture(scope="module")
 def desk_url(
     devenv: DevEnvironment,
@@ -114,32 +135,8 @@ def desk_url(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[str]:
     kubectl("apply", "-f", "-", input=SETUP)
-    [port] = free_ports(1)
-    log = tmp_path_factory.mktemp("desk") / "desk.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "opsledger",
-                "desk",
-                "--bind-address",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--trusted-proxy",
-                "127.0.0.1/32",
-            ],
-            env={**os.environ, "OPSLEDGER_DESK_KUBECONFIG": str(devenv.kubeconfig)},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: _get(f"{url}/healthz")[1] == "ok", timeout=60, what=f"the desk ({log})")
+    with _desk(devenv, tmp_path_factory.mktemp("desk") / "desk.log") as url:
         yield url
-    finally:
-        stop_child(proc)
 
 
 def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
@@ -433,3 +430,22 @@ def test_a_kubernetes_token_signs_in_as_its_owner_and_a_bad_one_is_nobody(
     status, page = _get(desk_url + "/", {"Authorization": "Bearer not-a-token", **JANE})
     assert status == 401
     assert "did not accept your bearer token" in page
+
+
+def test_a_public_status_page_is_read_by_anyone_and_only_it(
+    devenv: DevEnvironment, desk_url: str, tmp_path: Path
+) -> None:
+    """With OPSLEDGER_DESK_PUBLIC_STATUS the status page and summary.json need no sign-in;
+    every other page still does."""
+    with _desk(devenv, tmp_path / "public.log", OPSLEDGER_DESK_PUBLIC_STATUS="true") as url:
+        wait_for(
+            lambda: "checkout" in _get(url + "/api/v2/summary.json")[1],
+            timeout=10,
+            what="the public summary",
+        )
+        status, text = _get(url + "/api/v2/summary.json")
+        assert status == 200
+        assert json.loads(text)["page"]["name"] == "OpsLedger"
+        assert _get(url + "/status")[0] == 200
+        assert _get(url + "/incidents")[0] == 401
+        assert _get(url + "/")[0] == 401

@@ -86,15 +86,25 @@ class Desk:
         request: web.Request,
         handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
     ) -> web.StreamResponse:
-        if request.path in OPEN_PATHS or (
-            self.settings.public_status and request.path in STATUS_PATHS
-        ):
+        if request.path in OPEN_PATHS:
             request["person"] = None
             return await handler(request)
         try:
             token = desk.bearer(request.headers)
             if token is not None:  # a Kubernetes token: the API server says whose
-                person = await asyncio.to_thread(self.tokens.person, token)
+                try:
+                    person = await asyncio.to_thread(self.tokens.person, token)
+                except desk.IdentityError:
+                    raise
+                except Exception:
+                    log.exception("could not review a bearer token")
+                    request["person"] = None
+                    return self.message(
+                        request,
+                        503,
+                        "Try again in a moment",
+                        "The desk could not ask the API server whose token this is.",
+                    )
                 if person is None:
                     request["person"] = None
                     return self.message(
@@ -111,7 +121,8 @@ class Desk:
             request["person"] = None
             return self.message(request, 403, "Not signed in", str(exc))
         request["person"] = person
-        if person is None and not self.settings.anonymous_read:
+        public = self.settings.public_status and request.path in STATUS_PATHS
+        if person is None and not self.settings.anonymous_read and not public:
             return self.message(
                 request,
                 401,
