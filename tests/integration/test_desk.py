@@ -64,6 +64,14 @@ spec:
   incidentTargets:
   - {{priority: P1, respond: 15m, resolve: 4h}}
 ---
+# A ServiceLevel with windows and no objectives (as many are): listed, with nothing to measure.
+apiVersion: opsledger.io/v1alpha1
+kind: ServiceLevel
+metadata: {{name: batch, namespace: {NS}}}
+spec:
+  service: batch
+  maintenanceWindows: [{{schedule: "0 2 * * *", duration: 1h}}]
+---
 # Jane's team may report incidents in the namespace; Bob may only look.
 apiVersion: rbac.authorization.k8s.io/v1
 kind: Role
@@ -229,6 +237,7 @@ def test_jane_reports_an_issue_that_the_api_server_records_as_hers(
     wait_for(shown, timeout=10, what="the measured budget on the Services page")
     assert "Signed in as jane@example.com" in page.content()
     page.wait_for_selector("text=checkout")
+    assert "no objectives" in page.content()  # batch
     _shot(page, tmp_path, "desk-services")
 
     page.click("text=Report an issue")
