@@ -128,7 +128,7 @@ PAGES = {
     "floor (/healthz)": "/healthz",
     "services": "/",
     "incidents": "/incidents",
-    "incidents P1 open": "/incidents?priority=P1&state=open",
+    "incidents of a service": "/incidents?service=svc-7&state=open",
     "incident": "/incidents/team-3/inc-3",
     "calendar week": "/calendar?view=week",
     "calendar month": "/calendar?view=month",
