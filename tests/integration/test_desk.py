@@ -28,12 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import sync_playwright
 
 from opsledger.devenv.environment import DevEnvironment
 from opsledger.devenv.processes import free_ports, stop_child
 from tests.support import Kubectl, OperatorProcess, wait_for, webhook_settings
-
-playwright = pytest.importorskip("playwright.sync_api")
 
 NS = "desk"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -170,7 +169,7 @@ def _post(url: str, form: dict[str, str], headers: dict[str, str]) -> tuple[int,
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with playwright.sync_playwright() as p:
+    with sync_playwright() as p:
         chromium = p.chromium.launch(
             executable_path=CHROMIUM,
             headless=True,
