@@ -163,6 +163,29 @@ def wait_guarded(kubectl: Kubectl, namespace: str, deployment: str) -> None:
     wait_for(listened, what=f"the subresource guard listening to {namespace}")
 
 
+# An availability objective measured on what the local Prometheus always has, its own HTTP API's
+# requests: health is known within seconds, so changes gated on it can start. Indented for a
+# ServiceLevel's spec.
+SELF_MEASURED_OBJECTIVE = """  objectives:
+  - name: availability
+    objective: 99.9
+    window: 30d
+    sli:
+      events:
+        errorQuery: sum(rate(prometheus_http_requests_total{code=~"5.."}[{{.window}}]))
+        totalQuery: sum(rate(prometheus_http_requests_total[{{.window}}]))
+"""
+
+
+def wait_for_webhooks(kubectl: Kubectl) -> None:
+    """Until the operator has registered its validating and mutating webhook configurations."""
+    for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
+        wait_for(
+            lambda kind=kind: kubectl.run("get", kind, "opsledger", check=False).returncode == 0,
+            what=f"the {kind} registered",
+        )
+
+
 def webhook_settings(env: DevEnvironment) -> dict[str, str]:
     """The settings that turn the webhook on, as `make run` has them."""
     return {"OPSLEDGER_WEBHOOK_PORT": env.env()["OPSLEDGER_WEBHOOK_PORT"]}

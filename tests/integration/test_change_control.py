@@ -29,6 +29,7 @@ from tests.support import (
     remote_record,
     shop,
     wait_for,
+    wait_for_webhooks,
     wait_guarded,
     webhook_settings,
 )
@@ -84,12 +85,7 @@ def operator(
 ) -> Iterator[OperatorProcess]:
     log = tmp_path_factory.mktemp("operator") / "operator.log"
     proc = OperatorProcess(devenv, log).start(env=webhook_settings(devenv))
-    kubectl = Kubectl(devenv)
-    for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
-        wait_for(
-            lambda kind=kind: kubectl.run("get", kind, "opsledger", check=False).returncode == 0,
-            what=f"the {kind} registered",
-        )
+    wait_for_webhooks(Kubectl(devenv))
     yield proc
     proc.stop()
 

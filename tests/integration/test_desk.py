@@ -32,7 +32,14 @@ from playwright.sync_api import sync_playwright
 
 from opsledger.devenv.environment import DevEnvironment
 from opsledger.devenv.processes import free_ports, stop_child
-from tests.support import Kubectl, OperatorProcess, wait_for, webhook_settings
+from tests.support import (
+    SELF_MEASURED_OBJECTIVE,
+    Kubectl,
+    OperatorProcess,
+    wait_for,
+    wait_for_webhooks,
+    webhook_settings,
+)
 
 NS = "desk"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -52,15 +59,7 @@ kind: ServiceLevel
 metadata: {{name: checkout, namespace: {NS}}}
 spec:
   service: checkout
-  objectives:
-  - name: availability
-    objective: 99.9
-    window: 30d
-    sli:
-      events:
-        errorQuery: sum(rate(prometheus_http_requests_total{{code=~"5.."}}[{{{{.window}}}}]))
-        totalQuery: sum(rate(prometheus_http_requests_total[{{{{.window}}}}]))
-  incidentTargets:
+{SELF_MEASURED_OBJECTIVE}  incidentTargets:
   - {{priority: P1, respond: 15m, resolve: 4h}}
 ---
 # A ServiceLevel with windows and no objectives (as many are): listed, with nothing to measure.
@@ -103,13 +102,7 @@ def operator(
     proc = OperatorProcess(devenv, log).start(
         env={**webhook_settings(devenv), "OPSLEDGER_SLO_INTERVAL": "2"}
     )
-    wait_for(
-        lambda: (
-            kubectl.run("get", "mutatingwebhookconfiguration", "opsledger", check=False).returncode
-            == 0
-        ),
-        what="the webhooks registered",
-    )
+    wait_for_webhooks(kubectl)
     yield proc
     proc.stop()
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from opsledger.devenv.environment import DevEnvironment
 from opsledger.devenv.paths import Toolbox
-from tests.support import Kubectl, OperatorProcess, wait_for
+from tests.support import SELF_MEASURED_OBJECTIVE, Kubectl, OperatorProcess, wait_for
 
 NS = "itsm"
 SETUP = f"""
@@ -25,15 +25,7 @@ metadata: {{name: shop, namespace: {NS}}}
 spec:
   service: shop
   maintenanceWindows: [{{schedule: "0 3 * * 0", duration: 1h}}]
-  objectives:
-  - name: availability
-    objective: 99.9
-    window: 30d
-    sli:
-      events:
-        errorQuery: sum(rate(prometheus_http_requests_total{{code=~"5.."}}[{{{{.window}}}}]))
-        totalQuery: sum(rate(prometheus_http_requests_total[{{{{.window}}}}]))
----
+{SELF_MEASURED_OBJECTIVE}---
 apiVersion: opsledger.io/v1alpha1
 kind: Change
 metadata: {{name: resize-db, namespace: {NS}}}

@@ -17,6 +17,7 @@ import yaml
 
 from opsledger.devenv.environment import DevEnvironment
 from tests.support import (
+    SELF_MEASURED_OBJECTIVE,
     Kubectl,
     OperatorProcess,
     approve_proposal,
@@ -25,6 +26,7 @@ from tests.support import (
     proposed,
     wait_for,
     wait_for_event,
+    wait_for_webhooks,
     webhook_settings,
 )
 
@@ -64,15 +66,7 @@ def operator(
             **webhook_settings(devenv),
         }
     )
-    wait_for(
-        lambda: (
-            kubectl.run(
-                "get", "validatingwebhookconfiguration", "opsledger", check=False
-            ).returncode
-            == 0
-        ),
-        what="the webhooks registered",
-    )
+    wait_for_webhooks(kubectl)
     yield proc
     proc.stop()
 
@@ -204,15 +198,7 @@ kind: ServiceLevel
 metadata: {{name: budget, namespace: {NS}}}
 spec:
   service: shop
-  objectives:
-  - name: availability
-    objective: 99.9
-    window: 30d
-    sli:
-      events:
-        errorQuery: sum(rate(prometheus_http_requests_total{{code=~"5.."}}[{{{{.window}}}}]))
-        totalQuery: sum(rate(prometheus_http_requests_total[{{{{.window}}}}]))
-"""
+{SELF_MEASURED_OBJECTIVE}"""
 FAILOVER = f"""
 apiVersion: opsledger.io/v1alpha1
 kind: Change

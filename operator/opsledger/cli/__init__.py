@@ -10,27 +10,16 @@ imported inside the command functions that need them.
 from __future__ import annotations
 
 import argparse
-import sys
 
 from opsledger import __version__
 from opsledger.cli import change, cmdb, crds, desk, dev, report, run, slo, window
-from opsledger.cli.common import CLIError
+from opsledger.cli.common import CLIError, dispatch
 
 __all__ = ["CLIError", "main"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    if not hasattr(args, "func"):
-        parser.print_help()
-        return 2
-    try:
-        code: int = args.func(args)
-    except CLIError as exc:
-        print(f"opsledger: {exc}", file=sys.stderr)
-        return exc.code
-    return code
+    return dispatch(_parser(), argv, "opsledger")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -23,6 +25,20 @@ class CLIError(Exception):
     def __init__(self, message: str, code: int = 2) -> None:
         super().__init__(message)
         self.code = code
+
+
+def dispatch(parser: argparse.ArgumentParser, argv: list[str] | None, prog: str) -> int:
+    """Parse `argv`, run the chosen command, and print a CLIError as one line under `prog`."""
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        parser.print_help()
+        return 2
+    try:
+        code: int = args.func(args)
+    except CLIError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return exc.code
+    return code
 
 
 def manifests(path: Path, kind: str) -> list[dict[str, Any]]:

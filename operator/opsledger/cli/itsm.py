@@ -13,28 +13,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from opsledger.cli.common import CLIError
+from opsledger.cli.common import CLIError, dispatch
 
 # The services (and the kubernetes client) load inside the functions: see cli/__init__.py.
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    if not hasattr(args, "func"):
-        parser.print_help()
-        return 2
-    try:
-        code: int = args.func(args)
-    except CLIError as exc:
-        print(f"kubectl itsm: {exc}", file=sys.stderr)
-        return exc.code
-    return code
+    return dispatch(_parser(), argv, "kubectl itsm")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -75,6 +64,8 @@ def _kube(args: argparse.Namespace) -> Any:
     from opsledger.services import wiring  # noqa: PLC0415
 
     kubeconfig = args.kubeconfig or os.environ.get("KUBECONFIG")
+    if kubeconfig and not Path(kubeconfig.split(os.pathsep)[0]).is_file():
+        raise CLIError(f"no kubeconfig at {kubeconfig}: pass --kubeconfig or set KUBECONFIG")
     ctx = wiring.cli_context(Settings(kubeconfig=kubeconfig), with_kube=True, with_prometheus=False)
     return ctx.kube
 
