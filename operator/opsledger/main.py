@@ -20,6 +20,7 @@ from opsledger.handlers import (
     leadership,
     report,
     servers,
+    service_request,
     servicelevel,
     views,
 )
@@ -43,6 +44,7 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
     servicelevel.register(registry)
     change.register(registry, settings)
     incident.register(registry, settings)
+    service_request.register(registry, settings)
     configitem.register(registry, settings)
     health.register(registry, settings)
     servers.register(registry, settings, webhook=admission.serve, receiver=receiver.serve)

@@ -38,6 +38,7 @@ def _validate(args: argparse.Namespace) -> int:
     root: Path = args.directory
     files = sorted((root / "clusters").rglob("*.yaml")) if (root / "clusters").is_dir() else []
     files += sorted((root / "standard-changes").glob("*.yaml"))
+    files += sorted((root / "catalog").glob("*.yaml"))
     files += [root / "approval-policy.yaml"] if (root / "approval-policy.yaml").is_file() else []
     files += sorted((root / "calendars").glob("*.ics"))
     problems = validate_tree(

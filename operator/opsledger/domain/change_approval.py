@@ -268,7 +268,9 @@ def _judged(f: Facts, back: ReadBack, found: RecordVersion, branch: str) -> Move
                 "pull request",
             )
         )
-    requester = f.spec.requester.username if f.spec.requester else None
+    # A change made for a ServiceRequest: who asked for it is the one who may not approve it.
+    asker = f.spec.on_behalf_of or f.spec.requester
+    requester = asker.username if asker else None
     if requester is None and back.strict:
         return stay(
             _approved(

@@ -60,7 +60,7 @@ def _same(recorded: Any, user_info: Mapping[str, Any]) -> bool:
 
 
 def requester_refusal(
-    what: str, spec: Mapping[str, Any], user_info: Mapping[str, Any]
+    what: str, spec: Mapping[str, Any], user_info: Mapping[str, Any], kind: str = "Change"
 ) -> str | None:
     """On create: the recorded requester must be the user the API server authenticated."""
     recorded = spec.get("requester")
@@ -68,17 +68,28 @@ def requester_refusal(
     if recorded is None:
         return (
             f"{what} has no spec.requester: OpsLedger's mutating webhook (requester.opsledger.io) "
-            "records who creates a Change, and it did not run. Ask your cluster administrator to "
-            "install OpsLedger's MutatingWebhookConfiguration, then apply the Change again."
+            f"records who creates a {kind}, and it did not run. Ask your cluster administrator "
+            f"to install OpsLedger's MutatingWebhookConfiguration, then apply the {kind} again."
         )
     if not _same(recorded, user_info):
         named = recorded.get("username") if isinstance(recorded, Mapping) else recorded
         return (
             f"{what} names {named!r} as its requester, but you are {user!r}: the requester is "
-            "who the API server says created the Change. Remove spec.requester from the "
+            f"who the API server says created the {kind}. Remove spec.requester from the "
             "manifest (OpsLedger fills it in) and apply it again."
         )
     return None
+
+
+def on_behalf_refusal(what: str, spec: Mapping[str, Any]) -> str | None:
+    """On create by anyone but the operator: spec.onBehalfOf is not theirs to set."""
+    if spec.get("onBehalfOf") is None:
+        return None
+    return (
+        f"{what} sets spec.onBehalfOf, which only OpsLedger sets, on a Change it makes to fulfil "
+        "a ServiceRequest. Remove it; to ask for something from the catalog, create a "
+        "ServiceRequest instead."
+    )
 
 
 def _approved_spec(obj: Mapping[str, Any]) -> str | None:

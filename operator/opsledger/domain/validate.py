@@ -13,10 +13,12 @@ from pydantic import ValidationError
 
 from opsledger.domain.approval_policy import PolicyError, parse_policy
 from opsledger.domain.calendars import CALENDAR_DIR, CalendarError, parse
+from opsledger.domain.catalog import CatalogError, parse_item
 from opsledger.domain.standard_changes import TemplateError, parse_template
 from opsledger.domain.validation import describe
 from opsledger.models.policy import POLICY_FILE
 from opsledger.models.records import RECORD_FOLDERS
+from opsledger.models.request import CATALOG_DIR
 
 
 @dataclass(frozen=True)
@@ -63,9 +65,11 @@ def validate_policy(path: str, text: str) -> list[Problem]:
     try:
         if path == POLICY_FILE:
             parse_policy(text)
+        elif path.startswith(f"{CATALOG_DIR}/"):
+            parse_item(path, text)
         else:
             parse_template(path, text)
-    except (PolicyError, TemplateError) as exc:
+    except (PolicyError, TemplateError, CatalogError) as exc:
         return [Problem(path, str(exc).removeprefix(f"{path} ").replace("\n", " "))]
     return []
 
@@ -85,11 +89,11 @@ def validate_calendar(path: str, text: str) -> list[Problem]:
 
 def validate_tree(files: Iterator[tuple[str, str]]) -> list[Problem]:
     """Problems across (path, text) pairs of every record file in a checkout, and of the policy
-    files (approval-policy.yaml, standard-changes/*.yaml) and calendars (calendars/*.ics)
-    among them."""
+    files (approval-policy.yaml, standard-changes/*.yaml, catalog/*.yaml) and calendars
+    (calendars/*.ics) among them."""
     problems: list[Problem] = []
     for path, text in files:
-        if path == POLICY_FILE or path.startswith("standard-changes/"):
+        if path == POLICY_FILE or path.startswith(("standard-changes/", f"{CATALOG_DIR}/")):
             problems += validate_policy(path, text)
         elif path.startswith(f"{CALENDAR_DIR}/"):
             problems += validate_calendar(path, text)

@@ -1,6 +1,6 @@
 """The operator's cross-object views: what each one holds of an object, and the store.
 
-Nine views answer questions one object's handler asks about others (which item already claims
+The views answer questions one object's handler asks about others (which item already claims
 this source, what depends on this item, which changes run on it, which ServiceLevel serves this
 service...). Each is a function from an object (as the API server returns it) to the entries it
 contributes, `{key: value}`; a view maps each key to the values of every object that yields it.
@@ -25,6 +25,7 @@ from opsledger.domain.times import parse_time
 
 # The views' names (the keys of Views; handlers pass Views on as `indexes`).
 CHANGE_PLANS = "change_plans"  # namespace → (name, targets, start, end, phase, finished at)
+CHANGE_PHASES = "change_phases"  # "namespace/name" → (phase, its Ready message)
 CHANGE_CALENDAR = "change_calendar"  # (namespace, service) → (name, summary, start, end, phase)
 SERVICE_LEVELS = "change_service_levels"  # (namespace, service) → the ServiceLevel's spec, status
 CRITICALITY = "change_item_criticality"  # "namespace/name" → the item's criticality
@@ -81,6 +82,15 @@ def change_plan(obj: Mapping[str, Any]) -> Entries:
             (status.get("execution") or {}).get("finishedAt"),
         )
     }
+
+
+def change_phase(obj: Mapping[str, Any]) -> Entries:
+    namespace, name, _, status = _parts(obj)
+    if not status.get("phase"):
+        return {}
+    conditions = status.get("conditions") or ()
+    ready: Mapping[str, Any] = next((c for c in conditions if c.get("type") == "Ready"), {})
+    return {f"{namespace}/{name}": (str(status["phase"]), ready.get("message"))}
 
 
 def change_calendar(obj: Mapping[str, Any]) -> Entries:
@@ -217,7 +227,11 @@ def dependents_of(view: Mapping[str, Any], item: str) -> set[str]:
 # plural → view name → what an object of that kind contributes to the view
 INDEXERS: dict[str, dict[str, Indexer]] = {
     "servicelevels": {SERVICE_LEVELS: service_level, TARGETS: incident_targets},
-    "changes": {CHANGE_PLANS: change_plan, CHANGE_CALENDAR: change_calendar},
+    "changes": {
+        CHANGE_PLANS: change_plan,
+        CHANGE_PHASES: change_phase,
+        CHANGE_CALENDAR: change_calendar,
+    },
     "incidents": {FACTS: incident_fact},
     "configurationitems": {
         CRITICALITY: criticality,

@@ -7,6 +7,7 @@ from opsledger.models.common import API_GROUP, API_VERSION, CATEGORY
 from opsledger.models.configitem import ConfigurationItemSpec, ConfigurationItemStatus
 from opsledger.models.crd import KindInfo, PrinterColumn, ready_columns
 from opsledger.models.incident import IncidentSpec, IncidentStatus
+from opsledger.models.request import ServiceRequestSpec, ServiceRequestStatus
 from opsledger.models.servicelevel import ServiceLevelSpec, ServiceLevelStatus
 
 INCIDENT = KindInfo(
@@ -122,7 +123,36 @@ CONFIGURATION_ITEM = KindInfo(
     ),
 )
 
-KINDS: tuple[KindInfo, ...] = (INCIDENT, CHANGE, SERVICE_LEVEL, CONFIGURATION_ITEM)
+SERVICE_REQUEST = KindInfo(
+    kind="ServiceRequest",
+    plural="servicerequests",
+    short_names=("sr",),
+    description=(
+        "A request for an item of the service catalog (catalog/ in the CMDB repository), with "
+        "parameters: fulfilled by the standard Change the item names, or by a person."
+    ),
+    spec=ServiceRequestSpec,
+    status=ServiceRequestStatus,
+    columns=(
+        PrinterColumn("Item", ".spec.item"),
+        PrinterColumn("Phase", ".status.phase"),
+        PrinterColumn("Change", ".status.change", description="The Change that fulfils it."),
+        PrinterColumn(
+            "Fulfil-By", ".status.sla.fulfilBy", description="When it is due (from requestTargets)."
+        ),
+        PrinterColumn("Requester", ".status.requester", priority=1, description="Who asked."),
+        PrinterColumn("Title", ".status.title", priority=1),
+        *ready_columns(),
+    ),
+)
+
+KINDS: tuple[KindInfo, ...] = (
+    INCIDENT,
+    CHANGE,
+    SERVICE_LEVEL,
+    CONFIGURATION_ITEM,
+    SERVICE_REQUEST,
+)
 
 __all__ = [
     "API_GROUP",
@@ -133,5 +163,6 @@ __all__ = [
     "INCIDENT",
     "KINDS",
     "SERVICE_LEVEL",
+    "SERVICE_REQUEST",
     "KindInfo",
 ]

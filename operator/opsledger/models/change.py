@@ -236,6 +236,14 @@ class ChangeSpec(CamelModel):
                     ),
                     "fieldPath": ".requester",
                 },
+                {
+                    "rule": (
+                        "has(self.onBehalfOf) == has(oldSelf.onBehalfOf) && "
+                        "(!has(self.onBehalfOf) || self.onBehalfOf == oldSelf.onBehalfOf)"
+                    ),
+                    "message": "spec.onBehalfOf cannot be set or changed after creation",
+                    "fieldPath": ".onBehalfOf",
+                },
             ]
         }
     )
@@ -306,6 +314,14 @@ class ChangeSpec(CamelModel):
             "Who created the Change: filled in by OpsLedger's admission webhook from the "
             "authenticated user (anything set by hand is replaced), immutable afterwards. The "
             "requester never counts as an approver."
+        ),
+    )
+    on_behalf_of: Requester | None = Field(
+        default=None,
+        description=(
+            "Who asked for the change, when OpsLedger made it to fulfil their ServiceRequest: "
+            "only OpsLedger's own identity may set it (the admission webhook refuses anyone "
+            "else), and like the requester they never count as an approver."
         ),
     )
 

@@ -11,6 +11,7 @@ from opsledger.models.change import Approval, ChangePhase, ChangeSpec, Transitio
 from opsledger.models.common import API_GROUP, API_VERSION, CamelModel, K8sName
 from opsledger.models.configitem import Availability, ConfigurationItemSpec, Relationship
 from opsledger.models.incident import IncidentSpec, IncidentState, SLAStatus, TimelineEntry
+from opsledger.models.request import RequestEntry, RequestPhase, RequestSLA, ServiceRequestSpec
 from opsledger.models.servicelevel import Priority
 
 RECORD_API_VERSION = f"{API_GROUP}/{API_VERSION}"
@@ -81,6 +82,30 @@ class IncidentRecord(CamelModel):
     timeline: list[TimelineEntry] = Field(default_factory=list, description="What happened.")
     problem: str | None = Field(default=None, description="The problem it recurs under.")
     suspected_cause: str | None = Field(default=None, description="A change suspected of it.")
+
+
+class ServiceRequestRecord(CamelModel):
+    """One service request as committed to the CMDB on each change of phase."""
+
+    api_version: Literal["opsledger.io/v1alpha1"] = Field(
+        default="opsledger.io/v1alpha1", description="Record format version."
+    )
+    kind: Literal["ServiceRequestRecord"] = Field(
+        default="ServiceRequestRecord", description="Record kind."
+    )
+    metadata: RecordMetadata = Field(description="Cluster, namespace and name.")
+    spec: ServiceRequestSpec = Field(description="The request as it was made.")
+    phase: RequestPhase = Field(description="Its lifecycle phase.")
+    title: str | None = Field(default=None, description="The catalog item's title.")
+    service: str | None = Field(default=None, description="The catalog item's service.")
+    catalog_commit: str | None = Field(default=None, description="The catalog item's commit.")
+    parameters: dict[str, Any] = Field(default_factory=dict, description="As accepted.")
+    change: str | None = Field(default=None, description="The Change that fulfils it.")
+    submitted_at: datetime = Field(description="When it was made.")
+    fulfilled_at: datetime | None = Field(default=None, description="When it was fulfilled.")
+    time_to_fulfil: str | None = Field(default=None, description="Submitted → fulfilled.")
+    sla: RequestSLA | None = Field(default=None, description="Its fulfilment target.")
+    timeline: list[RequestEntry] = Field(default_factory=list, description="What happened.")
 
 
 class ChangeRecord(CamelModel):
@@ -172,4 +197,5 @@ RECORD_FOLDERS: dict[str, type[CamelModel]] = {
     "incidents": IncidentRecord,
     "changes": ChangeRecord,
     "problems": ProblemRecord,
+    "servicerequests": ServiceRequestRecord,
 }

@@ -19,6 +19,7 @@ from opsledger.models.common import (
     PromQL,
     StatusBase,
 )
+from opsledger.models.request import RequestTarget
 
 
 class Priority(StrEnum):
@@ -284,6 +285,12 @@ class ServiceLevelSpec(CamelModel):
             "x-kubernetes-list-type": "map",
             "x-kubernetes-list-map-keys": ["priority"],
         },
+    )
+    request_targets: list[RequestTarget] = Field(
+        default_factory=list,
+        description="Fulfilment targets for service requests of this service's catalog items: "
+        "the first whose item glob matches applies.",
+        max_length=32,
     )
 
 

@@ -72,6 +72,11 @@ class Settings(BaseModel):
     change_interval: float = Field(
         default=10.0, gt=0, description="Seconds between steps of each Change's lifecycle."
     )
+    request_interval: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds between looks at each open ServiceRequest (its Change, its target).",
+    )
     impact_interval: float = Field(
         default=15.0, gt=0, description="Seconds between recounts of each item's dependents."
     )
@@ -322,6 +327,7 @@ class Settings(BaseModel):
             "OPSLEDGER_SLO_INTERVAL": "slo_interval",
             "OPSLEDGER_SLO_PROMETHEUS_RULES": "slo_prometheus_rules",
             "OPSLEDGER_INCIDENT_INTERVAL": "incident_interval",
+            "OPSLEDGER_REQUEST_INTERVAL": "request_interval",
             "OPSLEDGER_WEBHOOK_PORT": "webhook_port",
             "OPSLEDGER_WEBHOOK_CERT_FILE": "webhook_cert_file",
             "OPSLEDGER_WEBHOOK_KEY_FILE": "webhook_key_file",

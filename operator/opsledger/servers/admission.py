@@ -212,7 +212,7 @@ def mutating_configuration(settings: Settings, base_url: str, ca_bundle: bytes) 
                     {
                         "apiGroups": ["opsledger.io"],
                         "apiVersions": ["v1alpha1"],
-                        "resources": ["changes", "incidents"],
+                        "resources": ["changes", "incidents", "servicerequests"],
                         "operations": ["CREATE"],
                         "scope": "Namespaced",
                     }

@@ -31,6 +31,7 @@ from opsledger.domain.windows import decide
 from opsledger.models.change import ChangeSpec
 from opsledger.models.configitem import ConfigurationItemSpec
 from opsledger.models.incident import IncidentSpec
+from opsledger.models.request import ServiceRequestSpec
 from opsledger.models.servicelevel import ServiceLevelSpec
 from opsledger.services import calendars
 from opsledger.services.context import Context
@@ -72,6 +73,7 @@ SPEC_MODELS: dict[str, type[BaseModel]] = {
     "servicelevels": ServiceLevelSpec,
     "incidents": IncidentSpec,
     "configurationitems": ConfigurationItemSpec,
+    "servicerequests": ServiceRequestSpec,
 }
 
 
@@ -382,7 +384,7 @@ def _facts(
 
 
 # The kinds whose creator is recorded as spec.requester.
-REQUESTED = ("changes", "incidents")
+REQUESTED = ("changes", "incidents", "servicerequests")
 
 
 async def mutate(ctx: Context, operator: str | None, request: Mapping[str, Any]) -> list[Any]:
@@ -429,6 +431,10 @@ async def _refusal(ctx: Context, operator: str | None, request: Mapping[str, Any
         refused = await _unprotecting(ctx, operator, request)
     elif plural == "changes":
         refused = await _change_control(ctx, request, what, user)
+    elif plural == "servicerequests" and request.get("operation") == "CREATE":
+        # the person an approval-needing request's change is made for: who really asked
+        asked = new.get("spec") or {}
+        refused = change_control.requester_refusal(what, asked, user, kind="ServiceRequest")
     else:
         refused = None
     unchanged = request.get("operation") == "UPDATE" and old.get("spec") == new.get("spec")
@@ -517,7 +523,9 @@ async def _change_control(
     namespace = str(request.get("namespace") or "")
     if request.get("operation") == "UPDATE":
         return change_control.frozen_refusal(what, request.get("oldObject") or {}, new)
-    refused = change_control.requester_refusal(what, spec, user)
+    refused = change_control.requester_refusal(what, spec, user) or (
+        change_control.on_behalf_refusal(what, spec)
+    )
     if refused or not change_control.needs_emergency_right(spec):
         return refused
     assert ctx.kube is not None
