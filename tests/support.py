@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from opsledger.devenv.environment import DevEnvironment
+from opsledger.devenv.paths import Toolbox
 from opsledger.devenv.processes import stop_child
 
 
@@ -126,6 +127,7 @@ TEST_SETTINGS = {
     "OPSLEDGER_IMPACT_INTERVAL": "2",
     "OPSLEDGER_INCIDENT_INTERVAL": "1",
     "OPSLEDGER_REQUEST_INTERVAL": "1",
+    "OPSLEDGER_CATALOG_INTERVAL": "2",
     "OPSLEDGER_CHANGE_INTERVAL": "1",
     "OPSLEDGER_KPI_INTERVAL": "2",
     "OPSLEDGER_HEALTH_INTERVAL": "2",
@@ -261,6 +263,42 @@ def git(*args: str, cwd: Path | None = None, who: tuple[str, str] | None = None)
     return subprocess.run(
         ["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=True
     ).stdout
+
+
+def itsm(devenv: DevEnvironment, *args: str) -> subprocess.CompletedProcess[str]:
+    """`kubectl itsm …` as a person runs it: the project's kubectl finds kubectl-itsm on PATH."""
+    kubectl = Toolbox.locate().binary("kubectl")
+    plugin_dir = Path(sys.executable).parent  # the virtualenv's bin/, where pip put it
+    env = {
+        **os.environ,
+        "PATH": f"{plugin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        "KUBECONFIG": str(devenv.kubeconfig),
+    }
+    return subprocess.run(
+        [str(kubectl), "itsm", *args], capture_output=True, text=True, env=env, check=False
+    )
+
+
+def push_to_cmdb(
+    env: DevEnvironment,
+    work: Path,
+    files: dict[str, str],
+    message: str,
+    who: tuple[str, str] = ("Dana Manager", "dana@example.com"),
+) -> None:
+    """What a change manager does: commit `files` (path → text) to the CMDB's main branch in a
+    clone at `work` and push, pulling again when the operator pushed first."""
+    git("clone", "--quiet", str(env.cmdb_remote), str(work))
+    for path, text in files.items():
+        (work / path).parent.mkdir(parents=True, exist_ok=True)
+        (work / path).write_text(text)
+    git("add", "-A", cwd=work)
+    git("commit", "--quiet", "-m", message, cwd=work, who=who)
+    for _ in range(5):
+        if subprocess.run(["git", "push", "--quiet"], cwd=work, check=False).returncode == 0:
+            return
+        git("pull", "--quiet", "--rebase", cwd=work, who=who)
+    raise AssertionError(f"could not push {', '.join(files)} to the CMDB")
 
 
 def approve_proposal(

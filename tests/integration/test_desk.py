@@ -36,6 +36,8 @@ from tests.support import (
     SELF_MEASURED_OBJECTIVE,
     Kubectl,
     OperatorProcess,
+    push_to_cmdb,
+    shop,
     wait_for,
     wait_for_webhooks,
     webhook_settings,
@@ -70,13 +72,13 @@ spec:
   service: batch
   maintenanceWindows: [{{schedule: "0 2 * * *", duration: 1h}}]
 ---
-# Jane's team may report incidents in the namespace; Bob may only look.
+# Jane's team may report incidents and request services in the namespace; Bob may only look.
 apiVersion: rbac.authorization.k8s.io/v1
 kind: Role
 metadata: {{name: reporters, namespace: {NS}}}
 rules:
 - apiGroups: [opsledger.io]
-  resources: [incidents]
+  resources: [incidents, servicerequests]
   verbs: [get, list, watch, create]
 ---
 apiVersion: rbac.authorization.k8s.io/v1
@@ -450,3 +452,93 @@ def test_a_public_status_page_is_read_by_anyone_and_only_it(
         assert _get(url + "/status")[0] == 200
         assert _get(url + "/incidents")[0] == 401
         assert _get(url + "/")[0] == 401
+
+
+SCALE_ITEM = """
+title: More replicas for the shop's web tier
+description: Scale web within what the tier is sized for.
+service: shop
+parameters:
+- {name: replicas, title: How many pods, type: integer, min: 1, max: 6}
+fulfilment:
+  template: scale-web
+  change:
+    summary: "Scale web to {{ replicas }}"
+    targets: [web]
+    plan:
+    - target: {apiVersion: apps/v1, kind: Deployment, name: web}
+      patch: {spec: {replicas: "{{ replicas }}"}}
+"""
+SCALE_TEMPLATE = """
+summary: Scale the shop's web tier
+risk: low
+targets: {services: [shop], names: [web]}
+plan: {kinds: [Deployment], allow: [{path: /spec/replicas, min: 1, max: 6}]}
+"""
+
+
+def test_jane_requests_a_catalog_item_and_watches_its_standard_change_complete(
+    desk_url: str,
+    devenv: DevEnvironment,
+    browser: Any,
+    kubectl: Kubectl,
+    tmp_path: Path,
+) -> None:
+    """The catalog's form is made from the item's parameter types; a value out of bounds is
+    refused by the form; the request is made as Jane, its standard change runs in the shop's
+    window and completes, and the page says Fulfilled. Bob, who may only look, is refused."""
+    kubectl("apply", "-f", "-", input=shop(NS, replicas=1))
+    push_to_cmdb(
+        devenv,
+        tmp_path / "cmdb",
+        {"catalog/scale-web.yaml": SCALE_ITEM, "standard-changes/scale-web.yaml": SCALE_TEMPLATE},
+        "Catalog: scaling the shop's web tier",
+    )
+    context = browser.new_context(extra_http_headers=JANE, viewport={"width": 1100, "height": 700})
+    page = context.new_page()
+
+    def offered() -> bool:
+        page.goto(desk_url + "/requests")
+        return "More replicas for the shop" in page.content()
+
+    wait_for(offered, timeout=60, what="the catalog item on the Requests page")
+    _shot(page, tmp_path, "desk-catalog")
+    page.click("text=More replicas for the shop")
+    assert page.get_attribute("#p_replicas", "type") == "number"
+    assert page.get_attribute("#p_replicas", "max") == "6"
+    page.fill("#p_replicas", "3")
+    page.fill("#justification", "The sale starts on Friday.")
+    _shot(page, tmp_path, "desk-request-form")
+    page.click("button[type=submit]")
+    page.wait_for_selector("text=Requested")
+    name = page.url.rsplit("/", 1)[-1].split("?")[0]
+
+    def fulfilled() -> bool:
+        page.reload()
+        phase = page.inner_text("dd.phase")
+        if phase in ("Rejected", "Failed"):
+            raise AssertionError(page.content())
+        return phase == "Fulfilled"
+
+    wait_for(fulfilled, timeout=120, what="the request Fulfilled on its page")
+    assert "Requested by</dt><dd>jane" in page.content()
+    _shot(page, tmp_path, "desk-request")
+    request = kubectl.json("get", "servicerequest", name, "-n", NS)
+    assert request["spec"]["requester"]["username"] == "jane"
+    assert request["spec"]["parameters"] == {"replicas": 3}
+    change = kubectl.json("get", "change", request["status"]["change"], "-n", NS)
+    assert (change["spec"]["type"], change["status"]["phase"]) == ("standard", "Completed")
+    assert kubectl.json("get", "deployment", "web", "-n", NS)["spec"]["replicas"] == 3
+    context.close()
+
+    before = len(kubectl.json("get", "servicerequests", "-n", NS)["items"])
+    context = browser.new_context(extra_http_headers=BOB, viewport={"width": 1100, "height": 700})
+    page = context.new_page()
+    page.goto(desk_url + "/requests")
+    page.click("text=More replicas for the shop")
+    page.fill("#p_replicas", "2")
+    page.click("button[type=submit]")
+    text = page.wait_for_selector("[role=alert]").inner_text()
+    assert 'User "bob" cannot create resource "servicerequests"' in text
+    context.close()
+    assert len(kubectl.json("get", "servicerequests", "-n", NS)["items"]) == before

@@ -4,14 +4,8 @@ and refused in the API server's words where its rules say no."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 from opsledger.devenv.environment import DevEnvironment
-from opsledger.devenv.paths import Toolbox
-from tests.support import SELF_MEASURED_OBJECTIVE, Kubectl, OperatorProcess, wait_for
+from tests.support import SELF_MEASURED_OBJECTIVE, Kubectl, OperatorProcess, itsm, wait_for
 
 NS = "itsm"
 SETUP = f"""
@@ -34,20 +28,6 @@ spec:
   summary: Give the database more memory
   service: shop
 """
-
-
-def itsm(devenv: DevEnvironment, *args: str) -> subprocess.CompletedProcess[str]:
-    """`kubectl itsm …` as a person runs it: kubectl finds kubectl-itsm on PATH."""
-    kubectl = Toolbox.locate().binary("kubectl")
-    plugin_dir = Path(sys.executable).parent  # the virtualenv's bin/, where pip put it
-    env = {
-        **os.environ,
-        "PATH": f"{plugin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-        "KUBECONFIG": str(devenv.kubeconfig),
-    }
-    return subprocess.run(
-        [str(kubectl), "itsm", *args], capture_output=True, text=True, env=env, check=False
-    )
 
 
 def test_status_explain_and_an_incidents_life_from_kubectl(

@@ -369,6 +369,18 @@ class GitCMDB:
         """A file on the protected branch as last fetched, or None."""
         return self._guarded(lambda repo: self._show(repo, f"origin/{self.branch}", path))
 
+    def list_files(self, folder: str) -> list[str]:
+        """The paths of the files directly in `folder` on the protected branch, as last fetched."""
+
+        def names(repo: git.Repo) -> list[str]:
+            try:
+                out = repo.git.ls_tree("--name-only", f"origin/{self.branch}", f"{folder}/")
+            except git.GitCommandError:
+                return []
+            return [line for line in out.splitlines() if line]
+
+        return self._guarded(names)
+
     def history(self, path: str) -> list[tuple[str, str, str, str | None]]:
         """(commit, committer, committed at, content) of each first-parent commit on the
         protected branch that touched `path`, oldest first.

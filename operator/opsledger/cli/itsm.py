@@ -4,6 +4,10 @@
     kubectl itsm explain CHANGE [-n NS]              why a change waits, in one screen
     kubectl itsm incident open TITLE --service S     report an incident (as you)
     kubectl itsm incident ack|resolve NAME           move it on
+    kubectl itsm catalog [-n NS]                     what the service catalog offers here
+    kubectl itsm request ITEM --set k=v ...          request a catalog item (as you)
+    kubectl itsm calendar [-n NS] [--days N]         windows, blackouts, freezes, changes
+    kubectl itsm window SERVICE [-n NS] [--at T]     may a change to SERVICE start now?
 
 It uses your kubeconfig ($KUBECONFIG, or --kubeconfig) and its namespace, as kubectl does, so
 RBAC and OpsLedger's webhook see you.
@@ -12,8 +16,9 @@ RBAC and OpsLedger's webhook see you.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +61,27 @@ def _parser() -> argparse.ArgumentParser:
         if verb == "resolve":
             moved.add_argument("--resolution", required=True, help="how it was resolved")
         moved.set_defaults(func=_move, state=state)
+    offered = sub.add_parser("catalog", parents=[common], help="what the catalog offers here")
+    offered.set_defaults(func=_catalog)
+    request = sub.add_parser("request", parents=[common], help="request a catalog item")
+    request.add_argument("item", help="the catalog item's name (kubectl itsm catalog)")
+    request.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a parameter (repeat for each)",
+    )
+    request.add_argument("--justification", help="why it is needed")
+    request.add_argument("--name", help="the ServiceRequest's name (default: from the item)")
+    request.set_defaults(func=_request)
+    calendar = sub.add_parser("calendar", parents=[common], help="the change calendar")
+    calendar.add_argument("--days", type=int, default=14, help="how far ahead (default 14)")
+    calendar.set_defaults(func=_calendar)
+    window = sub.add_parser("window", parents=[common], help="may a change start now?")
+    window.add_argument("service")
+    window.add_argument("--at", help="the moment to ask about (RFC 3339; default: now)")
+    window.set_defaults(func=_window)
     return parser
 
 
@@ -178,4 +204,89 @@ def _move(args: argparse.Namespace) -> int:
     resolution = getattr(args, "resolution", None)
     _run(itsm.move_incident, _kube(args), namespace, args.name, args.state, resolution)
     print(f"incident.opsledger.io/{args.name} {args.state.lower()}")
+    return 0
+
+
+def _catalog(args: argparse.Namespace) -> int:
+    from opsledger.services import itsm  # noqa: PLC0415
+
+    namespace = _namespace(args)
+    found = _run(itsm.offered, _kube(args), namespace)
+    if not found:
+        print(f"the catalog offers nothing in {namespace}")
+        return 0
+    for service, item in found:
+        how = "by a standard change" if item.get("fulfilledBy") == "change" else "by a person"
+        print(f"{item.get('name')}  ({service}, {how}): {item.get('title')}")
+        for p in item.get("parameters") or ():
+            bounds = [f"{k} {p[k]}" for k in ("min", "max", "pattern") if p.get(k) is not None] + (
+                [f"one of {', '.join(map(str, p['values']))}"] if p.get("values") else []
+            )
+            optional = "" if p.get("required", True) and p.get("default") is None else ", optional"
+            extra = f"; {'; '.join(bounds)}" if bounds else ""
+            print(f"    --set {p.get('name')}=…  ({p.get('type', 'string')}{optional}{extra})")
+    return 0
+
+
+def _request(args: argparse.Namespace) -> int:
+    from opsledger.domain.desk import request_name  # noqa: PLC0415
+    from opsledger.services import itsm  # noqa: PLC0415
+
+    parameters = {}
+    for pair in args.set:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise CLIError(f"--set {pair}: give NAME=VALUE", 2)
+        parameters[key] = value
+    namespace = _namespace(args)
+    kube = _kube(args)
+    offers = [
+        item for _, item in _run(itsm.offered, kube, namespace) if item.get("name") == args.item
+    ]
+    if offers:  # said here at once; the operator checks again against the item in Git
+        problems = _run(itsm.misfits, offers[0], parameters)
+        if problems:
+            raise CLIError(f"{args.item}: {'; '.join(problems)}", 2)
+    name = args.name or request_name(args.item, datetime.now(UTC))
+    make = functools.partial(itsm.make_request, why=args.justification)
+    _run(make, kube, namespace, name, args.item, parameters)
+    print(f"servicerequest.opsledger.io/{name} requested in {namespace}")
+    print(f"follow it with: kubectl get sr {name} -n {namespace} -w")
+    return 0
+
+
+def _calendar(args: argparse.Namespace) -> int:
+    from opsledger.services import itsm  # noqa: PLC0415
+
+    namespace = _namespace(args)
+    since = datetime.now(UTC)
+    rows = _run(itsm.calendar, _kube(args), namespace, since, since + timedelta(days=args.days))
+    print(f"{'START':<21}{'END':<21}{'SERVICE':<16}{'KIND':<10}WHAT")
+    for service, entry in rows:
+        shown = entry.to_json()
+        print(f"{shown['start']:<21}{shown['end']:<21}{service:<16}{entry.kind:<10}{entry.what}")
+    print("(shared calendars are in the CMDB: the operator's /v1/calendar.ics has their events)")
+    return 0
+
+
+def _window(args: argparse.Namespace) -> int:
+    from opsledger.cli.common import moment  # noqa: PLC0415
+    from opsledger.domain.times import rfc3339  # noqa: PLC0415
+    from opsledger.domain.windows import decide  # noqa: PLC0415
+    from opsledger.services import itsm  # noqa: PLC0415
+
+    namespace = _namespace(args)
+    spec = _run(itsm.service_level, _kube(args), namespace, args.service)
+    at = moment(args.at) if args.at else datetime.now(UTC)
+    decision = decide(
+        at, windows=spec.maintenance_windows, freezes=spec.freezes, blackouts=spec.blackouts
+    )
+    verdict = "allowed" if decision.allowed else "not allowed"
+    print(f"{args.service}: {verdict} at {rfc3339(at)} ({decision.rule}): {decision.reason}")
+    if decision.next:
+        label = "window" if decision.allowed else "next"
+        print(f"{label}: {rfc3339(decision.next.start)} to {rfc3339(decision.next.end)}")
+    if spec.calendars:
+        names = ", ".join(c.name for c in spec.calendars)
+        print(f"also held by the shared calendars {names} (in the CMDB; the operator reads them)")
     return 0

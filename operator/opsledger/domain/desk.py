@@ -265,6 +265,8 @@ def incident_name(title: str, now: datetime) -> str:
 
 # -- the change calendar ---------------------------------------------------------------------
 
+CALENDAR_PHASES = ("Scheduled", "InProgress", "Verifying")  # the changes a calendar shows
+
 
 @dataclass(frozen=True)
 class Day:
@@ -307,3 +309,54 @@ def calendar_days(
         ]
         result.append(Day(begins, items))
     return result
+
+
+# -- the service catalog ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Offer:
+    """A catalog item offered for one service (in the namespace of its ServiceLevel)."""
+
+    namespace: str
+    service: str
+    item: Mapping[str, Any]  # status.catalog's entry: name, title, parameters...
+
+    @property
+    def name(self) -> str:
+        return str(self.item.get("name") or "")
+
+    @property
+    def path(self) -> str:
+        return f"{self.namespace}/{self.service}/{self.name}"
+
+
+def offers(levels: Iterable[Mapping[str, Any]]) -> list[Offer]:
+    """Every catalog item each ServiceLevel's status offers, by service and title."""
+    found = []
+    for level in levels:
+        service = str((level.get("spec") or {}).get("service") or "")
+        for item in (level.get("status") or {}).get("catalog") or ():
+            if service and isinstance(item, Mapping) and item.get("name"):
+                found.append(Offer(_namespace(level), service, item))
+    return sorted(found, key=lambda o: (o.service, str(o.item.get("title")), o.namespace))
+
+
+def request_name(item: str, now: datetime) -> str:
+    """A name for a request made at the desk, e.g. `scale-web-20261202-140512`."""
+    words = REPORT_NAME.sub("-", item.lower()).strip("-")[:40].strip("-") or "request"
+    return f"{words}-{now:%Y%m%d-%H%M%S}"
+
+
+def requests_of(
+    requests: Iterable[Mapping[str, Any]], username: str | None, limit: int = 200
+) -> list[Mapping[str, Any]]:
+    """The requests `username` made (everyone's when None), newest first."""
+    mine = [
+        r
+        for r in requests
+        if username is None
+        or ((r.get("spec") or {}).get("requester") or {}).get("username") == username
+    ]
+    mine.sort(key=lambda r: str((r.get("metadata") or {}).get("creationTimestamp")), reverse=True)
+    return mine[:limit]

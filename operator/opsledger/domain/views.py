@@ -54,10 +54,12 @@ def _parts(obj: Mapping[str, Any]) -> tuple[str, str, Mapping[str, Any], Mapping
 
 
 def service_level(obj: Mapping[str, Any]) -> Entries:
-    namespace, _, spec, status = _parts(obj)
+    namespace, name, spec, status = _parts(obj)
     if not spec.get("service"):
         return {}
-    return {(namespace, spec["service"]): {"spec": dict(spec), "status": dict(status)}}
+    return {
+        (namespace, spec["service"]): {"name": name, "spec": dict(spec), "status": dict(status)}
+    }
 
 
 def incident_targets(obj: Mapping[str, Any]) -> Entries:

@@ -13,6 +13,7 @@ from opsledger.handlers.common import (
     context,
     every_idle,
     forget_on_delete,
+    in_background,
     on_spec,
     retry_on,
     validated_spec,
@@ -20,6 +21,7 @@ from opsledger.handlers.common import (
 from opsledger.models import SERVICE_REQUEST
 from opsledger.models.request import ServiceRequestSpec
 from opsledger.models.settings import Settings
+from opsledger.services import service_catalog
 from opsledger.services import service_request as requests
 
 
@@ -48,3 +50,12 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
             await _reconcile(body, patch, memo)
 
     forget_on_delete(SERVICE_REQUEST, registry)
+    in_background(
+        registry,
+        "catalog",
+        lambda ctx: (
+            service_catalog.keep_publishing(ctx)
+            if ctx.kube is not None and ctx.cmdb is not None
+            else None
+        ),
+    )

@@ -108,6 +108,36 @@ class CatalogItem(_Strict):
         return self
 
 
+class OfferedParameter(CatalogParameter):
+    """A catalog parameter as status shows it (its default and values of any scalar type)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    default: Any = Field(
+        default=None,
+        description="Its default.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    values: list[Any] | None = Field(
+        default=None,
+        description="The only values allowed.",
+        json_schema_extra={"items": {"x-kubernetes-preserve-unknown-fields": True}},
+    )
+
+
+class CatalogEntry(CamelModel):
+    """A catalog item as the service desk and `kubectl itsm request` offer it."""
+
+    name: str = Field(description="The item's name (catalog/<name>.yaml).")
+    title: str = Field(description="What is requested, in a line.")
+    description: str | None = Field(default=None, description="Longer text.")
+    approval: str = Field(default="none", description="none or required.")
+    fulfilled_by: str = Field(default="person", description="change (a standard Change) or person.")
+    parameters: list[OfferedParameter] = Field(
+        default_factory=list, description="What the requester gives."
+    )
+
+
 class RequestState(StrEnum):
     OPEN = "Open"
     FULFILLED = "Fulfilled"

@@ -19,7 +19,7 @@ from opsledger.models.common import (
     PromQL,
     StatusBase,
 )
-from opsledger.models.request import RequestTarget
+from opsledger.models.request import CatalogEntry, RequestTarget
 
 
 class Priority(StrEnum):
@@ -331,6 +331,15 @@ class ServiceLevelStatus(StatusBase):
 
     objectives: list[ObjectiveStatus] = Field(
         default_factory=list, description="One entry per objective."
+    )
+    catalog: list[CatalogEntry] = Field(
+        default_factory=list,
+        description="The service catalog's items for this service (catalog/ on the CMDB's "
+        "protected branch), as the service desk offers them.",
+        max_length=100,
+    )
+    catalog_commit: str | None = Field(
+        default=None, description="The CMDB commit the catalog was read at."
     )
     budget_exclusions: list[BudgetExclusion] = Field(
         default_factory=list,

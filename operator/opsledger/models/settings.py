@@ -72,6 +72,11 @@ class Settings(BaseModel):
     change_interval: float = Field(
         default=10.0, gt=0, description="Seconds between steps of each Change's lifecycle."
     )
+    catalog_interval: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds between readings of the CMDB's catalog/ into ServiceLevel status.",
+    )
     request_interval: float = Field(
         default=10.0,
         gt=0,
@@ -328,6 +333,7 @@ class Settings(BaseModel):
             "OPSLEDGER_SLO_PROMETHEUS_RULES": "slo_prometheus_rules",
             "OPSLEDGER_INCIDENT_INTERVAL": "incident_interval",
             "OPSLEDGER_REQUEST_INTERVAL": "request_interval",
+            "OPSLEDGER_CATALOG_INTERVAL": "catalog_interval",
             "OPSLEDGER_WEBHOOK_PORT": "webhook_port",
             "OPSLEDGER_WEBHOOK_CERT_FILE": "webhook_cert_file",
             "OPSLEDGER_WEBHOOK_KEY_FILE": "webhook_key_file",

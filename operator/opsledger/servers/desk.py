@@ -23,7 +23,7 @@ import jinja2
 from aiohttp import web
 
 from opsledger.domain import desk, status_page
-from opsledger.models import CHANGE, INCIDENT, SERVICE_LEVEL
+from opsledger.models import CHANGE, INCIDENT, SERVICE_LEVEL, SERVICE_REQUEST
 from opsledger.models.settings import DeskSettings
 from opsledger.services.desk import (
     DeskApp,
@@ -32,6 +32,7 @@ from opsledger.services.desk import (
     TokenPeople,
     calendar,
     report_issue,
+    request_service,
 )
 
 log = logging.getLogger("opsledger.desk")
@@ -250,6 +251,89 @@ class Desk:
             await asyncio.sleep(0.1)
         raise web.HTTPSeeOther(f"/incidents/{reported.namespace}/{reported.name}?reported")
 
+    # -- service requests ------------------------------------------------------------------
+
+    async def requests(self, request: web.Request) -> web.Response:
+        person = request["person"]
+        mine = request.query.get("all") is None and person is not None
+        found = desk.requests_of(
+            self.cache.items(SERVICE_REQUEST.plural), person.username if mine else None
+        )
+        return self.render(
+            request,
+            "requests.html",
+            offers=desk.offers(self.cache.items(SERVICE_LEVEL.plural)),
+            requests=found,
+            mine=mine,
+        )
+
+    def _offer(self, request: web.Request) -> desk.Offer | None:
+        info = request.match_info
+        wanted = f"{info['namespace']}/{info['service']}/{info['item']}"
+        offers = desk.offers(self.cache.items(SERVICE_LEVEL.plural))
+        return next((o for o in offers if o.path == wanted), None)
+
+    def _request_form(
+        self,
+        request: web.Request,
+        person: desk.Person,
+        offer: desk.Offer,
+        status: int = 200,
+        **values: Any,
+    ) -> web.Response:
+        token = desk.csrf_token(self.secret, person, self.clock())
+        return self.render(request, "request.html", status, offer=offer, csrf=token, **values)
+
+    async def request_form(self, request: web.Request) -> web.Response:
+        person = request["person"]
+        if person is None:
+            return self.message(request, 401, "Sign in first", "Sign in to request a service.")
+        offer = self._offer(request)
+        if offer is None:
+            return self.message(request, 404, "No such item", "The catalog has no such item.")
+        return self._request_form(request, person, offer, form={})
+
+    async def request_service(self, request: web.Request) -> web.Response:
+        person = request["person"]
+        if person is None:
+            return self.message(request, 401, "Sign in first", "Sign in to request a service.")
+        form = {k: str(v) for k, v in (await request.post()).items()}
+        if not desk.csrf_valid(self.secret, person, form.get("csrf", ""), self.clock()):
+            return self.message(
+                request,
+                403,
+                "The form has expired",
+                "This form was not issued to you by the desk, or it is too old. Open the "
+                "catalog again and send it from there.",
+            )
+        offer = self._offer(request)
+        if offer is None:
+            return self.message(request, 404, "No such item", "The catalog has no such item.")
+        try:
+            made = await asyncio.to_thread(
+                request_service, self.cache.kube, person, offer, form, self.clock()
+            )
+        except RefusedError as exc:
+            log.info("request by %s refused: %s", person.username, exc)
+            return self._request_form(request, person, offer, exc.status, form=form, error=str(exc))
+        log.info("%s requested %s/%s", person.username, made.namespace, made.name)
+        for _ in range(50):  # the watch brings it within moments; show it from the cache
+            if self.cache.get(SERVICE_REQUEST.plural, made.namespace, made.name):
+                break
+            await asyncio.sleep(0.1)
+        raise web.HTTPSeeOther(f"/requests/{made.namespace}/{made.name}?requested")
+
+    async def service_request(self, request: web.Request) -> web.Response:
+        namespace, name = request.match_info["namespace"], request.match_info["name"]
+        found = self.cache.get(SERVICE_REQUEST.plural, namespace, name)
+        if found is None:
+            return self.message(
+                request, 404, "No such request", f"There is no request {namespace}/{name}."
+            )
+        return self.render(
+            request, "service_request.html", sr=found, requested="requested" in request.query
+        )
+
     def app(self) -> web.Application:
         application = web.Application(middlewares=[self.identify], client_max_size=64 * 1024)
         application.add_routes(
@@ -263,6 +347,10 @@ class Desk:
                 web.get("/calendar", self.calendar),
                 web.get("/api/v2/summary.json", self.summary_json),
                 web.post("/report", self.report),
+                web.get("/requests", self.requests),
+                web.get("/requests/new/{namespace}/{service}/{item}", self.request_form),
+                web.post("/requests/new/{namespace}/{service}/{item}", self.request_service),
+                web.get("/requests/{namespace}/{name}", self.service_request),
             ]
         )
         return application

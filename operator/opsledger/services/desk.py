@@ -24,25 +24,42 @@ from typing import Any
 from pydantic import ValidationError
 
 from opsledger.adapters.kube import GoneError, Kube
+from opsledger.domain import catalog
 from opsledger.domain.calendar_feed import entries
 from opsledger.domain.desk import (
+    CALENDAR_PHASES,
     Day,
     IdentityError,
+    Offer,
     Person,
     calendar_days,
     incident_name,
     period,
     person_from_review,
+    request_name,
 )
 from opsledger.domain.validation import describe
-from opsledger.models import CHANGE, CONFIGURATION_ITEM, INCIDENT, SERVICE_LEVEL
+from opsledger.models import (
+    CHANGE,
+    CONFIGURATION_ITEM,
+    INCIDENT,
+    SERVICE_LEVEL,
+    SERVICE_REQUEST,
+)
 from opsledger.models.common import API_GROUP, API_VERSION
 from opsledger.models.incident import IncidentSpec
+from opsledger.models.request import CatalogItem, CatalogParameter
 from opsledger.models.servicelevel import ServiceLevelSpec
 from opsledger.models.settings import DeskSettings
 
 log = logging.getLogger("opsledger.desk")
-KINDS = (SERVICE_LEVEL.plural, INCIDENT.plural, CHANGE.plural, CONFIGURATION_ITEM.plural)
+KINDS = (
+    SERVICE_LEVEL.plural,
+    INCIDENT.plural,
+    CHANGE.plural,
+    CONFIGURATION_ITEM.plural,
+    SERVICE_REQUEST.plural,
+)
 RETRY = 5.0  # seconds before a failed list or watch is tried again
 
 
@@ -214,7 +231,42 @@ def report_issue(kube: Kube, person: Person, form: dict[str, str], now: datetime
     return Reported(str(meta.get("namespace") or namespace), str(meta.get("name") or name))
 
 
-CALENDAR_PHASES = ("Scheduled", "InProgress", "Verifying")
+def request_service(
+    kube: Kube, person: Person, offer: Offer, form: dict[str, str], now: datetime
+) -> Reported:
+    """Make a ServiceRequest for `offer` from the desk's generated form, as `person`. The values
+    are checked against the item's types and bounds first, so the form says what is wrong; the
+    operator checks them again against the item in Git. Raises RefusedError as report_issue."""
+    item = CatalogItem(
+        title=str(offer.item.get("title") or offer.name),
+        parameters=[CatalogParameter.model_validate(p) for p in offer.item.get("parameters") or ()],
+    )
+    given = {p.name: form[f"p_{p.name}"] for p in item.parameters if form.get(f"p_{p.name}")}
+    values, problems = catalog.accept(item, given)
+    if problems:
+        raise RefusedError("; ".join(problems), 400)
+    justification = (form.get("justification") or "").strip()[:4096] or None
+    name = request_name(offer.name, now)
+    body = {
+        "apiVersion": f"{API_GROUP}/{API_VERSION}",
+        "kind": SERVICE_REQUEST.kind,
+        "metadata": {"name": name, "namespace": offer.namespace},
+        "spec": {
+            "item": offer.name,
+            "parameters": values,
+            **({"justification": justification} if justification else {}),
+        },
+    }
+    try:
+        created = kube.create_custom_as(
+            SERVICE_REQUEST.plural, offer.namespace, body, person.username, person.groups
+        )
+    except PermissionError as exc:
+        raise RefusedError(f"Kubernetes refused: {exc}", 403) from exc
+    except ValueError as exc:
+        raise RefusedError(f"Kubernetes refused the request: {exc}", 400) from exc
+    meta = created.get("metadata") or {}
+    return Reported(str(meta.get("namespace") or offer.namespace), str(meta.get("name") or name))
 
 
 def calendar(

@@ -277,7 +277,7 @@ async def reconcile(
     fulfilled = parse_time(status.get("fulfilledAt"))
     if step.phase == RequestPhase.FULFILLED and fulfilled is None:
         fulfilled = now
-    if step.phase != before:
+    if step.phase != before and step.phase != RequestPhase.SUBMITTED:
         _moved(outcome, timeline, step, now)
     new_status: dict[str, Any] = {
         "phase": step.phase.value,
@@ -383,6 +383,8 @@ async def _commit(
 
 
 def open_request(body: Mapping[str, Any]) -> bool:
-    """Whether the follow-up timer should look again: the request is not closed."""
+    """Whether the follow-up timer should look again: the request has been accepted (the spec
+    handler made its change, if any: the timer, which Kopf runs beside it, never makes one)
+    and is not closed."""
     phase = (body.get("status") or {}).get("phase")
-    return phase not in {p.value for p in FINAL_PHASES}
+    return bool(phase) and phase not in {p.value for p in FINAL_PHASES}
