@@ -342,6 +342,74 @@ def offers(levels: Iterable[Mapping[str, Any]]) -> list[Offer]:
     return sorted(found, key=lambda o: (o.service, str(o.item.get("title")), o.namespace))
 
 
+@dataclass(frozen=True)
+class FormField:
+    """One input of a catalog item's form, made from the parameter's type and bounds."""
+
+    name: str  # the form's field name: p_<parameter>
+    label: str
+    widget: str  # select, number or text
+    value: str
+    required: bool
+    options: tuple[str, ...] = ()
+    min: str | None = None
+    max: str | None = None
+    step: str | None = None
+    max_length: int | None = None
+    pattern: str | None = None
+    help: str | None = None
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return "" if value is None else str(value)
+
+
+def form_fields(offer: Offer, form: Mapping[str, str]) -> list[FormField]:
+    """The form's inputs for `offer`, filled with what was typed (`form`) or the defaults."""
+    fields = []
+    for p in offer.item.get("parameters") or ():
+        name, kind = f"p_{p.get('name')}", str(p.get("type") or "string")
+        default = p.get("default")
+        value = form[name] if name in form else _shown(default)
+        required = bool(p.get("required", True)) and default is None
+        common = {
+            "name": name,
+            "label": str(p.get("title") or p.get("name")) + ("" if required else " (optional)"),
+            "value": value,
+            "required": required,
+            "help": p.get("description"),
+        }
+        if p.get("values"):
+            options = tuple(_shown(v) for v in p["values"])
+            fields.append(FormField(widget="select", options=options, **common))
+        elif kind == "boolean":
+            fields.append(FormField(widget="select", options=("false", "true"), **common))
+        elif kind in ("integer", "number"):
+            fields.append(
+                FormField(
+                    widget="number",
+                    min=None if p.get("min") is None else _shown(p["min"]),
+                    max=None if p.get("max") is None else _shown(p["max"]),
+                    step="1" if kind == "integer" else "any",
+                    **common,
+                )
+            )
+        else:
+            fields.append(
+                FormField(
+                    widget="text",
+                    max_length=int(p.get("maxLength") or 256),
+                    pattern=p.get("pattern"),
+                    **common,
+                )
+            )
+    return fields
+
+
 def request_name(item: str, now: datetime) -> str:
     """A name for a request made at the desk, e.g. `scale-web-20261202-140512`."""
     words = REPORT_NAME.sub("-", item.lower()).strip("-")[:40].strip("-") or "request"

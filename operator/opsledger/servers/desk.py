@@ -282,7 +282,10 @@ class Desk:
         **values: Any,
     ) -> web.Response:
         token = desk.csrf_token(self.secret, person, self.clock())
-        return self.render(request, "request.html", status, offer=offer, csrf=token, **values)
+        fields = desk.form_fields(offer, values.get("form") or {})
+        return self.render(
+            request, "request.html", status, offer=offer, fields=fields, csrf=token, **values
+        )
 
     async def request_form(self, request: web.Request) -> web.Response:
         person = request["person"]

@@ -277,7 +277,7 @@ async def reconcile(
     fulfilled = parse_time(status.get("fulfilledAt"))
     if step.phase == RequestPhase.FULFILLED and fulfilled is None:
         fulfilled = now
-    if step.phase != before and step.phase != RequestPhase.SUBMITTED:
+    if step.phase not in (before, RequestPhase.SUBMITTED):
         _moved(outcome, timeline, step, now)
     new_status: dict[str, Any] = {
         "phase": step.phase.value,
