@@ -39,8 +39,8 @@ dev-down:
 	$(BIN)/opsledger dev down
 
 lint: venv
-	$(BIN)/ruff check operator tests bench
-	$(BIN)/ruff format --check operator tests bench
+	$(BIN)/ruff check operator tests bench plugins
+	$(BIN)/ruff format --check operator tests bench plugins
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/opsledger crds --check

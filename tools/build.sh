@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Build the pinned Go tools OpsLedger runs locally (control plane, etcd, helm, kwok, Prometheus,
-# Gitea, the forge the pull-request tests run against, and Flux's kustomize-controller).
+# Gitea, the forge the pull-request tests run against, Flux's kustomize-controller, and krew).
 #
-#   tools/build.sh [kubernetes|etcd|helm|prometheus|gitea|flux ...]   (default: all)
+#   tools/build.sh [kubernetes|etcd|helm|prometheus|gitea|flux|krew ...]   (default: all)
 #
 # Binaries land in $OPSLEDGER_CACHE/bin/<component>-<version>/ (default cache: ~/.cache/opsledger),
 # with the Go module and build caches beside them, so a warm machine rebuilds nothing.
@@ -98,13 +98,18 @@ build_flux() {
     "kustomize-controller=github.com/fluxcd/kustomize-controller"
 }
 
+build_krew() {
+  # krew, kubectl's plugin manager: the plugin test installs kubectl-itsm from the krew manifest.
+  build krew "$KREW_VERSION" 1 "kubectl-krew=sigs.k8s.io/krew/cmd/krew"
+}
+
 components=("$@")
-[[ ${#components[@]} -eq 0 ]] && components=(kubernetes etcd helm prometheus gitea flux)
+[[ ${#components[@]} -eq 0 ]] && components=(kubernetes etcd helm prometheus gitea flux krew)
 total=$SECONDS
 for c in "${components[@]}"; do
   case "$c" in
-    kubernetes|etcd|helm|prometheus|gitea|flux) "build_$c" ;;
-    *) say "unknown component '$c' (choose from: kubernetes etcd helm prometheus gitea flux)"; exit 2 ;;
+    kubernetes|etcd|helm|prometheus|gitea|flux|krew) "build_$c" ;;
+    *) say "unknown component '$c' (choose from: kubernetes etcd helm prometheus gitea flux krew)"; exit 2 ;;
   esac
 done
 say "tools ready in $((SECONDS - total))s"

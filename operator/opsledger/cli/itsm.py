@@ -290,3 +290,7 @@ def _window(args: argparse.Namespace) -> int:
         names = ", ".join(c.name for c in spec.calendars)
         print(f"also held by the shared calendars {names} (in the CMDB; the operator reads them)")
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
