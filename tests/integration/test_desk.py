@@ -137,7 +137,11 @@ def desk_url(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[str]:
     kubectl("apply", "-f", "-", input=SETUP)
-    with _desk(devenv, tmp_path_factory.mktemp("desk") / "desk.log") as url:
+    cmdb = {
+        "OPSLEDGER_DESK_CMDB_URL": str(devenv.cmdb_remote),
+        "OPSLEDGER_CLUSTER": devenv.env()["OPSLEDGER_CLUSTER"],
+    }
+    with _desk(devenv, tmp_path_factory.mktemp("desk") / "desk.log", **cmdb) as url:
         yield url
 
 
@@ -542,3 +546,77 @@ def test_jane_requests_a_catalog_item_and_watches_its_standard_change_complete(
     assert 'User "bob" cannot create resource "servicerequests"' in text
     context.close()
     assert len(kubectl.json("get", "servicerequests", "-n", NS)["items"]) == before
+
+
+ITEMS = f"""
+apiVersion: opsledger.io/v1alpha1
+kind: ConfigurationItem
+metadata: {{name: orders-db, namespace: {NS}}}
+spec: {{service: shop, class: Database, owner: team-data, criticality: high}}
+---
+apiVersion: opsledger.io/v1alpha1
+kind: ConfigurationItem
+metadata: {{name: storefront, namespace: {NS}}}
+spec:
+  service: shop
+  class: Application
+  relationships: [{{type: dependsOn, target: web}}]
+"""
+
+
+def test_the_changes_and_cmdb_pages_show_approval_plan_impact_and_history(
+    desk_url: str, browser: Any, kubectl: Kubectl, tmp_path: Path
+) -> None:
+    """After Jane's request (above): the Changes page lists its standard change, whose page says
+    how it was approved and what its plan patched; the CMDB search finds the shop's items, and
+    web's page draws what it depends on and what depends on it, with its record's git history."""
+    kubectl("apply", "-f", "-", input=ITEMS)
+    kubectl(
+        "patch", "ci", "web", "-n", NS, "--type=merge",
+        "-p", '{"spec": {"relationships": [{"type": "dependsOn", "target": "orders-db"}]}}',
+    )  # fmt: skip
+    context = browser.new_context(extra_http_headers=JANE, viewport={"width": 1100, "height": 800})
+    page = context.new_page()
+    page.goto(desk_url + "/changes?phase=Completed&service=shop")
+    page.click("text=Scale web to 3")
+    assert page.inner_text("dd.phase") == "Completed"
+    assert "fulfilling request scale-web-" in page.inner_text("main")  # the request it is for
+    approval = page.inner_text("dd.approval")
+    assert "approved by standard-change template scale-web (by Dana Manager" in approval
+    plan = page.inner_text("table")
+    assert "Deployment web" in plan
+    assert '"replicas":3' in plan.replace(" ", "")
+    _shot(page, tmp_path, "desk-change")
+
+    def found() -> bool:
+        page.goto(desk_url + "/cmdb?q=shop")
+        return "storefront" in page.content() and "orders-db" in page.content()
+
+    wait_for(found, what="the shop's items in the CMDB search")
+    page.goto(desk_url + "/cmdb?q=team-data")
+    assert "orders-db" in page.content()
+    assert "storefront" not in page.content()
+
+    def drawn() -> bool:
+        page.goto(f"{desk_url}/cmdb/{NS}/web")
+        labels = page.locator("svg.impact g.node text").all_text_contents()
+        return {"web", "orders-db", "storefront"} <= set(labels)
+
+    wait_for(drawn, what="web's impact picture with both neighbours")
+    centre = page.locator("svg.impact g.centre text").text_content()
+    assert centre == "web"
+    boxes = {
+        t: float(page.locator("svg.impact g.node", has_text=t).locator("rect").get_attribute("x"))
+        for t in ("orders-db", "web", "storefront")
+    }
+    assert boxes["orders-db"] < boxes["web"] < boxes["storefront"]  # dependency, item, dependent
+    assert page.locator("svg.impact line").count() == 2
+
+    def history() -> bool:
+        page.goto(f"{desk_url}/cmdb/{NS}/web")
+        return page.locator("table.history tbody tr").count() >= 1
+
+    wait_for(history, timeout=60, what="web's record history from git")
+    assert f"clusters/test/{NS}/configurationitems/web.yaml" in page.content()
+    _shot(page, tmp_path, "desk-item")
+    context.close()

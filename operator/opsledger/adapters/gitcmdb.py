@@ -369,6 +369,23 @@ class GitCMDB:
         """A file on the protected branch as last fetched, or None."""
         return self._guarded(lambda repo: self._show(repo, f"origin/{self.branch}", path))
 
+    def log(self, path: str, limit: int = 50) -> list[tuple[str, str, str, str]]:
+        """(commit, author, committed at, subject) of the last `limit` commits on the protected
+        branch that touched `path`, newest first: the record's audit trail."""
+
+        def walk(repo: git.Repo) -> list[tuple[str, str, str, str]]:
+            out = repo.git.log(
+                f"--max-count={limit}",
+                "--format=%H%x1f%an <%ae>%x1f%cI%x1f%s",
+                f"origin/{self.branch}",
+                "--",
+                path,
+            )
+            rows = [line.split("\x1f") for line in out.splitlines() if line]
+            return [(r[0], r[1], r[2], r[3]) for r in rows if len(r) == 4]
+
+        return self._guarded(walk)
+
     def list_files(self, folder: str) -> list[str]:
         """The paths of the files directly in `folder` on the protected branch, as last fetched."""
 

@@ -435,6 +435,15 @@ class DeskSettings(BaseModel):
         description="A file holding the key the forms' CSRF tokens are signed with (shared by "
         "the desk's replicas); unset: a random key per process.",
     )
+    cmdb_url: str | None = Field(
+        default=None,
+        description="The CMDB remote, read (never written) for the CMDB page's history of each "
+        "record; unset: the page says where the history is instead.",
+    )
+    cmdb_branch: str = Field(default="main", description="The CMDB's protected branch.")
+    cluster: str = Field(
+        default="local", description="The cluster's name in the CMDB (OPSLEDGER_CLUSTER)."
+    )
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -461,6 +470,9 @@ class DeskSettings(BaseModel):
             "OPSLEDGER_DESK_PUBLIC_STATUS": "public_status",
             "OPSLEDGER_DESK_PAGE_NAME": "page_name",
             "OPSLEDGER_DESK_SECRET_FILE": "secret_file",
+            "OPSLEDGER_DESK_CMDB_URL": "cmdb_url",
+            "OPSLEDGER_CMDB_BRANCH": "cmdb_branch",
+            "OPSLEDGER_CLUSTER": "cluster",
         }.items():
             if env.get(var):
                 values[name] = env[var]

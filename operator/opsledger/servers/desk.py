@@ -11,6 +11,7 @@ carries a CSRF token bound to the person.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
@@ -22,12 +23,15 @@ from typing import Any
 import jinja2
 from aiohttp import web
 
-from opsledger.domain import desk, status_page
-from opsledger.models import CHANGE, INCIDENT, SERVICE_LEVEL, SERVICE_REQUEST
+from opsledger.domain import desk, desk_views, status_page
+from opsledger.domain.records import record_path
+from opsledger.domain.redaction import Redactor
+from opsledger.models import CHANGE, CONFIGURATION_ITEM, INCIDENT, SERVICE_LEVEL, SERVICE_REQUEST
 from opsledger.models.settings import DeskSettings
 from opsledger.services.desk import (
     DeskApp,
     DeskCache,
+    RecordHistory,
     RefusedError,
     TokenPeople,
     calendar,
@@ -36,6 +40,7 @@ from opsledger.services.desk import (
 )
 
 log = logging.getLogger("opsledger.desk")
+_REDACT = Redactor()
 OPEN_PATHS = ("/healthz",)
 STATUS_PATHS = ("/status", "/api/v2/summary.json")
 
@@ -47,9 +52,11 @@ class Desk:
     secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
+    history: RecordHistory | None = None
+
     @classmethod
     def of(cls, state: DeskApp) -> Desk:
-        return cls(state.settings, state.cache, state.secret)
+        return cls(state.settings, state.cache, state.secret, history=state.history)
 
     def __post_init__(self) -> None:
         self.proxies = desk.parse_networks(self.settings.trusted_proxies)
@@ -59,6 +66,8 @@ class Desk:
             autoescape=True,
             undefined=jinja2.ChainableUndefined,
         )
+        # JSON as text (autoescaping makes it safe in the page), not tojson's \u003c escapes
+        self.templates.filters["json"] = lambda v: json.dumps(v, ensure_ascii=False)
 
     # -- the plumbing ----------------------------------------------------------------------
 
@@ -251,6 +260,59 @@ class Desk:
             await asyncio.sleep(0.1)
         raise web.HTTPSeeOther(f"/incidents/{reported.namespace}/{reported.name}?reported")
 
+    # -- changes and the CMDB ----------------------------------------------------------------
+
+    async def changes(self, request: web.Request) -> web.Response:
+        chosen = desk_views.ChangeFilter(
+            phase=request.query.get("phase") or None, service=request.query.get("service") or None
+        )
+        found = desk_views.changes(self.cache.items(CHANGE.plural), chosen)
+        return self.render(request, "changes.html", changes=found, chosen=chosen)
+
+    async def change(self, request: web.Request) -> web.Response:
+        namespace, name = request.match_info["namespace"], request.match_info["name"]
+        found = self.cache.get(CHANGE.plural, namespace, name)
+        if found is None:
+            return self.message(
+                request, 404, "No such change", f"There is no change {namespace}/{name}."
+            )
+        # The plan as the CMDB record shows it: secret-looking values fingerprinted.
+        spec = _REDACT.change_spec(dict(found.get("spec") or {}))
+        return self.render(request, "change.html", change=found, spec=spec)
+
+    async def items(self, request: web.Request) -> web.Response:
+        query = (request.query.get("q") or "").strip()[:200]
+        found = desk_views.items(self.cache.items(CONFIGURATION_ITEM.plural), query)
+        return self.render(request, "items.html", items=found, query=query)
+
+    async def item(self, request: web.Request) -> web.Response:
+        namespace, name = request.match_info["namespace"], request.match_info["name"]
+        found = self.cache.get(CONFIGURATION_ITEM.plural, namespace, name)
+        if found is None:
+            return self.message(
+                request, 404, "No such item", f"There is no configuration item {namespace}/{name}."
+            )
+        picture = await asyncio.to_thread(
+            desk_views.impact_picture,
+            f"{namespace}/{name}",
+            self.cache.items(CONFIGURATION_ITEM.plural),
+        )
+        path = record_path(self.settings.cluster, namespace, CONFIGURATION_ITEM.plural, name)
+        history: list[tuple[str, str, str, str]] | None = None
+        unread = None
+        if self.history is not None:
+            history, unread = await asyncio.to_thread(self.history.log, path)
+        return self.render(
+            request,
+            "item.html",
+            item=found,
+            picture=picture,
+            box=(desk_views.BOX_WIDTH, desk_views.BOX_HEIGHT),
+            path=path,
+            history=history,
+            unread=unread,
+        )
+
     # -- service requests ------------------------------------------------------------------
 
     async def requests(self, request: web.Request) -> web.Response:
@@ -350,6 +412,10 @@ class Desk:
                 web.get("/calendar", self.calendar),
                 web.get("/api/v2/summary.json", self.summary_json),
                 web.post("/report", self.report),
+                web.get("/changes", self.changes),
+                web.get("/changes/{namespace}/{name}", self.change),
+                web.get("/cmdb", self.items),
+                web.get("/cmdb/{namespace}/{name}", self.item),
                 web.get("/requests", self.requests),
                 web.get("/requests/new/{namespace}/{service}/{item}", self.request_form),
                 web.post("/requests/new/{namespace}/{service}/{item}", self.request_service),

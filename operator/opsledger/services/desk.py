@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import threading
 import time
 from collections.abc import Iterable
@@ -23,6 +24,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from opsledger.adapters.gitcmdb import CMDBError, GitCMDB
 from opsledger.adapters.kube import GoneError, Kube
 from opsledger.domain import catalog
 from opsledger.domain.calendar_feed import entries
@@ -177,6 +179,34 @@ class DeskApp:
     settings: DeskSettings
     cache: DeskCache
     secret: bytes
+    history: RecordHistory | None = None
+
+
+class RecordHistory:
+    """The CMDB records' audit trail (`git log`), read from a clone of the remote that is
+    fetched at most every `every` seconds; the desk never writes to it."""
+
+    def __init__(self, cmdb: GitCMDB, every: float = 30.0) -> None:
+        self.cmdb = cmdb
+        self.every = every
+        self._fetched = -math.inf
+        self._lock = threading.Lock()
+
+    def log(self, path: str) -> tuple[list[tuple[str, str, str, str]], str | None]:
+        """(commit, author, when, subject) of the record at `path`, newest first; and, when the
+        remote cannot be read, why (then the last fetch's history, if any)."""
+        problem = None
+        with self._lock:
+            if time.monotonic() - self._fetched > self.every:
+                try:
+                    self.cmdb.refresh()
+                    self._fetched = time.monotonic()
+                except CMDBError as exc:
+                    problem = f"the CMDB could not be read just now: {exc}"
+        try:
+            return self.cmdb.log(path), problem
+        except CMDBError as exc:
+            return [], problem or f"the CMDB could not be read: {exc}"
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from opsledger.domain import selectors
 from opsledger.domain.redaction import Redactor
 from opsledger.models.settings import DeskSettings, Settings
 from opsledger.services.context import Context
-from opsledger.services.desk import DeskApp, DeskCache
+from opsledger.services.desk import DeskApp, DeskCache, RecordHistory
 
 log = logging.getLogger("opsledger")
 
@@ -110,4 +110,16 @@ def desk(settings: DeskSettings) -> DeskApp:
     )
     if settings.secret_file and len(secret) < 16:
         raise ValueError(f"{settings.secret_file}: the desk's secret needs 16 bytes or more")
-    return DeskApp(settings, DeskCache(kube.Kube(kube.api_client(settings.kubeconfig))), secret)
+    history = None
+    if settings.cmdb_url:
+        workdir = Path(tempfile.gettempdir()) / "opsledger-desk-cmdb" / settings.cluster
+        clone = GitCMDB(
+            settings.cmdb_url,
+            workdir,
+            cluster=settings.cluster,
+            branch=settings.cmdb_branch,
+            credentials=credentials_from_env(os.environ),
+        )
+        history = RecordHistory(clone)
+    cache = DeskCache(kube.Kube(kube.api_client(settings.kubeconfig)))
+    return DeskApp(settings, cache, secret, history)
