@@ -167,6 +167,27 @@ def test_the_desk_runs_restricted_with_its_own_identity_that_only_reads_and_impe
     assert groups[0]["resourceNames"] == ["team-shop", "sre"]
     key = find(docs, "Secret", "ol-opsledger-desk")["data"]["csrf-key"]
     assert len(base64.b64decode(key)) == 48
+    assert "OPSLEDGER_DESK_CMDB_URL" not in env  # no history unless asked for
+
+    # The record history: the CMDB's address and read-only credentials of their own.
+    history = helm.template(
+        sets=[
+            "desk.enabled=true",
+            "desk.history.enabled=true",
+            "desk.history.secretName=cmdb-read-only",
+            "cmdb.url=https://git.example.com/ops/cmdb.git",
+            "cmdb.auth.type=token",
+            "cmdb.auth.token=s3cret",
+        ]
+    )
+    pod = find(history, "Deployment", "ol-opsledger-desk")["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert env["OPSLEDGER_DESK_CMDB_URL"] == "https://git.example.com/ops/cmdb.git"
+    assert env["OPSLEDGER_CMDB_TOKEN_FILE"] == "/etc/opsledger/cmdb/token"
+    assert env["HOME"] == "/tmp"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["cmdb-credentials"]["secret"]["secretName"] == "cmdb-read-only"
+    assert volumes["tmp"] == {"name": "tmp", "emptyDir": {}}
 
 
 @pytest.mark.parametrize(
