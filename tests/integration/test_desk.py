@@ -503,11 +503,11 @@ def test_jane_requests_a_catalog_item_and_watches_its_standard_change_complete(
 
     def offered() -> bool:
         page.goto(desk_url + "/requests")
-        return "More replicas for the shop" in page.content()
+        return f"/requests/new/{NS}/shop/scale-web" in page.content()
 
     wait_for(offered, timeout=60, what="the catalog item on the Requests page")
     _shot(page, tmp_path, "desk-catalog")
-    page.click("text=More replicas for the shop")
+    page.click(f"a[href='/requests/new/{NS}/shop/scale-web']")  # other suites' shops too
     assert page.get_attribute("#p_replicas", "type") == "number"
     assert page.get_attribute("#p_replicas", "max") == "6"
     page.fill("#p_replicas", "3")
@@ -539,7 +539,7 @@ def test_jane_requests_a_catalog_item_and_watches_its_standard_change_complete(
     context = browser.new_context(extra_http_headers=BOB, viewport={"width": 1100, "height": 700})
     page = context.new_page()
     page.goto(desk_url + "/requests")
-    page.click("text=More replicas for the shop")
+    page.click(f"a[href='/requests/new/{NS}/shop/scale-web']")  # other suites' shops too
     page.fill("#p_replicas", "2")
     page.click("button[type=submit]")
     text = page.wait_for_selector("[role=alert]").inner_text()
@@ -578,7 +578,7 @@ def test_the_changes_and_cmdb_pages_show_approval_plan_impact_and_history(
     context = browser.new_context(extra_http_headers=JANE, viewport={"width": 1100, "height": 800})
     page = context.new_page()
     page.goto(desk_url + "/changes?phase=Completed&service=shop")
-    page.click("text=Scale web to 3")
+    page.click(f"a[href^='/changes/{NS}/req-scale-web-']")
     assert page.inner_text("dd.phase") == "Completed"
     assert "fulfilling request scale-web-" in page.inner_text("main")  # the request it is for
     approval = page.inner_text("dd.approval")
@@ -589,7 +589,7 @@ def test_the_changes_and_cmdb_pages_show_approval_plan_impact_and_history(
     _shot(page, tmp_path, "desk-change")
 
     def found() -> bool:
-        page.goto(desk_url + "/cmdb?q=shop")
+        page.goto(f"{desk_url}/cmdb?q={NS}+shop")
         return "storefront" in page.content() and "orders-db" in page.content()
 
     wait_for(found, what="the shop's items in the CMDB search")
