@@ -140,6 +140,7 @@ def desk_url(
     cmdb = {
         "OPSLEDGER_DESK_CMDB_URL": str(devenv.cmdb_remote),
         "OPSLEDGER_CLUSTER": devenv.env()["OPSLEDGER_CLUSTER"],
+        "OPSLEDGER_DESK_PROMETHEUS_URL": devenv.env()["OPSLEDGER_PROMETHEUS_URL"],
     }
     with _desk(devenv, tmp_path_factory.mktemp("desk") / "desk.log", **cmdb) as url:
         yield url
@@ -275,6 +276,23 @@ def test_jane_reports_an_issue_that_the_api_server_records_as_hers(
     assert "Reported by</dt><dd>jane" in page.content()
     assert "Respond by" in page.content()  # the ServiceLevel's P1 target
     _shot(page, tmp_path, "desk-incident")
+
+    # The service's own page: its objective's budget over the window as Prometheus recorded
+    # the operator's gauge, the window and freezes, its open incidents.
+    def charted() -> bool:
+        page.goto(f"{desk_url}/services/{NS}/checkout")
+        return page.locator("svg.burn-down circle").count() == 1
+
+    wait_for(charted, timeout=60, what="the checkout objective's burn-down")
+    assert "error budget left" in page.inner_text("section.objective")
+    assert "Checkout times out at payment" in page.content()  # its open P1
+    assert page.inner_text("dd.freezes") == "none coming"
+    assert "may start" in page.inner_text("dd.window")  # no maintenance windows: any time
+    _shot(page, tmp_path, "desk-service")
+    page.goto(f"{desk_url}/services/{NS}/batch")
+    window = page.inner_text("dd.window")  # a nightly hour: held, but for that hour
+    assert "maintenance window" in window or window.startswith("held: outside"), window
+    assert page.inner_text("dd.next-window").endswith("Z")  # the window it waits for or is in
 
     page.goto(desk_url + "/incidents?priority=P1&state=open")
     assert "Checkout times out at payment" in page.content()

@@ -18,7 +18,8 @@ class PrometheusQueryError(PrometheusUnavailableError):
 
 
 class Prometheus:
-    """Instant queries against one Prometheus, counted (tests and benchmarks read `queries`)."""
+    """Instant and range queries against one Prometheus, counted (tests and benchmarks read
+    `queries`)."""
 
     def __init__(self, url: str, *, timeout: float = 15.0) -> None:
         self.url = url.rstrip("/")
@@ -35,10 +36,25 @@ class Prometheus:
     def instant(self, query: str, at: datetime | None = None) -> list[dict[str, Any]]:
         """The vector an instant query returns (at `at`, or now)."""
         form = {"query": query, **({"time": f"{at.timestamp():.3f}"} if at else {})}
+        return self._ask("query", form)
+
+    def range(
+        self, query: str, start: datetime, end: datetime, step_seconds: float
+    ) -> list[dict[str, Any]]:
+        """The matrix a range query returns: each series' [time, value] from `start` to `end`."""
+        form = {
+            "query": query,
+            "start": f"{start.timestamp():.3f}",
+            "end": f"{end.timestamp():.3f}",
+            "step": f"{max(step_seconds, 1.0):.0f}",
+        }
+        return self._ask("query_range", form)
+
+    def _ask(self, endpoint: str, form: dict[str, str]) -> list[dict[str, Any]]:
         self.queries += 1
         try:
             response = self._session.post(
-                f"{self.url}/api/v1/query", data=form, timeout=self.timeout
+                f"{self.url}/api/v1/{endpoint}", data=form, timeout=self.timeout
             )
         except requests.RequestException as exc:
             raise PrometheusUnavailableError(

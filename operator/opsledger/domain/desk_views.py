@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from opsledger.domain.impact import edges
+from opsledger.domain.times import rfc3339
 
 ACTIVE = ("PendingApproval", "Approved", "Scheduled", "InProgress", "Verifying")
 
@@ -178,3 +180,43 @@ def impact_picture(
             )
     width = MARGIN * 2 + (max(shown) - low) * COLUMN + BOX_WIDTH
     return Picture(width, height, tuple(boxes), tuple(lines), left_out)
+
+
+# -- a service's page --------------------------------------------------------------------------
+
+CHART_WIDTH, CHART_HEIGHT, CHART_PAD = 560, 120, 6
+
+
+@dataclass(frozen=True)
+class BurnDown:
+    """An objective's error budget left over its window, as a line in a chart's box: 1 (all
+    left) at the top, 0 (spent) at `zero`, overspent below it."""
+
+    points: str  # "x,y x,y ..." for an SVG polyline; empty: nothing recorded
+    zero: int  # the y of "spent"
+    end: tuple[int, int] | None  # the last point (marked: a new objective has only that one)
+    first: str | None  # when the recorded line begins (RFC 3339)
+    last: float | None  # the budget left at its end
+    width: int = CHART_WIDTH
+    height: int = CHART_HEIGHT
+
+
+def burn_down(samples: Iterable[tuple[float, float]], start: float, end: float) -> BurnDown:
+    """`samples` (unix time, budget left) between `start` and `end` as a BurnDown."""
+    kept = sorted((t, v) for t, v in samples if start <= t <= end)
+    low = min([0.0, *(v for _, v in kept)])
+    span_y = 1.0 - low or 1.0
+    inner_w, inner_h = CHART_WIDTH - 2 * CHART_PAD, CHART_HEIGHT - 2 * CHART_PAD
+
+    def y(value: float) -> int:
+        return round(CHART_PAD + (1.0 - min(value, 1.0)) / span_y * inner_h)
+
+    xy = [(round(CHART_PAD + (t - start) / (end - start or 1) * inner_w), y(v)) for t, v in kept]
+    first = rfc3339(datetime.fromtimestamp(kept[0][0], UTC)) if kept else None
+    return BurnDown(
+        " ".join(f"{x},{y_}" for x, y_ in xy),
+        y(0.0),
+        xy[-1] if xy else None,
+        first,
+        kept[-1][1] if kept else None,
+    )

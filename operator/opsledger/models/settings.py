@@ -444,6 +444,11 @@ class DeskSettings(BaseModel):
     cluster: str = Field(
         default="local", description="The cluster's name in the CMDB (OPSLEDGER_CLUSTER)."
     )
+    prometheus_url: str | None = Field(
+        default=None,
+        description="Prometheus, asked for each objective's error budget over its window (the "
+        "operator's opsledger_slo_error_budget_remaining) to draw its burn-down.",
+    )
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -471,6 +476,7 @@ class DeskSettings(BaseModel):
             "OPSLEDGER_DESK_PAGE_NAME": "page_name",
             "OPSLEDGER_DESK_SECRET_FILE": "secret_file",
             "OPSLEDGER_DESK_CMDB_URL": "cmdb_url",
+            "OPSLEDGER_DESK_PROMETHEUS_URL": "prometheus_url",
             "OPSLEDGER_CMDB_BRANCH": "cmdb_branch",
             "OPSLEDGER_CLUSTER": "cluster",
         }.items():

@@ -29,6 +29,7 @@ from opsledger.domain.redaction import Redactor
 from opsledger.models import CHANGE, CONFIGURATION_ITEM, INCIDENT, SERVICE_LEVEL, SERVICE_REQUEST
 from opsledger.models.settings import DeskSettings
 from opsledger.services.desk import (
+    BudgetHistory,
     DeskApp,
     DeskCache,
     RecordHistory,
@@ -37,6 +38,7 @@ from opsledger.services.desk import (
     calendar,
     report_issue,
     request_service,
+    service_page,
 )
 
 log = logging.getLogger("opsledger.desk")
@@ -53,10 +55,17 @@ class Desk:
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     history: RecordHistory | None = None
+    budgets: BudgetHistory | None = None
 
     @classmethod
     def of(cls, state: DeskApp) -> Desk:
-        return cls(state.settings, state.cache, state.secret, history=state.history)
+        return cls(
+            state.settings,
+            state.cache,
+            state.secret,
+            history=state.history,
+            budgets=state.budgets,
+        )
 
     def __post_init__(self) -> None:
         self.proxies = desk.parse_networks(self.settings.trusted_proxies)
@@ -153,6 +162,26 @@ class Desk:
             self.cache.items(SERVICE_LEVEL.plural), self.cache.items(INCIDENT.plural)
         )
         return self.render(request, "services.html", rows=rows, ready=self.cache.ready)
+
+    async def service(self, request: web.Request) -> web.Response:
+        namespace, name = request.match_info["namespace"], request.match_info["name"]
+        page = await asyncio.to_thread(
+            service_page, self.cache, self.budgets, namespace, name, self.clock()
+        )
+        if page is None:
+            return self.message(
+                request, 404, "No such service", f"There is no ServiceLevel {namespace}/{name}."
+            )
+        status = page.level.get("status") or {}
+        return self.render(
+            request,
+            "service.html",
+            page=page,
+            spec=page.spec,
+            level_status=status,
+            measured={o.get("name"): o for o in status.get("objectives") or ()},
+            offers=desk.offers([page.level]),
+        )
 
     async def incidents(self, request: web.Request) -> web.Response:
         query = request.query
@@ -405,6 +434,7 @@ class Desk:
             [
                 web.get("/healthz", self.healthz),
                 web.get("/", self.services),
+                web.get("/services/{namespace}/{name}", self.service),
                 web.get("/incidents", self.incidents),
                 web.get("/incidents/{namespace}/{name}", self.incident),
                 web.get("/report", self.report_form),

@@ -26,6 +26,7 @@ from pydantic import ValidationError
 
 from opsledger.adapters.gitcmdb import CMDBError, GitCMDB
 from opsledger.adapters.kube import GoneError, Kube
+from opsledger.adapters.prometheus import Prometheus, PrometheusUnavailableError
 from opsledger.domain import catalog
 from opsledger.domain.calendar_feed import entries
 from opsledger.domain.desk import (
@@ -36,11 +37,15 @@ from opsledger.domain.desk import (
     Person,
     calendar_days,
     incident_name,
+    is_open,
     period,
     person_from_review,
     request_name,
 )
+from opsledger.domain.desk_views import BurnDown, burn_down
+from opsledger.domain.slo import escape_label_value, seconds
 from opsledger.domain.validation import describe
+from opsledger.domain.windows import Decision, decide
 from opsledger.models import (
     CHANGE,
     CONFIGURATION_ITEM,
@@ -180,6 +185,7 @@ class DeskApp:
     cache: DeskCache
     secret: bytes
     history: RecordHistory | None = None
+    budgets: BudgetHistory | None = None
 
 
 class RecordHistory:
@@ -342,3 +348,112 @@ def calendar(
         ):
             rows.append((spec.service, e.start, e.end, e.kind, e.what))
     return start, calendar_days(rows, start, days)
+
+
+# -- a service's page ---------------------------------------------------------------------------
+
+
+class BudgetHistory:
+    """Each objective's error budget left over its window, as Prometheus recorded the operator's
+    `opsledger_slo_error_budget_remaining`; asked at most every `every` seconds per objective."""
+
+    def __init__(self, prometheus: Prometheus, every: float = 15.0) -> None:
+        self.prometheus = prometheus
+        self.every = every
+        self._kept: dict[tuple[str, str, str], tuple[float, BurnDown | str]] = {}
+        self._lock = threading.Lock()
+
+    def burn_down(
+        self, namespace: str, level: str, objective: str, window: str, now: datetime
+    ) -> BurnDown | str:
+        """The chart, or why there is none."""
+        key = (namespace, level, objective)
+        with self._lock:
+            kept = self._kept.get(key)
+        if kept is not None and time.monotonic() - kept[0] < self.every:
+            return kept[1]
+        span = seconds(window)
+        labels = ",".join(
+            f'{k}="{escape_label_value(v)}"'
+            for k, v in (
+                ("namespace", namespace),
+                ("servicelevel", level),
+                ("objective", objective),
+            )
+        )
+        # 120 whole steps ending now (so the last is evaluated at now), each step's last value:
+        # the operator's gauge is scraped far more often than the steps
+        step = max(round(span / 120), 15)
+        end = datetime.fromtimestamp(int(now.timestamp()), now.tzinfo)
+        start = end - timedelta(seconds=step * 120)
+        query = f"last_over_time(opsledger_slo_error_budget_remaining{{{labels}}}[{step}s])"
+        try:
+            series = self.prometheus.range(query, start, end, step)
+        except PrometheusUnavailableError as exc:
+            answer: BurnDown | str = f"Prometheus did not answer: {exc}"
+        else:
+            samples = [
+                (float(t), float(v))
+                for s in series[:1]
+                for t, v in s.get("values") or ()
+                if math.isfinite(float(v))
+            ]
+            answer = burn_down(samples, start.timestamp(), end.timestamp())
+        with self._lock:
+            self._kept[key] = (time.monotonic(), answer)
+        return answer
+
+
+@dataclass(frozen=True)
+class ServicePage:
+    level: dict[str, Any]
+    spec: ServiceLevelSpec | None
+    problem: str | None  # why the spec could not be read
+    decision: Decision | None  # may a change start now, or the next window
+    freezes: list[Any]  # the freezes not yet over
+    incidents: list[dict[str, Any]]  # its open incidents
+    charts: dict[str, BurnDown | str]  # objective → its burn-down, or why there is none
+
+
+def service_page(
+    cache: DeskCache,
+    budgets: BudgetHistory | None,
+    namespace: str,
+    name: str,
+    now: datetime,
+) -> ServicePage | None:
+    """What the page of ServiceLevel `namespace/name` shows; None when there is none."""
+    level = cache.get(SERVICE_LEVEL.plural, namespace, name)
+    if level is None:
+        return None
+    try:
+        spec: ServiceLevelSpec | None = ServiceLevelSpec.model_validate(level.get("spec") or {})
+    except ValidationError as exc:
+        return ServicePage(level, None, describe(exc), None, [], [], {})
+    assert spec is not None
+    decision = decide(
+        now, windows=spec.maintenance_windows, freezes=spec.freezes, blackouts=spec.blackouts
+    )
+    incidents = [
+        i
+        for i in cache.items(INCIDENT.plural)
+        if (i.get("metadata") or {}).get("namespace") == namespace
+        and (i.get("spec") or {}).get("service") == spec.service
+        and is_open(i)
+    ]
+    charts: dict[str, BurnDown | str] = {}
+    for objective in spec.objectives:
+        charts[objective.name] = (
+            budgets.burn_down(namespace, name, objective.name, objective.window, now)
+            if budgets is not None
+            else "the desk is not given Prometheus's address (OPSLEDGER_DESK_PROMETHEUS_URL)"
+        )
+    return ServicePage(
+        level,
+        spec,
+        None,
+        decision,
+        sorted((f for f in spec.freezes if f.end > now), key=lambda f: f.start),
+        sorted(incidents, key=lambda i: str((i.get("status") or {}).get("priority") or "P9")),
+        charts,
+    )

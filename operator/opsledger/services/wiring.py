@@ -18,7 +18,7 @@ from opsledger.domain import selectors
 from opsledger.domain.redaction import Redactor
 from opsledger.models.settings import DeskSettings, Settings
 from opsledger.services.context import Context
-from opsledger.services.desk import DeskApp, DeskCache, RecordHistory
+from opsledger.services.desk import BudgetHistory, DeskApp, DeskCache, RecordHistory
 
 log = logging.getLogger("opsledger")
 
@@ -121,5 +121,8 @@ def desk(settings: DeskSettings) -> DeskApp:
             credentials=credentials_from_env(os.environ),
         )
         history = RecordHistory(clone)
+    budgets = (
+        BudgetHistory(Prometheus(settings.prometheus_url)) if settings.prometheus_url else None
+    )
     cache = DeskCache(kube.Kube(kube.api_client(settings.kubeconfig)))
-    return DeskApp(settings, cache, secret, history)
+    return DeskApp(settings, cache, secret, history, budgets)

@@ -7,6 +7,7 @@ from typing import Any
 
 from opsledger.domain.desk_views import (
     ChangeFilter,
+    burn_down,
     changes,
     impact_picture,
     items,
@@ -75,3 +76,15 @@ def test_the_search_and_the_change_filter() -> None:
         "Completed"
     ]
     assert len(changes(found, ChangeFilter(service="shop"))) == 2
+
+
+def test_the_burn_down_runs_from_all_left_at_the_top_to_overspent_below_zero() -> None:
+    chart = burn_down([(100.0, 1.0), (150.0, 0.5), (200.0, -0.5), (999.0, 0.9)], 100.0, 200.0)
+    points = [tuple(map(int, p.split(","))) for p in chart.points.split()]
+    assert len(points) == 3  # the sample after the window's end is left out
+    assert points[0][1] < points[1][1] < chart.zero < points[2][1]  # down: the budget burns
+    assert points[0][0] < points[1][0] < points[2][0]
+    assert chart.end == points[-1]
+    assert chart.last == -0.5
+    empty = burn_down([], 0.0, 1.0)
+    assert (empty.points, empty.end, empty.first) == ("", None, None)
