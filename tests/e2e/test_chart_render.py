@@ -178,6 +178,7 @@ def test_the_desk_runs_restricted_with_its_own_identity_that_only_reads_and_impe
             "cmdb.url=https://git.example.com/ops/cmdb.git",
             "cmdb.auth.type=token",
             "cmdb.auth.token=s3cret",
+            "prometheus.url=http://prometheus.monitoring:9090",
         ]
     )
     pod = find(history, "Deployment", "ol-opsledger-desk")["spec"]["template"]["spec"]
@@ -185,6 +186,7 @@ def test_the_desk_runs_restricted_with_its_own_identity_that_only_reads_and_impe
     assert env["OPSLEDGER_DESK_CMDB_URL"] == "https://git.example.com/ops/cmdb.git"
     assert env["OPSLEDGER_CMDB_TOKEN_FILE"] == "/etc/opsledger/cmdb/token"
     assert env["HOME"] == "/tmp"
+    assert env["OPSLEDGER_DESK_PROMETHEUS_URL"] == "http://prometheus.monitoring:9090"
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["cmdb-credentials"]["secret"]["secretName"] == "cmdb-read-only"
     assert volumes["tmp"] == {"name": "tmp", "emptyDir": {}}
