@@ -420,6 +420,27 @@ def test_without_a_recorded_requester_a_strict_mode_approves_nothing() -> None:
     assert move.conditions[0].reason == "RequesterUnknown"
 
 
+def test_who_asked_through_a_service_request_cannot_approve_the_change_made_for_them() -> None:
+    """OpsLedger made the change (its requester), for Jane's request (onBehalfOf): Jane's own
+    approving review counts for nothing; Alice's approves it."""
+    spec = _spec(
+        requester={"username": "system:serviceaccount:opsledger:opsledger"},
+        onBehalfOf={"username": "jane"},
+    )
+
+    def judged(approver: str) -> Any:
+        back = ReadBack(_merge(), approvals=(Identity("forge", approver),), strict=True)
+        return transition(
+            _facts(P.PENDING_APPROVAL, spec, approval=_proposed(spec), read_back=back)
+        )
+
+    own = judged("jane")
+    assert own.phase is None
+    assert own.conditions[0].reason == "ApprovalsMissing"
+    assert "jane is the requester" in own.conditions[0].message
+    assert judged("alice").phase is P.APPROVED
+
+
 def test_a_merge_the_forge_has_not_caught_up_with_decides_nothing_yet() -> None:
     back = ReadBack(_merge(), PR(open=True), settled=False)
     move = transition(_facts(P.PENDING_APPROVAL, approval=_proposed(), read_back=back))
