@@ -58,6 +58,7 @@ bench: setup               ## benchmarks: figures and ratios, not pass/fail
 	$(BIN)/python bench/webhook_latency.py
 	$(BIN)/python bench/window_decisions.py
 	$(BIN)/python bench/desk_pages.py
+	$(BIN)/python bench/reaction.py
 
 clean:
 	-$(BIN)/opsledger dev down

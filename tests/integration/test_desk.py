@@ -345,7 +345,9 @@ def test_the_calendar_shows_a_freeze_and_the_weekly_window(
     page = context.new_page()
 
     def shown() -> bool:  # the cache follows the watch
-        page.goto(desk_url + "/calendar?view=week")
+        # one service: in the whole suite other modules' services fill the week (a window a
+        # minute), and a full-page screenshot of them all outlasts Playwright's timeout
+        page.goto(desk_url + "/calendar?view=week&service=checkout")
         return "Black Friday trading" in page.content()
 
     wait_for(shown, timeout=10, what="the freeze on the calendar")

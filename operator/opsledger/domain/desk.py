@@ -307,8 +307,34 @@ def calendar_days(
             for service, s, e, kind, what in listed
             if s < ends and e > begins
         ]
-        result.append(Day(begins, items))
+        result.append(Day(begins, _collapsed(items)))
     return result
+
+
+SHOWN_PER_DAY = 3  # occurrences of one thing a day shows before it sums up the rest
+
+
+def _collapsed(items: list[tuple[str, str, str, str]]) -> list[tuple[str, str, str, str]]:
+    """A day's entries with each (service, kind, what) shown at most SHOWN_PER_DAY times, the
+    rest summed up in one line (a window every minute is 1,440 entries a day)."""
+    counts: dict[tuple[str, str, str], int] = {}
+    for service, kind, what, _ in items:
+        counts[(service, kind, what)] = counts.get((service, kind, what), 0) + 1
+    seen: dict[tuple[str, str, str], int] = {}
+    last: dict[tuple[str, str, str], str] = {}
+    for service, kind, what, when in items:
+        last[(service, kind, what)] = when
+    out = []
+    for service, kind, what, when in items:
+        key = (service, kind, what)
+        seen[key] = seen.get(key, 0) + 1
+        if seen[key] < SHOWN_PER_DAY or counts[key] <= SHOWN_PER_DAY:
+            out.append((service, kind, what, when))
+        elif seen[key] == SHOWN_PER_DAY:
+            more = counts[key] - SHOWN_PER_DAY + 1
+            until = last[key].rsplit("–", 1)[-1]
+            out.append((service, kind, f"{what}: {more} more times, until {until}", "…"))
+    return out
 
 
 # -- the service catalog ---------------------------------------------------------------------

@@ -165,6 +165,29 @@ def test_an_entry_is_shown_on_every_day_it_touches_with_that_days_hours() -> Non
     assert days[2].items == []
 
 
+def test_a_window_every_minute_is_summed_up_not_listed_1440_times() -> None:
+    start = datetime(2026, 11, 30, tzinfo=UTC)
+    windows = [
+        (
+            "shop",
+            start + timedelta(minutes=m),
+            start + timedelta(minutes=m, seconds=30),
+            "window",
+            "w",
+        )
+        for m in range(600)
+    ]
+    freeze = ("pay", start + timedelta(hours=1), start + timedelta(hours=2), "freeze", "f")
+    [day] = calendar_days([*windows, freeze], start, 1)
+    assert day.items[:2] == [
+        ("shop", "window", "w", "00:00–00:00"),
+        ("shop", "window", "w", "00:01–00:01"),
+    ]
+    assert ("shop", "window", "w: 598 more times, until 09:59", "…") in day.items
+    assert ("pay", "freeze", "f", "01:00–02:00") in day.items  # others are not swallowed
+    assert len(day.items) == 4
+
+
 def test_a_reviewed_token_is_a_person_or_a_service_account_never_a_superuser() -> None:
     sa = person_from_review(
         "system:serviceaccount:shop:reporter",
