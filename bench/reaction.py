@@ -196,20 +196,28 @@ def _alerts(cluster: Cluster, trials: int) -> list[float]:
     return samples
 
 
-def _change(cluster: Cluster, name: str, not_before: datetime, target: str = "web") -> str:
+def _create_change(cluster: Cluster, name: str, not_before: datetime, target: str) -> None:
     spec: dict[str, Any] = {
         "type": "normal",
         "summary": f"Bench {name}",
         "service": "shop",
         "targets": [target],  # one item each: two changes in progress on one would conflict
+        "schedule": {"notBefore": _rfc(not_before)},
     }
-    spec["schedule"] = {"notBefore": _rfc(not_before)}
     cluster.create("changes", "Change", name, spec)
+
+
+def _proposal(cluster: Cluster, name: str) -> str:
     _until(
         lambda: (cluster.status(name).get("approval") or {}).get("proposalBranch"),
         f"the proposal of {name}",
     )
     return str(cluster.status(name)["approval"]["proposalBranch"])
+
+
+def _change(cluster: Cluster, name: str, not_before: datetime, target: str = "web") -> str:
+    _create_change(cluster, name, not_before, target)
+    return _proposal(cluster, name)
 
 
 def _merges(cluster: Cluster, trials: int) -> list[float]:
@@ -228,30 +236,33 @@ def _merges(cluster: Cluster, trials: int) -> list[float]:
 
 
 def _windows(cluster: Cluster, trials: int) -> list[float]:
-    """Approved changes whose notBefore passes a few seconds apart, inside the open window."""
-    first = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=90 + trials * 4)
+    """Approved changes whose notBefore passes a few seconds apart, inside the open window:
+    all made and approved first (proposed and merged together), then each start watched."""
+    first = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=150)
     starts = {f"start-{i}": first + timedelta(seconds=3 * i) for i in range(trials)}
     for i, (name, at) in enumerate(starts.items()):
         cluster.create("configurationitems", "ConfigurationItem", f"web-{i}", {"service": "shop"})
-        cluster.merge(_change(cluster, name, at, target=f"web-{i}"))
+        _create_change(cluster, name, at, f"web-{i}")
+    for name in starts:
+        cluster.merge(_proposal(cluster, name))
     for name in starts:
         _until(
             lambda name=name: (cluster.status(name).get("approval") or {}).get("approvedAt"),
             f"{name} approved",
             timeout=240,
         )
-    samples = []
-    for name, at in starts.items():
-        if datetime.now(UTC) > at:
-            raise RuntimeError(f"{name} was approved too late to measure its start")
-        seen = _until(
-            lambda name=name: cluster.status(name).get("phase") == "InProgress",
-            f"{name} in progress",
-            timeout=240,
-        )
-        # the moment seen, as wall-clock time, against the moment it became eligible
-        samples.append((datetime.now(UTC) - at).total_seconds() - (time.monotonic() - seen))
-    return samples
+    if datetime.now(UTC) > first:
+        raise RuntimeError("the changes were approved too late to measure their starts")
+    seen: dict[str, datetime] = {}
+    deadline = time.monotonic() + 300
+    while len(seen) < len(starts) and time.monotonic() < deadline:
+        for name in starts:  # all at once: each seen within one round (a few ms per change)
+            if name not in seen and cluster.status(name).get("phase") == "InProgress":
+                seen[name] = datetime.now(UTC)
+        time.sleep(POLL)
+    if len(seen) < len(starts):
+        raise TimeoutError(f"not in progress after 300 s: {sorted(set(starts) - set(seen))}")
+    return [(seen[name] - at).total_seconds() for name, at in starts.items()]
 
 
 def run(trials: int, tools: Toolbox, folder: Path) -> dict[str, Any]:
@@ -282,10 +293,14 @@ def run(trials: int, tools: Toolbox, folder: Path) -> dict[str, Any]:
         work = folder / "review"
         subprocess.run(["git", "clone", "--quiet", str(env.cmdb_remote), str(work)], check=True)
         cluster = Cluster(env, api, work)
-        result["floor"] = _figures(_floor(cluster, trials))
-        result["alert_to_incident"] = _figures(_alerts(cluster, trials))
-        result["merge_to_approved"] = _figures(_merges(cluster, trials))
-        result["window_to_in_progress"] = _figures(_windows(cluster, trials))
+        for name, measure in (
+            ("floor", _floor),
+            ("alert_to_incident", _alerts),
+            ("window_to_in_progress", _windows),
+            ("merge_to_approved", _merges),
+        ):
+            result[name] = _figures(measure(cluster, trials))
+            print(f"{name}: {result[name]}", file=sys.stderr, flush=True)
     return result
 
 
