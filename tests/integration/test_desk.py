@@ -598,6 +598,7 @@ def test_the_changes_and_cmdb_pages_show_approval_plan_impact_and_history(
     context = browser.new_context(extra_http_headers=JANE, viewport={"width": 1100, "height": 800})
     page = context.new_page()
     page.goto(desk_url + "/changes?phase=Completed&service=shop")
+    _shot(page, tmp_path, "desk-changes")
     page.click(f"a[href^='/changes/{NS}/req-scale-web-']")
     assert page.inner_text("dd.phase") == "Completed"
     assert "fulfilling request scale-web-" in page.inner_text("main")  # the request it is for
@@ -613,6 +614,7 @@ def test_the_changes_and_cmdb_pages_show_approval_plan_impact_and_history(
         return "storefront" in page.content() and "orders-db" in page.content()
 
     wait_for(found, what="the shop's items in the CMDB search")
+    _shot(page, tmp_path, "desk-cmdb")
     page.goto(desk_url + "/cmdb?q=team-data")
     assert "orders-db" in page.content()
     assert "storefront" not in page.content()
