@@ -99,6 +99,24 @@ class Desk:
     def message(self, request: web.Request, status: int, heading: str, text: str) -> web.Response:
         return self.render(request, "message.html", status, heading=heading, message=text)
 
+    def _expired(self, request: web.Request, where: str) -> web.Response:
+        """A form whose CSRF token is not the person's, or too old."""
+        return self.message(
+            request,
+            403,
+            "The form has expired",
+            f"This form was not issued to you by the desk, or it is too old. Open {where} "
+            "again and send it from there.",
+        )
+
+    async def _cached(self, plural: str, namespace: str, name: str) -> None:
+        """Wait (5 s at most) for what was just created to reach the watch-fed cache, so the
+        page it leads to shows it."""
+        for _ in range(50):
+            if self.cache.get(plural, namespace, name):
+                return
+            await asyncio.sleep(0.1)
+
     @web.middleware
     async def identify(
         self,
@@ -266,13 +284,7 @@ class Desk:
             return self.message(request, 401, "Sign in first", "Sign in to report an issue.")
         form = {k: str(v) for k, v in (await request.post()).items()}
         if not desk.csrf_valid(self.secret, person, form.get("csrf", ""), self.clock()):
-            return self.message(
-                request,
-                403,
-                "The form has expired",
-                "This form was not issued to you by the desk, or it is too old. Open Report an "
-                "issue again and send it from there.",
-            )
+            return self._expired(request, "Report an issue")
         namespace, _, service = form.get("service_key", "").partition("/")
         fields = {**form, "namespace": namespace, "service": service}
         try:
@@ -283,10 +295,7 @@ class Desk:
             log.info("report by %s refused: %s", person.username, exc)
             return self._report_form(request, person, exc.status, form=form, error=str(exc))
         log.info("%s reported %s/%s", person.username, reported.namespace, reported.name)
-        for _ in range(50):  # the watch brings it within moments; show it from the cache
-            if self.cache.get(INCIDENT.plural, reported.namespace, reported.name):
-                break
-            await asyncio.sleep(0.1)
+        await self._cached(INCIDENT.plural, reported.namespace, reported.name)
         raise web.HTTPSeeOther(f"/incidents/{reported.namespace}/{reported.name}?reported")
 
     # -- changes and the CMDB ----------------------------------------------------------------
@@ -393,13 +402,7 @@ class Desk:
             return self.message(request, 401, "Sign in first", "Sign in to request a service.")
         form = {k: str(v) for k, v in (await request.post()).items()}
         if not desk.csrf_valid(self.secret, person, form.get("csrf", ""), self.clock()):
-            return self.message(
-                request,
-                403,
-                "The form has expired",
-                "This form was not issued to you by the desk, or it is too old. Open the "
-                "catalog again and send it from there.",
-            )
+            return self._expired(request, "the catalog")
         offer = self._offer(request)
         if offer is None:
             return self.message(request, 404, "No such item", "The catalog has no such item.")
@@ -411,10 +414,7 @@ class Desk:
             log.info("request by %s refused: %s", person.username, exc)
             return self._request_form(request, person, offer, exc.status, form=form, error=str(exc))
         log.info("%s requested %s/%s", person.username, made.namespace, made.name)
-        for _ in range(50):  # the watch brings it within moments; show it from the cache
-            if self.cache.get(SERVICE_REQUEST.plural, made.namespace, made.name):
-                break
-            await asyncio.sleep(0.1)
+        await self._cached(SERVICE_REQUEST.plural, made.namespace, made.name)
         raise web.HTTPSeeOther(f"/requests/{made.namespace}/{made.name}?requested")
 
     async def service_request(self, request: web.Request) -> web.Response:
